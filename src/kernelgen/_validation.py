@@ -1,0 +1,80 @@
+"""Input validation shared by every public function (private module)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InvalidInputError, NonFiniteInputError, ShapeMismatchError
+
+__all__ = ["as_float_array", "check_finite", "check_same_rows"]
+
+_FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def as_float_array(
+    a,
+    name: str,
+    *,
+    ndim: tuple[int, ...] = (2,),
+    dtype=None,
+    allow_empty: bool = False,
+    copy: bool = False,
+    check_finite: bool = True,
+) -> np.ndarray:
+    """Return ``a`` as a floating NumPy array, or raise a named error.
+
+    Integer, boolean and unsigned arrays are converted to float64 (``dtype=None``);
+    float32/float64 keep their dtype unless ``dtype`` is given. Complex or object
+    arrays are refused. The input is never modified (a copy is made when needed).
+    """
+    if hasattr(a, "__array__") and not isinstance(a, np.ndarray):
+        a = np.asarray(a)
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except Exception as exc:  # pragma: no cover - numpy message is clear enough
+            raise InvalidInputError(f"{name} could not be converted to an array: {exc}") from exc
+    if a.dtype.kind in "cO" or a.dtype.kind in "SUV":
+        raise InvalidInputError(
+            f"{name} has dtype {a.dtype}; kernelgen needs real numbers "
+            "(float32/float64, or integers which are converted to float64)."
+        )
+    if a.ndim not in ndim:
+        raise ShapeMismatchError(
+            f"{name} must have {' or '.join(map(str, ndim))} dimension(s), got shape {a.shape}."
+        )
+    if not allow_empty and a.size == 0:
+        raise InvalidInputError(f"{name} is empty (shape {a.shape}); pass at least one sample.")
+    if dtype is None:
+        target = a.dtype if a.dtype.type in _FLOAT_DTYPES else np.dtype(np.float64)
+    else:
+        target = np.dtype(dtype)
+        if target.type not in _FLOAT_DTYPES:
+            raise InvalidInputError(f"dtype must be float32 or float64, got {target}.")
+    out = np.array(a, dtype=target, copy=True) if copy else np.asarray(a, dtype=target)
+    if check_finite:
+        _check_finite(out, name)
+    return out
+
+
+def _check_finite(a: np.ndarray, name: str) -> None:
+    if not np.isfinite(a).all():
+        n_nan = int(np.isnan(a).sum())
+        n_inf = int(np.isinf(a).sum())
+        raise NonFiniteInputError(
+            f"{name} contains {n_nan} NaN and {n_inf} infinite value(s); "
+            "remove or impute them before solving."
+        )
+
+
+def check_finite(a: np.ndarray, name: str) -> None:
+    """Raise :class:`NonFiniteInputError` if ``a`` holds NaN or inf."""
+    _check_finite(np.asarray(a), name)
+
+
+def check_same_rows(X: np.ndarray, Y: np.ndarray, xname: str = "X", yname: str = "y") -> None:
+    """Raise :class:`ShapeMismatchError` unless X and Y have the same number of rows."""
+    if X.shape[0] != Y.shape[0]:
+        raise ShapeMismatchError(
+            f"{xname} has {X.shape[0]} rows but {yname} has {Y.shape[0]}; they must match."
+        )

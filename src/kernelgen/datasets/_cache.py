@@ -154,7 +154,8 @@ def read_cache(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, ...]:
     if not path.is_file():
         raise FileNotFoundError(f"no cache file at {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        # Open the file ourselves: np.load(path) leaks its handle when the zip is unreadable.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             if sorted(z.files) != sorted(spec.names):
                 raise DataIntegrityError(
                     f"cache {path}: members {sorted(z.files)}, expected {sorted(spec.names)}."

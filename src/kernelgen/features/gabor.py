@@ -1,0 +1,687 @@
+"""Gabor filter banks and Gabor-modulus features for small images (e.g. MNIST).
+
+A Gabor filter is a complex plane wave under a Gaussian envelope (Gabor 1946; in two
+dimensions Daugman 1985). Zhang et al. (2017, section 5) report that applying "a Gabor
+wavelet transform" to MNIST before solving the kernel interpolation system ``K alpha = y``
+lowers the test error from 1.2% to 0.6%, but give no parameters. This module provides a
+documented, parameterised bank and a memory-bounded feature pipeline:
+
+    image -> |image * psi_{s, k}|  (complex modulus, one map per filter)
+          -> ** power              (optional compression, e.g. 0.5)
+          -> mean / max pooling    (window ``pool_size``, step ``pool_stride``)
+          -> flatten, per-image normalisation
+
+Conventions
+-----------
+* Coordinates: ``x`` is the column index (to the right), ``y`` the row index (downwards),
+  both centred on the filter's middle pixel (filters have odd side lengths).
+* A filter with orientation ``theta`` oscillates along the unit vector
+  ``(cos theta, sin theta)`` in (x, y): ``theta = 0`` varies along the columns and thus
+  responds to vertical strokes. Orientations are ``theta_k = k * pi / n_orientations``;
+  ``theta`` and ``theta + pi`` give the same modulus, so ``[0, pi)`` is enough.
+* ``frequency = 1 / wavelength`` in cycles per pixel.
+* Each filter has zero mean (Morlet correction, see :func:`gabor_filter`), so a constant
+  image gives no response, and its envelope is normalised to unit sum, so that a plane
+  wave ``exp(i 2 pi f x')`` of the matching frequency and orientation gives a response of
+  modulus close to 1 away from the borders.
+
+Dtype policy: float32 input gives complex64 FFTs and float32 features; anything else is
+computed in complex128 / float64 (unless ``dtype`` is given).
+
+References
+----------
+.. [1] D. Gabor, "Theory of communication", J. IEE 93(26):429-457, 1946.
+.. [2] J. G. Daugman, "Uncertainty relation for resolution in space, spatial frequency,
+       and orientation optimized by two-dimensional visual cortical filters",
+       J. Opt. Soc. Am. A 2(7):1160-1169, 1985 (2-D Gabor, eqs. 9-10; octave bandwidth).
+.. [3] C. Zhang, S. Bengio, M. Hardt, B. Recht, O. Vinyals, "Understanding deep learning
+       requires rethinking generalization", ICLR 2017, section 5.
+.. [4] J. Bruna and S. Mallat, "Invariant scattering convolution networks", IEEE TPAMI
+       35(8), 2013 (the Morlet zero-mean correction and modulus + averaging pipeline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Sequence
+
+import numpy as np
+import scipy.fft
+
+from .._validation import as_float_array
+from ..errors import InvalidInputError, MemoryBudgetError, ShapeMismatchError
+
+__all__ = [
+    "GaborBank",
+    "gabor_filter",
+    "gabor_bank",
+    "sigma_from_bandwidth",
+    "gabor_transform",
+    "pool2d",
+    "gabor_features",
+    "gabor_feature_dim",
+    "plot_gabor_bank",
+    "DEFAULT_MEMORY_BUDGET",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Default working-memory budget (bytes) for one batch of :func:`gabor_transform`.
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+# Temporaries alive at once per image in one batch, in units of one complex
+# (n_filters, P, P) spectrum: the product spectrum and its inverse FFT (scipy.fft may
+# allocate both), with the padded image spectra and the float modulus as smaller terms.
+_WORK_COPIES = 2.5
+
+
+def sigma_from_bandwidth(frequency, bandwidth: float = 1.0):
+    """Envelope width along the wave for a given half-magnitude octave bandwidth.
+
+    Parameters
+    ----------
+    frequency : float or array_like
+        Centre frequency in cycles per pixel (> 0).
+    bandwidth : float
+        Full width of the frequency response at half its peak magnitude, in octaves
+        (Daugman 1985: cortical simple cells have about 1-1.5 octaves).
+
+    Returns
+    -------
+    sigma : float or ndarray
+        Standard deviation (pixels) of the Gaussian envelope along the wave direction,
+        ``sigma = sqrt(ln 2 / 2) / (pi f) * (2**b + 1) / (2**b - 1)``.
+
+    Notes
+    -----
+    The envelope ``exp(-x^2 / (2 sigma^2))`` has Fourier transform of standard deviation
+    ``1 / (2 pi sigma)`` (cycles/pixel); its half-magnitude half-width is
+    ``sqrt(2 ln 2) / (2 pi sigma)``. Requiring the half-magnitude band to be
+    ``[f 2^{-b/2} ... ]`` of ratio ``2**b`` around ``f`` gives the formula above
+    (the same relation as scikit-image's ``gabor_kernel``).
+    """
+    f = np.asarray(frequency, dtype=float)
+    if np.any(f <= 0) or bandwidth <= 0:
+        raise InvalidInputError("frequency and bandwidth must be positive.")
+    b = float(bandwidth)
+    out = math.sqrt(math.log(2) / 2) / (math.pi * f) * (2**b + 1) / (2**b - 1)
+    return float(out) if out.ndim == 0 else out
+
+
+def gabor_filter(
+    frequency: float,
+    theta: float,
+    *,
+    sigma_x: float,
+    sigma_y: float | None = None,
+    size: int | None = None,
+    n_sigma: float = 3.0,
+    zero_mean: bool = True,
+    dtype=np.complex128,
+) -> np.ndarray:
+    """One complex 2-D Gabor filter (Daugman 1985, eq. 9).
+
+    ``psi(x, y) = g(x', y') * (exp(i 2 pi f x') - beta)`` with ``x' = x cos t + y sin t``,
+    ``y' = -x sin t + y cos t``, ``g = exp(-x'^2/(2 sx^2) - y'^2/(2 sy^2)) / Z`` and ``Z``
+    such that ``sum g = 1``.
+
+    Parameters
+    ----------
+    frequency : float
+        Frequency of the carrier in cycles per pixel (``1 / wavelength``), in (0, 0.5].
+    theta : float
+        Orientation (radians) of the wave vector, measured from the x (column) axis
+        towards the y (row, downward) axis.
+    sigma_x : float
+        Envelope standard deviation (pixels) along the wave direction ``x'``.
+    sigma_y : float, optional
+        Envelope standard deviation across the wave (along ``y'``); default ``sigma_x``.
+    size : int, optional
+        Odd side length of the square support. Default ``2 * ceil(n_sigma * max(sx, sy)) + 1``.
+    n_sigma : float
+        Half-width of the default support in envelope standard deviations.
+    zero_mean : bool
+        Subtract ``beta = sum(g exp(i 2 pi f x')) / sum(g)`` times the envelope (the Morlet
+        correction, Bruna & Mallat 2013), so that ``sum(psi) == 0``: the real part then has
+        zero mean and a constant image gives zero response. (The imaginary part is odd and
+        already sums to zero.)
+    dtype : complex dtype
+        ``complex64`` or ``complex128``.
+
+    Returns
+    -------
+    psi : ndarray of shape (size, size), complex
+        Row index = y, column index = x, centre at ``(size // 2, size // 2)``.
+
+    References
+    ----------
+    Gabor (1946); Daugman (1985) eqs. 9-10; Bruna & Mallat (2013) eq. 7 (Morlet).
+
+    Examples
+    --------
+    >>> psi = gabor_filter(0.25, 0.0, sigma_x=2.0)
+    >>> psi.shape, abs(psi.real.sum()) < 1e-12
+    ((13, 13), True)
+    """
+    if not (0 < frequency <= 0.5):
+        raise InvalidInputError(
+            f"frequency={frequency} must be in (0, 0.5] cycles/pixel (the Nyquist limit); "
+            "use a wavelength of at least 2 pixels."
+        )
+    if sigma_x <= 0 or (sigma_y is not None and sigma_y <= 0):
+        raise InvalidInputError("sigma_x and sigma_y must be positive.")
+    sigma_y = sigma_x if sigma_y is None else sigma_y
+    if size is None:
+        size = 2 * int(math.ceil(n_sigma * max(sigma_x, sigma_y))) + 1
+    size = int(size)
+    if size < 1 or size % 2 == 0:
+        raise InvalidInputError(f"size={size} must be a positive odd integer (centred filter).")
+    half = size // 2
+    y, x = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
+    c, s = math.cos(theta), math.sin(theta)
+    xr = x * c + y * s  # Daugman (1985) eq. 9: rotated coordinates
+    yr = -x * s + y * c
+    env = np.exp(-0.5 * (xr**2 / sigma_x**2 + yr**2 / sigma_y**2))
+    env /= env.sum()  # unit-sum envelope: matched plane wave -> response modulus ~ 1
+    carrier = np.exp(2j * np.pi * frequency * xr)
+    psi = env * carrier
+    if zero_mean:
+        beta = psi.sum() / env.sum()  # Morlet correction: sum(psi) becomes 0
+        psi = psi - beta * env
+    return psi.astype(dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaborBank:
+    """A bank of complex Gabor filters on a common square support.
+
+    Attributes
+    ----------
+    filters : ndarray of shape (n_scales * n_orientations, size, size), complex
+        Scale-major order: filter ``s * n_orientations + k`` has wavelength
+        ``wavelengths[s]`` and orientation ``thetas[k]``.
+    wavelengths : tuple of float
+        Carrier wavelengths in pixels (frequency = 1 / wavelength).
+    thetas : tuple of float
+        Orientations in radians, ``k * pi / n_orientations``.
+    sigmas : tuple of (float, float)
+        ``(sigma_x, sigma_y)`` of the envelope per scale.
+    """
+
+    filters: np.ndarray
+    wavelengths: tuple
+    thetas: tuple
+    sigmas: tuple
+
+    @property
+    def n_filters(self) -> int:
+        return int(self.filters.shape[0])
+
+    @property
+    def size(self) -> int:
+        return int(self.filters.shape[-1])
+
+    def params(self, index: int) -> dict:
+        """Wavelength, frequency, orientation and envelope widths of filter ``index``."""
+        s, k = divmod(int(index), len(self.thetas))
+        return {
+            "wavelength": self.wavelengths[s],
+            "frequency": 1.0 / self.wavelengths[s],
+            "theta": self.thetas[k],
+            "sigma_x": self.sigmas[s][0],
+            "sigma_y": self.sigmas[s][1],
+        }
+
+
+def gabor_bank(
+    *,
+    n_orientations: int = 8,
+    wavelengths: Sequence[float] = (4.0, 8.0),
+    bandwidth: float = 1.0,
+    aspect_ratio: float = 1.0,
+    n_sigma: float = 3.0,
+    size: int | None = None,
+    dtype=np.complex128,
+) -> GaborBank:
+    """Build a bank of ``len(wavelengths) * n_orientations`` zero-mean complex Gabor filters.
+
+    Parameters
+    ----------
+    n_orientations : int
+        Number of orientations, evenly spaced in ``[0, pi)``.
+    wavelengths : sequence of float
+        Carrier wavelengths in pixels (each >= 2, the Nyquist limit).
+    bandwidth : float
+        Half-magnitude frequency bandwidth in octaves along the wave; sets
+        ``sigma_x = sigma_from_bandwidth(1 / wavelength, bandwidth)`` (Daugman 1985).
+    aspect_ratio : float
+        ``sigma_y / sigma_x`` (> 1: elongated along the stroke, narrower orientation tuning).
+    n_sigma : float
+        Support half-width in envelope standard deviations (largest scale sets the size).
+    size : int, optional
+        Odd side length shared by all filters; default from the largest envelope.
+    dtype : complex dtype
+
+    Returns
+    -------
+    GaborBank
+
+    References
+    ----------
+    Daugman (1985), eqs. 9-10 and the octave-bandwidth relation; Zhang et al. (2017), §5.
+
+    Examples
+    --------
+    >>> bank = gabor_bank(n_orientations=4, wavelengths=(4.0,))
+    >>> bank.filters.shape
+    (4, 15, 15)
+    """
+    if int(n_orientations) != n_orientations or n_orientations < 1:
+        raise InvalidInputError(f"n_orientations={n_orientations} must be a positive integer.")
+    wavelengths = tuple(float(w) for w in wavelengths)
+    if not wavelengths or min(wavelengths) < 2.0:
+        raise InvalidInputError(
+            f"wavelengths={wavelengths} must be non-empty and each >= 2 pixels (Nyquist)."
+        )
+    if aspect_ratio <= 0 or bandwidth <= 0 or n_sigma <= 0:
+        raise InvalidInputError("bandwidth, aspect_ratio and n_sigma must be positive.")
+    sigmas = tuple(
+        (sx, sx * aspect_ratio)
+        for sx in (sigma_from_bandwidth(1.0 / w, bandwidth) for w in wavelengths)
+    )
+    if size is None:
+        size = 2 * int(math.ceil(n_sigma * max(max(s) for s in sigmas))) + 1
+    thetas = tuple(k * math.pi / n_orientations for k in range(int(n_orientations)))
+    filters = np.stack(
+        [
+            gabor_filter(1.0 / w, t, sigma_x=sx, sigma_y=sy, size=size, dtype=dtype)
+            for w, (sx, sy) in zip(wavelengths, sigmas)
+            for t in thetas
+        ]
+    )
+    return GaborBank(filters=filters, wavelengths=wavelengths, thetas=thetas, sigmas=sigmas)
+
+
+def _as_images(images, image_shape, name="images"):
+    """(n, H*W) or (n, H, W) -> float array (n, H, W) (a view when possible)."""
+    a = np.asarray(images)
+    if a.ndim == 2:
+        if image_shape is None:
+            side = math.isqrt(a.shape[1])
+            if side * side != a.shape[1]:
+                raise ShapeMismatchError(
+                    f"{name} has {a.shape[1]} columns, not a square image; pass image_shape=(H, W)."
+                )
+            image_shape = (side, side)
+        if a.shape[1] != image_shape[0] * image_shape[1]:
+            raise ShapeMismatchError(
+                f"{name} has {a.shape[1]} columns but image_shape={image_shape} needs "
+                f"{image_shape[0] * image_shape[1]}."
+            )
+        a = as_float_array(a, name, ndim=(2,))
+        return a.reshape(a.shape[0], *image_shape)
+    return as_float_array(a, name, ndim=(3,))
+
+
+def _plan_batch(n_images, n_filters, pad_shape, out_bytes_per_image, itemsize, memory_budget):
+    """Images per batch so that one batch's working set stays within ``memory_budget``."""
+    spec_bytes = n_filters * pad_shape[0] * pad_shape[1] * 2 * itemsize
+    per_image = int(_WORK_COPIES * spec_bytes + out_bytes_per_image)
+    if per_image > memory_budget:
+        raise MemoryBudgetError(
+            f"one image needs ~{per_image / 1e6:.2f} MB of working memory "
+            f"({n_filters} filters on a {pad_shape} FFT grid) but memory_budget is "
+            f"{memory_budget / 1e6:.2f} MB; raise memory_budget or use fewer/smaller filters.",
+            bytes_needed=per_image,
+            bytes_available=int(memory_budget),
+        )
+    return max(1, min(n_images, memory_budget // per_image)), per_image
+
+
+def _filter_spectra(bank: GaborBank, image_hw, cdtype):
+    size = bank.size
+    pad = (image_hw[0] + size - 1, image_hw[1] + size - 1)  # linear (not circular) convolution
+    pad = (scipy.fft.next_fast_len(pad[0]), scipy.fft.next_fast_len(pad[1]))
+    spectra = scipy.fft.fft2(bank.filters.astype(cdtype), s=pad, axes=(-2, -1))
+    return spectra, pad
+
+
+def _transform_batch(batch, spectra, pad, size, output, workers):
+    """Convolve a batch (B, H, W) with all filters; returns (B, F, H, W) ('same' crop)."""
+    H, W = batch.shape[-2:]
+    img_spec = scipy.fft.fft2(batch, s=pad, axes=(-2, -1), workers=workers)
+    prod = img_spec[:, None, :, :] * spectra[None, :, :, :]
+    del img_spec
+    full = scipy.fft.ifft2(prod, axes=(-2, -1), workers=workers, overwrite_x=True)
+    del prod
+    r0 = c0 = (size - 1) // 2  # 'same' crop, as scipy.signal.fftconvolve(mode="same")
+    resp = full[:, :, r0 : r0 + H, c0 : c0 + W]
+    if output == "modulus":
+        return np.abs(resp)
+    if output == "complex":
+        return np.ascontiguousarray(resp)
+    # "real_imag": stack real and imaginary parts as separate channels (B, 2F, H, W)
+    return np.concatenate([resp.real, resp.imag], axis=1)
+
+
+def _dtypes(images_dtype, dtype):
+    fdtype = np.dtype(dtype) if dtype is not None else np.dtype(images_dtype)
+    if fdtype not in (np.float32, np.float64):
+        raise InvalidInputError(f"dtype must be float32 or float64, got {fdtype}.")
+    cdtype = np.complex64 if fdtype == np.float32 else np.complex128
+    return fdtype, np.dtype(cdtype)
+
+
+def gabor_transform(
+    images,
+    bank: GaborBank,
+    *,
+    image_shape: tuple[int, int] | None = None,
+    output: str = "modulus",
+    dtype=None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    workers: int | None = None,
+):
+    """Convolve every image with every filter of ``bank`` (FFT, zero padding, 'same' size).
+
+    Parameters
+    ----------
+    images : array_like of shape (n, H*W) or (n, H, W)
+        Real images; 2-D input is reshaped with ``image_shape`` (default square).
+    bank : GaborBank
+    image_shape : (int, int), optional
+    output : {"modulus", "real_imag", "complex"}
+        ``|image * psi|`` (phase-invariant), real and imaginary parts as ``2F`` channels
+        (real parts first), or the complex response.
+    dtype : {None, float32, float64}
+        Working precision; default that of the images (integers -> float64).
+    memory_budget : int
+        Bytes of working memory for one batch; images are processed in batches so that
+        FFT temporaries stay within it. Raises :class:`~kernelgen.errors.MemoryBudgetError`
+        if a single image does not fit. The returned array is not counted.
+    workers : int, optional
+        Threads for ``scipy.fft``.
+
+    Returns
+    -------
+    responses : ndarray of shape (n, F, H, W) (``(n, 2F, H, W)`` for "real_imag")
+        Equal to ``scipy.signal.fftconvolve(image, psi, mode="same")`` per filter.
+
+    References
+    ----------
+    Daugman (1985); Zhang et al. (2017), §5.
+    """
+    if output not in ("modulus", "real_imag", "complex"):
+        raise InvalidInputError(f"output={output!r}; choose 'modulus', 'real_imag' or 'complex'.")
+    x = _as_images(images, image_shape)
+    fdtype, cdtype = _dtypes(x.dtype, dtype)
+    n, H, W = x.shape
+    spectra, pad = _filter_spectra(bank, (H, W), cdtype)
+    ch = bank.n_filters * (2 if output == "real_imag" else 1)
+    out_dtype = cdtype if output == "complex" else fdtype
+    out_item = ch * H * W * np.dtype(out_dtype).itemsize
+    batch, _ = _plan_batch(n, bank.n_filters, pad, out_item, fdtype.itemsize, memory_budget)
+    out = np.empty((n, ch, H, W), dtype=out_dtype)
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        out[start:stop] = _transform_batch(
+            x[start:stop].astype(fdtype, copy=False), spectra, pad, bank.size, output, workers
+        )
+    return out
+
+
+def _pool_geometry(length, size, stride):
+    n_out = -(-length // stride)  # ceil: every pixel lands in some window
+    total = (n_out - 1) * stride + size - length
+    if total < 0:
+        total = 0
+    before = total // 2
+    return n_out, before, total - before
+
+
+def pool2d(maps, *, size: int = 4, stride: int | None = None, method: str = "mean"):
+    """Pool the last two axes of ``maps`` over ``size x size`` windows every ``stride`` pixels.
+
+    The maps are zero-padded symmetrically so that the output has ``ceil(H / stride)`` by
+    ``ceil(W / stride)`` cells (28 x 28 maps: stride 4 -> 7 x 7, stride 3 -> 10 x 10,
+    stride 2 -> 14 x 14). Windows wider than the stride overlap.
+
+    Parameters
+    ----------
+    maps : ndarray of shape (..., H, W)
+    size : int
+        Window side (pixels).
+    stride : int, optional
+        Step between windows; default ``size`` (non-overlapping).
+    method : {"mean", "max"}
+        Mean over the window (zero padding counts as zeros, i.e. a fixed ``1/size^2``
+        weight) or maximum.
+
+    Returns
+    -------
+    pooled : ndarray of shape (..., ceil(H / stride), ceil(W / stride))
+    """
+    stride = size if stride is None else int(stride)
+    size = int(size)
+    if size < 1 or stride < 1:
+        raise InvalidInputError(f"pool size={size} and stride={stride} must be >= 1.")
+    if method not in ("mean", "max"):
+        raise InvalidInputError(f"method={method!r}; choose 'mean' or 'max'.")
+    maps = np.asarray(maps)
+    H, W = maps.shape[-2:]
+    if size == 1 and stride == 1:
+        return maps.copy()
+    oh, bh, ah = _pool_geometry(H, size, stride)
+    ow, bw, aw = _pool_geometry(W, size, stride)
+    pad = [(0, 0)] * (maps.ndim - 2) + [(bh, ah), (bw, aw)]
+    p = np.pad(maps, pad)
+    win = np.lib.stride_tricks.sliding_window_view(p, (size, size), axis=(-2, -1))
+    win = win[..., ::stride, ::stride, :, :][..., :oh, :ow, :, :]
+    if method == "mean":
+        return win.mean(axis=(-2, -1))
+    return win.max(axis=(-2, -1))
+
+
+def gabor_feature_dim(image_shape=(28, 28), **feature_kwargs) -> int:
+    """Length ``D`` of the feature vector :func:`gabor_features` returns.
+
+    Parameters
+    ----------
+    image_shape : (int, int)
+    **feature_kwargs
+        Any keyword arguments of :func:`gabor_features` (those that do not change ``D``
+        are accepted and ignored; unknown names raise :class:`InvalidInputError`).
+
+    Returns
+    -------
+    int
+        ``(channels + include_image) * ceil(H / stride) * ceil(W / stride)`` with
+        ``channels = n_orientations * len(wavelengths)`` (twice that for "real_imag").
+    """
+    import inspect
+
+    params = inspect.signature(gabor_features).parameters
+    unknown = set(feature_kwargs) - set(params) - {"image_shape"}
+    if unknown:
+        raise InvalidInputError(f"unknown gabor_features argument(s): {sorted(unknown)}.")
+    kw = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    kw.update(feature_kwargs)
+    stride = kw["pool_size"] if kw["pool_stride"] is None else kw["pool_stride"]
+    oh = -(-int(image_shape[0]) // stride)
+    ow = -(-int(image_shape[1]) // stride)
+    ch = kw["n_orientations"] * len(kw["wavelengths"]) * (2 if kw["output"] == "real_imag" else 1)
+    return (ch + (1 if kw["include_image"] else 0)) * oh * ow
+
+
+def gabor_features(
+    images,
+    *,
+    image_shape: tuple[int, int] | None = None,
+    n_orientations: int = 8,
+    wavelengths: Sequence[float] = (4.0, 8.0),
+    bandwidth: float = 1.0,
+    aspect_ratio: float = 1.0,
+    output: str = "modulus",
+    power: float = 1.0,
+    pool_size: int = 4,
+    pool_stride: int | None = None,
+    pool_method: str = "mean",
+    include_image: bool = False,
+    normalize: str = "l2",
+    dtype=None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    workers: int | None = None,
+    verbose: bool = False,
+) -> np.ndarray:
+    """Gabor-modulus features of a set of images, computed in memory-bounded batches.
+
+    Pipeline per batch: FFT convolution with the bank (:func:`gabor_transform`), complex
+    modulus (or real/imaginary parts), ``** power`` (sign-preserving for real parts),
+    :func:`pool2d`, flatten (channel-major: filter, row, column), optional pooled raw
+    image channel, then per-image normalisation. The full ``(n, F, H, W)`` response never
+    exists: only one batch does.
+
+    Parameters
+    ----------
+    images : array_like of shape (n, H*W) or (n, H, W)
+        E.g. MNIST scaled to [0, 1].
+    image_shape : (int, int), optional
+        Needed for flat non-square images.
+    n_orientations, wavelengths, bandwidth, aspect_ratio
+        Filter bank, see :func:`gabor_bank`.
+    output : {"modulus", "real_imag"}
+    power : float
+        Exponent applied to the responses before pooling (1 = none; 0.5 compresses large
+        responses, a common normalisation of energy features).
+    pool_size, pool_stride, pool_method
+        See :func:`pool2d`; ``pool_stride`` defaults to ``pool_size``.
+    include_image : bool
+        Append the image itself, pooled the same way, as one extra channel.
+    normalize : {"l2", "none"}
+        ``"l2"``: each feature vector divided by its Euclidean norm (all-zero rows stay 0).
+    dtype : {None, float32, float64}
+        Working and output precision; default from the images (integers -> float64).
+    memory_budget : int
+        Bytes of working memory per batch (see :func:`gabor_transform`); the returned
+        array is allocated once up front and not counted.
+    workers : int, optional
+        Threads for ``scipy.fft``.
+    verbose : bool
+        tqdm progress over batches.
+
+    Returns
+    -------
+    features : ndarray of shape (n, D)
+        ``D = gabor_feature_dim(...)``; e.g. 8 orientations x 2 wavelengths on 28 x 28
+        images pooled with stride 4: ``D = 16 * 7 * 7 = 784``.
+
+    References
+    ----------
+    Gabor (1946); Daugman (1985); Zhang et al. (2017), §5 ("first applying a Gabor
+    wavelet transform"); Bruna & Mallat (2013) for modulus + local averaging.
+    """
+    from tqdm.auto import tqdm
+
+    if output not in ("modulus", "real_imag"):
+        raise InvalidInputError(f"output={output!r}; choose 'modulus' or 'real_imag'.")
+    if normalize not in ("l2", "none"):
+        raise InvalidInputError(f"normalize={normalize!r}; choose 'l2' or 'none'.")
+    if not power > 0:
+        raise InvalidInputError(f"power={power} must be positive.")
+    pool_stride = pool_size if pool_stride is None else pool_stride
+    x = _as_images(images, image_shape)
+    fdtype, cdtype = _dtypes(x.dtype, dtype)
+    n, H, W = x.shape
+    bank = gabor_bank(
+        n_orientations=n_orientations, wavelengths=wavelengths, bandwidth=bandwidth,
+        aspect_ratio=aspect_ratio, dtype=cdtype,
+    )
+    spectra, pad = _filter_spectra(bank, (H, W), cdtype)
+    D = gabor_feature_dim(
+        (H, W), n_orientations=n_orientations, wavelengths=wavelengths, pool_size=pool_size,
+        pool_stride=pool_stride, output=output, include_image=include_image,
+    )
+    ch = bank.n_filters * (2 if output == "real_imag" else 1)
+    # per image in a batch: the (F', H, W) response and its powered copy, plus pooling windows
+    extra = 3 * ch * H * W * fdtype.itemsize + 2 * D * fdtype.itemsize
+    batch, per_image = _plan_batch(n, bank.n_filters, pad, extra, fdtype.itemsize, memory_budget)
+    logger.info(
+        "gabor_features: n=%d, %d filters of size %d, FFT grid %s, D=%d, batch=%d (~%.1f MB)",
+        n, bank.n_filters, bank.size, pad, D, batch, batch * per_image / 1e6,
+    )
+    out = np.empty((n, D), dtype=fdtype)
+    starts = range(0, n, batch)
+    for start in tqdm(starts, disable=not verbose, desc="gabor", unit="batch"):
+        stop = min(n, start + batch)
+        xb = x[start:stop].astype(fdtype, copy=False)
+        resp = _transform_batch(xb, spectra, pad, bank.size, output, workers)
+        if power != 1.0:
+            resp = np.sign(resp) * np.abs(resp) ** power if output == "real_imag" else resp**power
+        pooled = pool2d(resp, size=pool_size, stride=pool_stride, method=pool_method)
+        del resp
+        feats = pooled.reshape(stop - start, -1)
+        if include_image:
+            img = pool2d(xb, size=pool_size, stride=pool_stride, method=pool_method)
+            feats = np.concatenate([feats, img.reshape(stop - start, -1)], axis=1)
+        if normalize == "l2":
+            norms = np.linalg.norm(feats, axis=1, keepdims=True)
+            feats = feats / np.where(norms > 0, norms, 1.0)
+        out[start:stop] = feats
+    return out
+
+
+def plot_gabor_bank(bank: GaborBank, *, part: str = "real", fig=None):
+    """Draw every filter of ``bank`` on a grid (rows: wavelengths, columns: orientations).
+
+    Parameters
+    ----------
+    bank : GaborBank
+    part : {"real", "imag", "modulus", "spectrum"}
+        What to show: real or imaginary part, modulus of the filter, or the modulus of its
+        (centred) Fourier transform.
+    fig : matplotlib.figure.Figure, optional
+        Figure to draw on (cleared first); a new one is created when omitted.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if part not in ("real", "imag", "modulus", "spectrum"):
+        raise InvalidInputError(f"part={part!r}; choose 'real', 'imag', 'modulus' or 'spectrum'.")
+    n_s, n_o = len(bank.wavelengths), len(bank.thetas)
+    if fig is None:
+        fig = plt.figure(figsize=(1.3 * n_o + 0.6, 1.4 * n_s + 0.5))
+    else:
+        fig.clear()
+    axes = fig.subplots(n_s, n_o, squeeze=False)
+    for i in range(bank.n_filters):
+        s, k = divmod(i, n_o)
+        psi = bank.filters[i]
+        if part == "real":
+            img, cmap = psi.real, "RdBu_r"
+        elif part == "imag":
+            img, cmap = psi.imag, "RdBu_r"
+        elif part == "modulus":
+            img, cmap = np.abs(psi), "viridis"
+        else:
+            img = np.abs(np.fft.fftshift(np.fft.fft2(psi, s=(64, 64))))
+            cmap = "viridis"
+        lim = np.abs(img).max() or 1.0
+        ax = axes[s, k]
+        if cmap == "RdBu_r":
+            ax.imshow(img, cmap=cmap, vmin=-lim, vmax=lim)
+        else:
+            ax.imshow(img, cmap=cmap)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if s == 0:
+            ax.set_title(f"{np.degrees(bank.thetas[k]):.0f}°", fontsize=8)
+        if k == 0:
+            ax.set_ylabel(f"λ={bank.wavelengths[s]:g}px", fontsize=8)
+    fig.suptitle(f"Gabor bank ({part} part)" if part != "spectrum" else "Gabor bank |FFT|",
+                 fontsize=9)
+    return fig

@@ -162,7 +162,7 @@ def gabor_filter(
     Examples
     --------
     >>> psi = gabor_filter(0.25, 0.0, sigma_x=2.0)
-    >>> psi.shape, abs(psi.real.sum()) < 1e-12
+    >>> psi.shape, bool(abs(psi.real.sum()) < 1e-12)
     ((13, 13), True)
     """
     if not (0 < frequency <= 0.5):
@@ -342,8 +342,12 @@ def _plan_batch(n_images, n_filters, pad_shape, out_bytes_per_image, itemsize, m
 
 def _filter_spectra(bank: GaborBank, image_hw, cdtype):
     size = bank.size
-    pad = (image_hw[0] + size - 1, image_hw[1] + size - 1)  # linear (not circular) convolution
-    pad = (scipy.fft.next_fast_len(pad[0]), scipy.fft.next_fast_len(pad[1]))
+    # Circular convolution on a grid of P points equals the linear one on the 'same' window
+    # [r0, r0 + H) of the full output (r0 = (size - 1) / 2) when nothing wraps into it:
+    # r0 + H - 1 < P and r0 + P > H + size - 2, i.e. P >= H + (size - 1) / 2 (and P >= size
+    # to hold the filter) -- smaller than the full H + size - 1 needed for 'full' output.
+    half = (size - 1) // 2
+    pad = tuple(scipy.fft.next_fast_len(max(n + half, size)) for n in image_hw)
     spectra = scipy.fft.fft2(bank.filters.astype(cdtype), s=pad, axes=(-2, -1))
     return spectra, pad
 

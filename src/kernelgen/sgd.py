@@ -314,7 +314,7 @@ def _check_step(etas: np.ndarray, bound: float, allow_unstable: bool, what: str)
         )
         if not allow_unstable:
             raise UnstableStepSizeError(msg)
-        log.warning(msg)
+        log.info("allow_unstable=True: %s", msg)
 
 
 def sample_indices(
@@ -680,7 +680,7 @@ def _run_linear(
                 msg = f"Kaczmarz relaxation {relaxation} is outside (0, 2), where it is stable."
                 if not allow_unstable:
                     raise UnstableStepSizeError(msg + " Pass allow_unstable=True to study divergence.")
-                log.warning(msg)
+                log.info("allow_unstable=True: %s", msg)
             probs = row_sq
         else:
             B = int(batch_size)
@@ -965,7 +965,7 @@ def _run_kernel(
                 msg = f"Kaczmarz relaxation {relaxation} is outside (0, 2), where it is stable."
                 if not allow_unstable:
                     raise UnstableStepSizeError(msg + " Pass allow_unstable=True to study divergence.")
-                log.warning(msg)
+                log.info("allow_unstable=True: %s", msg)
             probs = diag
         else:
             B = int(batch_size)

@@ -299,6 +299,7 @@ def mackay_evidence(
     c = U.T @ t
     perp = t - U @ c
     t_perp2 = float(perp @ perp)  # part of t outside range(Phi): never fitted
+    t_norm2 = float(t @ t)
 
     def stats(a, b):
         d = a + b * lam0
@@ -323,7 +324,7 @@ def mackay_evidence(
                 "m_N = 0: the targets are orthogonal to range(Phi), so the evidence increases without "
                 "bound as alpha -> inf. Check the design matrix / targets."
             )
-        if res2 <= 0.0 or N - gam <= 0.0:
+        if res2 <= 1e-24 * t_norm2 or N - gam <= 0.0:  # residual at rounding level: an exact fit
             raise ConvergenceError(
                 f"the fit is exact (||t - Phi m_N||^2 = {res2:.3g}, N - gamma = {N - gam:.3g}), so beta -> inf; "
                 "MacKay's updates have no finite fixed point. Use fewer features than samples or fix beta."

@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from scipy.linalg import blas, lapack, solve_triangular
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ._validation import as_float_array, check_same_rows
@@ -342,6 +343,9 @@ class SweepOptions:
     max_dense_n : int
         Largest Gram order factored by one LAPACK call; FACTS.md measured float64
         ``potrf`` running at 21,500 and crashing at 23,000 with the bundled OpenBLAS.
+    single_thread_below : int
+        Gram orders below this run BLAS/LAPACK on one thread (threaded OpenBLAS is slower
+        than serial on small matrices, catastrophically so on a loaded machine).
     """
 
     block_bytes: int = 256 * 2**20
@@ -349,6 +353,7 @@ class SweepOptions:
     chol_rcond_factor: float = 10.0
     rcond: float | None = None
     max_dense_n: int = 16384
+    single_thread_below: int = 2048
 
 
 @dataclass
@@ -444,15 +449,20 @@ def _encode_targets(y, name):
 
 
 def _sym_lower_norm1(Lw: np.ndarray, m: int) -> float:
-    """1-norm of the symmetric matrix whose lower triangle is ``Lw[:m, :m]``."""
-    B = np.abs(np.tril(Lw[:m, :m]))
+    """1-norm of the symmetric matrix whose lower triangle is ``Lw[:m, :m]``.
+
+    ``Lw`` must hold zeros above the diagonal (true of every Gram matrix built here:
+    ``dsyrk`` into a zero matrix writes the lower triangle only).
+    """
+    B = np.abs(Lw[:m, :m])
     return float(np.max(B.sum(axis=0) + B.sum(axis=1) - np.diag(B)))
 
 
 def _symmetrise_lower(Lw: np.ndarray, m: int) -> np.ndarray:
-    """Full symmetric ``m x m`` copy from a lower triangle."""
-    T = np.tril(Lw[:m, :m])
-    T += np.tril(T, -1).T
+    """Full symmetric ``m x m`` copy from a lower triangle (zeros above the diagonal)."""
+    T = np.array(Lw[:m, :m], order="F")
+    T += Lw[:m, :m].T
+    T[np.diag_indices(m)] *= 0.5
     return T
 
 
@@ -678,13 +688,19 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
     Ys = Y
     timings: dict = {}
     per_seed = []
-    for seed in seeds:
-        fm = draw_random_features(X.shape[1], Nmax, kind=kind, bandwidth=bandwidth, seed=seed)
-        per_seed.append(_sweep_one(fm, X, Ys, lab, Xt, Yt, labt, widths, opts, verbose, timings))
+    # Small Gram matrices: one BLAS thread. Threaded OpenBLAS potrf on a 150 x 150 matrix took
+    # 0.6 s instead of 0.1 ms on the shared 2-core machine under load (measured); large ones
+    # keep the default threads.
+    blas_threads = 1 if max(n, m_low) < opts.single_thread_below else None
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        for seed in seeds:
+            fm = draw_random_features(X.shape[1], Nmax, kind=kind, bandwidth=bandwidth, seed=seed)
+            per_seed.append(_sweep_one(fm, X, Ys, lab, Xt, Yt, labt, widths, opts, verbose, timings))
     klim = None
     if kernel_limit:
         t0 = time.perf_counter()
-        klim = _kernel_limit(fm, X, Ys, lab, Xt, Yt, labt)
+        with threadpool_limits(limits=1 if n < opts.single_thread_below else None, user_api="blas"):
+            klim = _kernel_limit(fm, X, Ys, lab, Xt, Yt, labt)
         timings["kernel_limit"] = time.perf_counter() - t0
 
     def stack(key, dtype=np.float64):

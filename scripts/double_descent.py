@@ -1,0 +1,305 @@
+#!/usr/bin/env python
+"""Double descent: random Fourier features on MNIST, and exact theory curves over simulations.
+
+(a) MNIST, first ``--n-train`` (10,000) training images scaled to [0, 1], one-hot targets,
+    random Fourier features with s = 5 (one seed), minimum-norm fits for widths N from
+    n/10 to 4n (33 widths, denser near n), reusing work across widths
+    (:func:`kernelgen.random_features.double_descent_sweep`); the N -> infinity reference is
+    the Gaussian-kernel interpolant from :func:`kernelgen.kernel_interpolate`.
+(b) Synthetic panels, each in its paper's own model, simulations over ``--seeds`` seeds
+    against the asymptotic formulas of :mod:`kernelgen.theory`:
+    Hastie et al. (isotropic Gaussian, p = 300 fixed, n varied; ridgeless and optimal ridge),
+    Belkin-Hsu-Xu (weak features, D = 400, n = 150, p varied),
+    Mei-Montanari (sphere of radius sqrt(d), d = 200, n = 2d, N varied, centred ReLU).
+
+Figures (PNG) go to ``--out-dir``; the last stdout line is a JSON object of metrics.
+
+    python scripts/double_descent.py                 # default run (~ minutes, ~9 GB: use the lock)
+    python scripts/double_descent.py --smoke         # seconds, synthetic data only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from kernelgen import theory as T  # noqa: E402
+from kernelgen.random_features import default_widths, double_descent_sweep  # noqa: E402
+
+log = logging.getLogger("double_descent")
+
+
+# ----------------------------------------------------------------------------- (a)
+def load_data(args):
+    """MNIST subset (default) or a synthetic classification problem (--smoke)."""
+    if args.smoke:
+        rng = np.random.default_rng(0)
+        n, m, d, k = 150, 600, 20, 3
+        centres = 1.5 * rng.standard_normal((k, d))
+        yl, ytl = rng.integers(0, k, n), rng.integers(0, k, m)
+        X = centres[yl] + rng.standard_normal((n, d))
+        Xt = centres[ytl] + rng.standard_normal((m, d))
+        flip = rng.random(n) < 0.2  # label noise makes the interpolation peak visible
+        yl = np.where(flip, rng.integers(0, k, n), yl)
+        return X, yl, Xt, ytl, "synthetic blobs (smoke)", 4.0
+    from kernelgen.datasets import load_mnist
+
+    Xtr, ytr, Xte, yte = load_mnist()
+    n, m = args.n_train, args.n_test
+    return (Xtr[:n] / 255.0, ytr[:n].astype(np.int64), Xte[:m] / 255.0, yte[:m].astype(np.int64),
+            f"MNIST (first {n} train, {m} test)", args.bandwidth)
+
+
+def plot_sweep(res, title, path):
+    r = res.widths / res.n_train
+    kl = res.kernel_limit
+    fig, ax = plt.subplots(2, 2, figsize=(11, 8))
+    a = ax[0, 0]
+    a.plot(r, 100 * res.mean("test_error"), "o-", ms=3, label="RFF min-norm, test")
+    a.plot(r, 100 * res.mean("train_error"), "s-", ms=2, alpha=0.6, label="train")
+    if kl:
+        a.axhline(100 * kl["test_error"], color="k", ls="--", label=f"kernel limit {100 * kl['test_error']:.2f}%")
+    a.set(xscale="log", xlabel="N / n", ylabel="zero-one error (%)", title="classification error")
+    a.axvline(1.0, color="grey", lw=0.5)
+    a.legend(fontsize=8)
+    a = ax[0, 1]
+    a.plot(r, res.mean("test_sq"), "o-", ms=3, label="test")
+    a.plot(r, np.maximum(res.mean("train_sq"), 1e-30), "s-", ms=2, alpha=0.6, label="train")
+    if kl:
+        a.axhline(kl["test_sq"], color="k", ls="--", label="kernel limit (test)")
+    a.set(xscale="log", yscale="log", xlabel="N / n", ylabel="squared loss", title="squared loss")
+    a.axvline(1.0, color="grey", lw=0.5)
+    a.legend(fontsize=8)
+    a = ax[1, 0]
+    a.plot(r, res.mean("coef_norm"), "o-", ms=3, label="||a|| (RFF)")
+    if kl:
+        a.axhline(kl["rkhs_norm"], color="k", ls="--", label=f"kernel RKHS norm {kl['rkhs_norm']:.1f}")
+    a.set(xscale="log", yscale="log", xlabel="N / n", ylabel="coefficient norm", title="norm of the solution")
+    a.axvline(1.0, color="grey", lw=0.5)
+    a.legend(fontsize=8)
+    a = ax[1, 1]
+    cond = res.cond[0]
+    mm = res.method[0] == "min_norm"
+    a.plot(r, cond, "o-", ms=3, label="cond(Gram) (LAPACK estimate)")
+    if mm.any():
+        a.plot(r[mm], np.where(np.isfinite(cond[mm]), cond[mm], np.nanmax(cond)), "rx", ms=8,
+               label="rank-aware solve")
+        for ri, rk in zip(r[mm], res.rank[0][mm]):
+            a.annotate(f"rank {rk}", (ri, np.nanmax(cond)), fontsize=7, color="r")
+    a.set(xscale="log", yscale="log", xlabel="N / n", ylabel="condition number", title="Gram conditioning")
+    a.axvline(1.0, color="grey", lw=0.5)
+    a.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- (b)
+def theory_panels(args):
+    """Simulations in each paper's model against the formulas; returns (panels, summary)."""
+    seeds = list(range(args.seeds))
+    smoke = args.smoke
+    out = {}
+    # Hastie et al.: p fixed, n varied; x-axis gamma = p / n
+    p = 40 if smoke else 300
+    r2, s2 = 1.0, 0.25
+    gam_sim = np.array([0.25, 0.5, 0.8, 1.25, 2.0, 4.0] if smoke else
+                       [0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.1, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0])
+    sim0, simr = [], []
+    lam_star = None
+    for g in gam_sim:
+        n = int(round(p / g))
+        sim0.append(T.simulate_hmrt(n, p, r2=r2, sigma2=s2, seeds=seeds))
+        lam_star = T.hmrt_optimal_ridge(p / n, r2=r2, sigma2=s2)
+        simr.append(T.simulate_hmrt(n, p, r2=r2, sigma2=s2, lam=lam_star, seeds=seeds))
+    g_th = np.geomspace(0.1, 5, 400)
+    out["hmrt"] = dict(x_sim=np.array([p / round(p / g) for g in gam_sim]), sim=sim0, sim_ridge=simr,
+                       x_th=g_th, th=T.hmrt_ridgeless_risk(g_th, r2=r2, sigma2=s2),
+                       th_ridge=np.array([T.hmrt_ridge_risk(T.hmrt_optimal_ridge(g, r2=r2, sigma2=s2), g,
+                                                            r2=r2, sigma2=s2) for g in g_th]),
+                       th_at_sim=[T.hmrt_ridgeless_risk(p / round(p / g), r2=r2, sigma2=s2) for g in gam_sim],
+                       label=f"Hastie et al., x ~ N(0, I_p), p = {p}, r^2 = 1, sigma^2 = 0.25")
+    # Belkin-Hsu-Xu: D features in all, learner uses the first p
+    D, n = (80, 30) if smoke else (400, 150)
+    ps = np.array([5, 15, 25, 35, 50, 80] if smoke else
+                  [10, 30, 60, 90, 110, 130, 140, 146, 155, 160, 175, 200, 250, 300, 350, 400])
+    ps = ps[(ps <= n - 2) | (ps >= n + 2)]
+    kw = dict(norm2_in=None, norm2_out=None, sigma2=0.25)
+    sims, ths = [], []
+    for pp in ps:
+        # beta with equal energy per coordinate (||beta||^2 = 1): beta_T carries p / D of it
+        kw.update(norm2_in=pp / D, norm2_out=1 - pp / D)
+        sims.append(T.simulate_bhx(n, int(pp), D, seeds=seeds, **kw))
+        ths.append(T.bhx_weak_features_risk(pp, n, **kw))
+    p_th = np.arange(1, D + 1)
+    out["bhx"] = dict(x_sim=ps, sim=sims, th_at_sim=ths, x_th=p_th,
+                      th=np.array([T.bhx_weak_features_risk(q, n, norm2_in=q / D, norm2_out=1 - q / D,
+                                                            sigma2=0.25) for q in p_th]),
+                      label=f"Belkin-Hsu-Xu weak features, D = {D}, n = {n}, ||beta||^2 = 1, sigma^2 = 0.25")
+    # Mei-Montanari: sphere of radius sqrt(d), centred ReLU, psi2 = n/d = 2
+    d = 30 if smoke else 200
+    zeta = T.relu_moments()["zeta"]
+    psi2, tau2 = 2.0, 0.25
+    psi1s = np.array([0.5, 1.5, 3.0, 5.0] if smoke else
+                     [0.2, 0.5, 1.0, 1.5, 1.8, 1.9, 2.1, 2.2, 2.5, 3.0, 4.0, 5.0, 6.0])
+    sims = [T.simulate_mei_montanari(d, int(round(q * d)), int(psi2 * d), tau2=tau2, seeds=seeds,
+                                     n_test=500 if smoke else 2000) for q in psi1s]
+    lam = 1e-3
+    lam_bar = lam / T.relu_moments()["mu_star2"]
+    q_th = np.geomspace(0.1, 6.5, 300)
+    out["mm"] = dict(x_sim=psi1s, sim=sims, th_at_sim=[T.mm_risk(q, psi2, zeta, tau2=tau2) for q in psi1s],
+                     x_th=q_th, th=np.array([T.mm_risk(q, psi2, zeta, tau2=tau2) for q in q_th]),
+                     th_ridge=np.array([T.mm_risk(q, psi2, zeta, lam_bar=lam_bar, tau2=tau2) for q in q_th]),
+                     lam=lam,
+                     label=f"Mei-Montanari RF, sphere sqrt(d), d = {d}, n = {int(psi2 * d)}, centred ReLU, "
+                           f"F1^2 = 1, tau^2 = 0.25")
+    return out
+
+
+def plot_theory(panels, n_seeds, path):
+    fig, ax = plt.subplots(1, 3, figsize=(16, 4.8))
+    h = panels["hmrt"]
+    a = ax[0]
+    a.plot(h["x_th"], h["th"], "b-", label="theory, ridgeless")
+    a.plot(h["x_th"], h["th_ridge"], "g-", label="theory, optimal ridge")
+    a.errorbar(h["x_sim"], [s.mean for s in h["sim"]], yerr=[s.std for s in h["sim"]], fmt="bo", ms=4,
+               capsize=2, label=f"simulation min-norm ({n_seeds} seeds, mean +- sd)")
+    a.errorbar(h["x_sim"], [s.mean for s in h["sim_ridge"]], yerr=[s.std for s in h["sim_ridge"]], fmt="gs",
+               ms=4, capsize=2, label="simulation ridge lambda*")
+    a.set(xscale="log", ylim=(0, 3), xlabel="gamma = p / n", ylabel="excess risk", title="Hastie et al."),
+    a.legend(fontsize=7)
+    a.text(0.02, 0.02, h["label"], transform=a.transAxes, fontsize=6)
+    b = panels["bhx"]
+    a = ax[1]
+    th = np.where(np.isfinite(b["th"]), b["th"], np.nan)
+    a.plot(b["x_th"], th, "b-", label="theory (exact expectation)")
+    a.errorbar(b["x_sim"], [s.mean for s in b["sim"]], yerr=[s.std for s in b["sim"]], fmt="bo", ms=4, capsize=2,
+               label=f"simulation ({n_seeds} seeds)")
+    a.set(ylim=(0, 6), xlabel="p (features used)", ylabel="risk (incl. noise)", title="Belkin-Hsu-Xu")
+    a.legend(fontsize=7)
+    a.text(0.02, 0.02, b["label"], transform=a.transAxes, fontsize=6)
+    m = panels["mm"]
+    a = ax[2]
+    a.plot(m["x_th"], m["th"], "b-", label="theory, ridgeless")
+    a.plot(m["x_th"], m["th_ridge"], "g--", label=f"theory, lambda = {m['lam']:g}")
+    a.errorbar(m["x_sim"], [s.mean for s in m["sim"]], yerr=[s.std for s in m["sim"]], fmt="bo", ms=4, capsize=2,
+               label=f"simulation min-norm ({n_seeds} seeds)")
+    a.set(xscale="log", ylim=(0, 4), xlabel="psi1 = N / d", ylabel="test risk", title="Mei-Montanari")
+    a.legend(fontsize=7)
+    a.text(0.02, 0.02, m["label"], transform=a.transAxes, fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def theory_summary(panels):
+    """Largest |sim - theory| / theory per panel, and in units of the standard error."""
+    out = {}
+    for key, p in panels.items():
+        rel, z = [], []
+        for s, t in zip(p["sim"], p["th_at_sim"]):
+            if np.isfinite(t) and t > 0:
+                rel.append(abs(s.mean - t) / t)
+                se = s.std / np.sqrt(len(s.risks)) if len(s.risks) > 1 else np.nan
+                z.append(abs(s.mean - t) / se if se > 0 else np.nan)
+        out[key] = {"max_rel_dev": float(np.max(rel)), "median_rel_dev": float(np.median(rel)),
+                    "max_dev_in_se": float(np.nanmax(z)) if z else None}
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="seconds-long run on synthetic data")
+    ap.add_argument("--n-train", type=int, default=10_000)
+    ap.add_argument("--n-test", type=int, default=10_000)
+    ap.add_argument("--bandwidth", type=float, default=5.0)
+    ap.add_argument("--max-ratio", type=float, default=4.0, help="largest width / n")
+    ap.add_argument("--feature-seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per synthetic simulation point")
+    ap.add_argument("--skip-theory", action="store_true")
+    ap.add_argument("--skip-mnist", action="store_true")
+    ap.add_argument("--out-dir", default="results/double_descent")
+    ap.add_argument("--json-out", default=None)
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.seeds = min(args.seeds, 2)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    metrics: dict = {}
+
+    if not args.skip_mnist:
+        X, y, Xt, yt, name, bw = load_data(args)
+        n = X.shape[0]
+        widths = default_widths(n, max_ratio=args.max_ratio)
+        res = double_descent_sweep(X, y, Xt, yt, widths, kind="fourier", bandwidth=bw,
+                                   seeds=[args.feature_seed], verbose=args.verbose)
+        plot_sweep(res, f"Random Fourier features, s = {bw:g}, {name}, seed {args.feature_seed}",
+                   out_dir / ("mnist_double_descent.png" if not args.smoke else "smoke_double_descent.png"))
+        te = res.mean("test_error")
+        ip = int(np.nanargmax(te))
+        i4 = int(np.argmin(np.abs(res.widths - args.max_ratio * n)))
+        kl = res.kernel_limit
+        print(f"{name}: RFF s = {bw:g}, {len(widths)} widths from {widths[0]} to {widths[-1]}")
+        print(f"{'N':>7} {'N/n':>6} {'test err':>9} {'test sq':>10} {'train sq':>10} {'||a||':>10} "
+              f"{'cond':>9} {'rank':>6} method")
+        for i, N in enumerate(res.widths):
+            print(f"{N:7d} {N / n:6.2f} {100 * te[i]:8.2f}% {res.test_sq[0, i]:10.4g} {res.train_sq[0, i]:10.3g} "
+                  f"{res.coef_norm[0, i]:10.4g} {res.cond[0, i]:9.2e} {res.rank[0, i]:6d} {res.method[0, i]}")
+        print(f"kernel limit (N -> inf): test error {100 * kl['test_error']:.2f}%, RKHS norm {kl['rkhs_norm']:.2f}, "
+              f"solver {kl['solver']}")
+        print("timings:", {k: round(v, 1) for k, v in res.timings.items()})
+        metrics.update(
+            dataset=name, n_train=n, n_test=int(Xt.shape[0]), bandwidth=bw, n_widths=int(len(widths)),
+            peak_width=int(res.widths[ip]), peak_ratio=float(res.widths[ip] / n),
+            test_error_at_peak=float(te[ip]), test_sq_at_peak=float(res.test_sq[0, ip]),
+            coef_norm_at_peak=float(res.coef_norm[0, ip]), rank_at_peak=int(res.rank[0, ip]),
+            method_at_peak=str(res.method[0, ip]), cond_at_peak=float(res.cond[0, ip]),
+            width_4n=int(res.widths[i4]), test_error_at_4n=float(te[i4]),
+            coef_norm_at_4n=float(res.coef_norm[0, i4]),
+            test_error_kernel_limit=float(kl["test_error"]), kernel_rkhs_norm=float(kl["rkhs_norm"]),
+            coef_norm_peak_width=int(res.peak_width("coef_norm")),
+            rank_aware_widths=[int(w) for w, m in zip(res.widths, res.method[0]) if m == "min_norm"],
+            max_gram_residual=float(np.nanmax(res.residual)),
+            sweep_seconds=float(res.seconds), sweep_timings={k: float(v) for k, v in res.timings.items()},
+        )
+
+    if not args.skip_theory:
+        t1 = time.perf_counter()
+        panels = theory_panels(args)
+        plot_theory(panels, args.seeds, out_dir / ("theory_vs_simulation.png" if not args.smoke
+                                                   else "smoke_theory_vs_simulation.png"))
+        summ = theory_summary(panels)
+        for k, v in summ.items():
+            print(f"theory vs simulation [{k}]: max rel. deviation {100 * v['max_rel_dev']:.1f}%, "
+                  f"median {100 * v['median_rel_dev']:.1f}%, max {v['max_dev_in_se']:.1f} standard errors")
+        metrics["theory"] = summ
+        metrics["theory_seeds"] = args.seeds
+        metrics["theory_seconds"] = time.perf_counter() - t1
+
+    metrics["seconds"] = time.perf_counter() - t0
+    line = json.dumps(metrics)
+    if args.json_out:
+        Path(args.json_out).write_text(line)
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

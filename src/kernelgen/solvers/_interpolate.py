@@ -61,6 +61,8 @@ class KernelInterpolant:
         Numerical rank and its threshold (``min_norm`` solver); rank = n for Cholesky.
     history : list of dict
         Each float64 residual reached.
+    fitted : ndarray of shape (n, n_targets)
+        K alpha on the training points, from the final float64 product (train predictions).
     timings : dict
         Seconds per phase.
     plan : MemoryPlan or None
@@ -83,6 +85,8 @@ class KernelInterpolant:
     n_matvecs: int = 0
     plan: MemoryPlan | None = None
     jitter: float = 0.0
+    fitted: np.ndarray | None = field(default=None, repr=False)
+    residual_matrix: np.ndarray | None = field(default=None, repr=False)
     X_train: np.ndarray | None = field(default=None, repr=False)
     _solve_fn: Callable | None = field(default=None, repr=False)
     _squeeze: bool = field(default=False, repr=False)
@@ -288,6 +292,10 @@ def kernel_interpolate(
                                     memory_budget=memory_budget, tile=tile, store_kernel=store_kernel, **common)
     fit.X_train = X64
     fit._squeeze = squeeze
+    if fit.fitted is None:
+        fit.fitted = Y2 - fit.residual_matrix - ridge * fit.alpha
+    if squeeze:
+        fit.fitted = fit.fitted[:, 0]
     if squeeze:
         fit.alpha = fit.alpha[:, 0]
     fit.timings["total"] = time.perf_counter() - t_start
@@ -379,7 +387,7 @@ def _solve_cholesky_scipy(A, Y2, *, precomputed, n, d, params, ridge, tol, max_i
         alpha=res.alpha, kernel_params=params, relative_residual=res.relative_residual, alpha_K_alpha=aka,
         rkhs_norm=norm, ridge=ridge, solver="cholesky", backend="scipy", factor_dtype=fdt.name,
         residual_mode=plan.residual, rank=n, rank_tol=None, history=res.history, timings=timings,
-        n_matvecs=res.n_matvecs, plan=plan)
+        n_matvecs=res.n_matvecs, plan=plan, residual_matrix=res.residual)
     if keep_factor:
         def solve_new(Y_new, tol_new):
             Yn, sq = _prepare_targets(Y_new, n)
@@ -390,6 +398,7 @@ def _solve_cholesky_scipy(A, Y2, *, precomputed, n, d, params, ridge, tol, max_i
                 relative_residual=r.relative_residual, alpha_K_alpha=a, rkhs_norm=nm, ridge=ridge,
                 solver="cholesky", backend="scipy", factor_dtype=fdt.name, residual_mode=plan.residual,
                 rank=n, history=r.history, n_matvecs=r.n_matvecs, plan=plan, X_train=fit.X_train,
+                residual_matrix=r.residual, fitted=(Yn - r.residual - ridge * r.alpha)[:, 0] if sq else Yn - r.residual - ridge * r.alpha,
                 _solve_fn=solve_new, _squeeze=sq)
             return out
         fit._solve_fn = solve_new
@@ -417,36 +426,60 @@ def _solve_min_norm_scipy(A, Y2, *, precomputed, overwrite_kernel, params, ridge
     w, V = sla.eigh(work, overwrite_a=True, check_finite=False, driver="evd")
     del work
     timings["factor"] = time.perf_counter() - t0
-    fit = _min_norm_from_eigh(w, V, Y2, K=None if in_place else K, params=params, ridge=ridge, rcond=rcond)
+    fit = _min_norm_from_eigh(w, V, Y2, K=None if in_place else K, params=params, ridge=ridge, rcond=rcond,
+                              tol=tol)
     fit.timings.update(timings)
     fit.plan = plan
     if keep_factor:
         fit._solve_fn = lambda Y_new, _tol: _min_norm_from_eigh(
-            w, V, _prepare_targets(Y_new, n)[0], K=None if in_place else K, params=params, ridge=ridge, rcond=rcond)
+            w, V, _prepare_targets(Y_new, n)[0], K=None if in_place else K, params=params, ridge=ridge, rcond=rcond,
+            tol=tol)
     return fit
 
 
-def _min_norm_from_eigh(w, V, Y2, *, K, params, ridge, rcond, backend="scipy"):
+def _min_norm_from_eigh(w, V, Y2, *, K, params, ridge, rcond, backend="scipy", tol=1e-10, max_iter=5):
     """alpha = (K + ridge)^+ Y from an eigendecomposition, with rank and residual."""
     n = w.shape[0]
     wmax = float(np.max(np.abs(w))) if n else 0.0
     rc = n * np.finfo(np.float64).eps if rcond is None else float(rcond)
     tol_abs = rc * wmax
-    if w.min() < -tol_abs:
+    # eigh's eigenvalues carry absolute errors of order p(n) * eps * ||K||: rounding can push the
+    # zero eigenvalues of a PSD kernel slightly negative. Only eigenvalues below -sqrt(eps) * ||K||
+    # (far beyond rounding) mean the kernel is indefinite; the rest count as zero.
+    neg_tol = max(tol_abs, np.sqrt(np.finfo(np.float64).eps) * wmax)
+    if n and w.min() < -neg_tol:
         i = int(np.argmin(w))
         raise NotPositiveDefiniteError(
-            f"the kernel has a negative eigenvalue {w[i]:.3g} (below -{tol_abs:.3g}): it is not positive "
+            f"the kernel has a negative eigenvalue {w[i]:.3g} (below -{neg_tol:.3g}): it is not positive "
             "semi-definite, so no minimum-norm interpolant in an RKHS exists. Check the kernel, or symmetrise "
             "and clip it yourself.", index=i)
     keep = w > tol_abs
     rank = int(keep.sum())
     Vr, wr = V[:, keep], w[keep]
-    alpha = Vr @ ((Vr.T @ Y2) / wr[:, None])
-    # residual in float64: with the kernel itself when we still have it, else with its eigendecomposition
-    KA = (K @ alpha + ridge * alpha) if K is not None else Vr @ (wr[:, None] * (Vr.T @ alpha))
-    R = Y2 - KA
+    def pinv_apply(R):
+        return Vr @ ((Vr.T @ R) / wr[:, None])
+
     ny = np.linalg.norm(Y2)
-    rel = float(np.linalg.norm(R) / ny) if ny > 0 else float(np.linalg.norm(R))
+
+    def residual(alpha):
+        # float64, with the kernel itself when we still have it, else with its eigendecomposition
+        KA = (K @ alpha + ridge * alpha) if K is not None else Vr @ (wr[:, None] * (Vr.T @ alpha))
+        R = Y2 - KA
+        return R, (float(np.linalg.norm(R) / ny) if ny > 0 else float(np.linalg.norm(R)))
+
+    alpha = pinv_apply(Y2)
+    R, rel = residual(alpha)
+    history = [{"step": 0, "kind": "eigh", "relative_residual": rel}]
+    # iterative refinement with the pseudo-inverse keeps alpha in the range of the kept
+    # eigenvectors (so it stays the minimum-norm solution) and removes the cond * eps error;
+    # it stops when the residual stops shrinking (targets outside the range of K).
+    while K is not None and rel > tol and len(history) <= max_iter:
+        cand = alpha + pinv_apply(R)
+        R2, rel2 = residual(cand)
+        if rel2 > 0.5 * rel:
+            break
+        alpha, R, rel = cand, R2, rel2
+        history.append({"step": len(history), "kind": "pinv refinement", "relative_residual": rel})
     aka, norm = _finish(alpha, R, Y2, ridge)
     if rank < n:
         log.info("min_norm: numerical rank %d of %d (tol %.3g)", rank, n, tol_abs)
@@ -454,4 +487,5 @@ def _min_norm_from_eigh(w, V, Y2, *, K, params, ridge, rcond, backend="scipy"):
         alpha=alpha, kernel_params=params, relative_residual=rel, alpha_K_alpha=aka, rkhs_norm=norm, ridge=ridge,
         solver="min_norm", backend=backend, factor_dtype="float64",
         residual_mode="eigh" if K is None else ("precomputed" if params["kernel"] == "precomputed" else "stored"),
-        rank=rank, rank_tol=tol_abs, history=[{"step": 0, "kind": "eigh", "relative_residual": rel}], n_matvecs=1)
+        rank=rank, rank_tol=tol_abs, history=history, n_matvecs=len(history),
+        residual_matrix=R)

@@ -102,7 +102,7 @@ def solve_jax(A, Y2, *, precomputed, solver, params, ridge, tol, max_iter, refin
             w, V = np.asarray(w), np.asarray(V)
             timings["factor"] = time.perf_counter() - t0
             fit = _min_norm_from_eigh(w, V, Y2, K=np.asarray(K), params=params, ridge=ridge, rcond=rcond,
-                                      backend="jax")
+                                      backend="jax", tol=tol)
             fit.timings.update(timings)
             return fit
 
@@ -152,7 +152,7 @@ def solve_jax(A, Y2, *, precomputed, solver, params, ridge, tol, max_iter, refin
         alpha=res.alpha, kernel_params=params, relative_residual=res.relative_residual, alpha_K_alpha=aka,
         rkhs_norm=norm, ridge=ridge, solver="cholesky", backend="jax", factor_dtype=fdt.name,
         residual_mode="precomputed" if precomputed else "stored", rank=n, history=res.history,
-        timings=timings, n_matvecs=res.n_matvecs)
+        timings=timings, n_matvecs=res.n_matvecs, residual_matrix=res.residual)
     if keep_factor:
         def solve_new(Y_new, tol_new):
             from ._interpolate import _prepare_targets
@@ -165,7 +165,8 @@ def solve_jax(A, Y2, *, precomputed, solver, params, ridge, tol, max_iter, refin
                 alpha=r.alpha[:, 0] if sq else r.alpha, kernel_params=params, relative_residual=r.relative_residual,
                 alpha_K_alpha=a, rkhs_norm=nm, ridge=ridge, solver="cholesky", backend="jax",
                 factor_dtype=fdt.name, residual_mode=fit.residual_mode, rank=n, history=r.history,
-                n_matvecs=r.n_matvecs, X_train=fit.X_train, _solve_fn=solve_new, _squeeze=sq)
+                n_matvecs=r.n_matvecs, X_train=fit.X_train, _solve_fn=solve_new, _squeeze=sq,
+                residual_matrix=r.residual)
         fit._solve_fn = solve_new
     return fit
 

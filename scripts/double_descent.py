@@ -65,8 +65,16 @@ def plot_sweep(res, title, path):
     r = res.widths / res.n_train
     kl = res.kernel_limit
     fig, ax = plt.subplots(2, 2, figsize=(11, 8))
+    ns = len(res.seeds)
+
+    def band(a, name, scale=1.0):
+        if ns > 1:  # spread over seeds: mean +- sd
+            m, sd = scale * res.mean(name), scale * res.std(name)
+            a.fill_between(r, np.maximum(m - sd, 0), m + sd, alpha=0.25)
+
     a = ax[0, 0]
-    a.plot(r, 100 * res.mean("test_error"), "o-", ms=3, label="RFF min-norm, test")
+    a.plot(r, 100 * res.mean("test_error"), "o-", ms=3, label=f"RFF min-norm, test ({ns} seed{'s' * (ns > 1)})")
+    band(a, "test_error", 100.0)
     a.plot(r, 100 * res.mean("train_error"), "s-", ms=2, alpha=0.6, label="train")
     if kl:
         a.axhline(100 * kl["test_error"], color="k", ls="--", label=f"kernel limit {100 * kl['test_error']:.2f}%")
@@ -75,6 +83,7 @@ def plot_sweep(res, title, path):
     a.legend(fontsize=8)
     a = ax[0, 1]
     a.plot(r, res.mean("test_sq"), "o-", ms=3, label="test")
+    band(a, "test_sq")
     a.plot(r, np.maximum(res.mean("train_sq"), 1e-30), "s-", ms=2, alpha=0.6, label="train")
     if kl:
         a.axhline(kl["test_sq"], color="k", ls="--", label="kernel limit (test)")
@@ -83,6 +92,7 @@ def plot_sweep(res, title, path):
     a.legend(fontsize=8)
     a = ax[1, 0]
     a.plot(r, res.mean("coef_norm"), "o-", ms=3, label="||a|| (RFF)")
+    band(a, "coef_norm")
     if kl:
         a.axhline(kl["rkhs_norm"], color="k", ls="--", label=f"kernel RKHS norm {kl['rkhs_norm']:.1f}")
     a.set(xscale="log", yscale="log", xlabel="N / n", ylabel="coefficient norm", title="norm of the solution")
@@ -227,7 +237,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test", type=int, default=10_000)
     ap.add_argument("--bandwidth", type=float, default=5.0)
     ap.add_argument("--max-ratio", type=float, default=4.0, help="largest width / n")
-    ap.add_argument("--feature-seed", type=int, default=0)
+    ap.add_argument("--feature-seed", type=int, default=0, help="first feature seed")
+    ap.add_argument("--n-feature-seeds", type=int, default=1, help="feature draws in (a) (spread shown)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per synthetic simulation point")
     ap.add_argument("--skip-theory", action="store_true")
     ap.add_argument("--skip-mnist", action="store_true")
@@ -249,8 +260,9 @@ def main(argv=None) -> int:
         n = X.shape[0]
         widths = default_widths(n, max_ratio=args.max_ratio)
         res = double_descent_sweep(X, y, Xt, yt, widths, kind="fourier", bandwidth=bw,
-                                   seeds=[args.feature_seed], verbose=args.verbose)
-        plot_sweep(res, f"Random Fourier features, s = {bw:g}, {name}, seed {args.feature_seed}",
+                                   seeds=list(range(args.feature_seed, args.feature_seed + args.n_feature_seeds)),
+                                   verbose=args.verbose)
+        plot_sweep(res, f"Random Fourier features, s = {bw:g}, {name}, seeds {res.seeds}",
                    out_dir / ("mnist_double_descent.png" if not args.smoke else "smoke_double_descent.png"))
         te = res.mean("test_error")
         ip = int(np.nanargmax(te))
@@ -260,19 +272,21 @@ def main(argv=None) -> int:
         print(f"{'N':>7} {'N/n':>6} {'test err':>9} {'test sq':>10} {'train sq':>10} {'||a||':>10} "
               f"{'cond':>9} {'rank':>6} method")
         for i, N in enumerate(res.widths):
-            print(f"{N:7d} {N / n:6.2f} {100 * te[i]:8.2f}% {res.test_sq[0, i]:10.4g} {res.train_sq[0, i]:10.3g} "
-                  f"{res.coef_norm[0, i]:10.4g} {res.cond[0, i]:9.2e} {res.rank[0, i]:6d} {res.method[0, i]}")
+            print(f"{N:7d} {N / n:6.2f} {100 * te[i]:8.2f}% {res.mean('test_sq')[i]:10.4g} "
+                  f"{res.mean('train_sq')[i]:10.3g} {res.mean('coef_norm')[i]:10.4g} {res.cond[0, i]:9.2e} "
+                  f"{res.rank[0, i]:6d} {res.method[0, i]}")
         print(f"kernel limit (N -> inf): test error {100 * kl['test_error']:.2f}%, RKHS norm {kl['rkhs_norm']:.2f}, "
               f"solver {kl['solver']}")
         print("timings:", {k: round(v, 1) for k, v in res.timings.items()})
         metrics.update(
             dataset=name, n_train=n, n_test=int(Xt.shape[0]), bandwidth=bw, n_widths=int(len(widths)),
             peak_width=int(res.widths[ip]), peak_ratio=float(res.widths[ip] / n),
-            test_error_at_peak=float(te[ip]), test_sq_at_peak=float(res.test_sq[0, ip]),
-            coef_norm_at_peak=float(res.coef_norm[0, ip]), rank_at_peak=int(res.rank[0, ip]),
+            feature_seeds=res.seeds,
+            test_error_at_peak=float(te[ip]), test_sq_at_peak=float(res.mean("test_sq")[ip]),
+            coef_norm_at_peak=float(res.mean("coef_norm")[ip]), rank_at_peak=int(res.rank[0, ip]),
             method_at_peak=str(res.method[0, ip]), cond_at_peak=float(res.cond[0, ip]),
             width_4n=int(res.widths[i4]), test_error_at_4n=float(te[i4]),
-            coef_norm_at_4n=float(res.coef_norm[0, i4]),
+            coef_norm_at_4n=float(res.mean("coef_norm")[i4]),
             test_error_kernel_limit=float(kl["test_error"]), kernel_rkhs_norm=float(kl["rkhs_norm"]),
             coef_norm_peak_width=int(res.peak_width("coef_norm")),
             rank_aware_widths=[int(w) for w, m in zip(res.widths, res.method[0]) if m == "min_norm"],

@@ -332,8 +332,9 @@ class SweepOptions:
     block_bytes : int
         Bound on the temporaries of one feature block.
     max_bytes : int
-        Refuse a sweep whose stored arrays (train and test features, two Gram matrices
-        and a factor) exceed this; the error gives the number and a remedy.
+        Refuse a sweep whose arrays (train and test features of the widest model, plus four
+        matrices of the largest Gram order: Gram, factor, two transient copies) exceed this;
+        the error gives the number and a remedy. MNIST n = 10^4, N <= 4n: ~9.6 GB.
     chol_rcond_factor : float
         Cholesky is accepted for width ``N`` only if LAPACK's reciprocal condition
         estimate exceeds ``chol_rcond_factor * m * eps`` (``m`` the Gram order): then the
@@ -674,7 +675,9 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
             f"Gram order {max(n, m_low)} exceeds SweepOptions.max_dense_n={opts.max_dense_n} "
             "(largest single LAPACK factorisation allowed); subsample the training set."
         )
-    need = 8 * ((n + Xt.shape[0]) * Nmax + 2 * max(n, m_low) ** 2 + (n * n if m_low < n and Nmax > n else 0))
+    # stored: train + test features; peak besides them: Gram, factor and two transient copies
+    # (condition estimate / rank-aware workspace), each of the largest Gram order.
+    need = 8 * ((n + Xt.shape[0]) * Nmax + 4 * max(n, m_low) ** 2)
     if need > opts.max_bytes:
         raise MemoryBudgetError(
             f"the sweep needs ~{need / 2**30:.1f} GiB (train/test features for {Nmax} widths and Gram "

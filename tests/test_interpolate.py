@@ -216,3 +216,15 @@ def test_bad_inputs_give_named_errors(rng):
     assert ei.value.index == 5
     with pytest.raises(NotPositiveDefiniteError):
         kernel_interpolate(K, y, kernel="precomputed", solver="min_norm")
+
+
+def test_auto_dtype_refactors_in_float64_when_mixed_precision_fails(rng, caplog):
+    # cond(K) ~ 1e8 > 1/eps32: the float32-preconditioned CG needs ~10 float64 passes here,
+    # a float64 factor ~2; with max_iter=4 only the float64 route can reach tol
+    X = rng.normal(size=(4200, 16))  # above AUTO_FLOAT64_MAX_N, so dtype=None starts in float32
+    Y = rng.normal(size=(4200, 1))
+    with pytest.raises((NotPositiveDefiniteError, ConvergenceError)):
+        kernel_interpolate(X, Y, bandwidth=4.5, dtype="float32", max_iter=4)  # explicit dtype: no fallback
+    fit = kernel_interpolate(X, Y, bandwidth=4.5, max_iter=4)
+    assert fit.factor_dtype == "float64" and fit.relative_residual <= 1e-10
+    assert "refactoring in float64" in caplog.text

@@ -12,7 +12,7 @@ import scipy.linalg as sla
 
 from .._jax import accelerator_available
 from .._validation import as_float_array, check_same_rows
-from ..errors import InvalidInputError, NotPositiveDefiniteError, ShapeMismatchError
+from ..errors import ConvergenceError, InvalidInputError, NotPositiveDefiniteError, ShapeMismatchError
 from ..kernels import kernel_matrix, resolve_kernel_params
 from ._planner import MemoryPlan, plan_kernel_solve
 from ._refine import refine
@@ -344,7 +344,6 @@ def _solve_cholesky_scipy(A, Y2, *, precomputed, n, d, params, ridge, tol, max_i
     t0 = time.perf_counter()
     K64 = None
     if precomputed:
-        F = LowerPanels.from_dense(A, plan.tile, fdt)
         Kdense = A
 
         def matvec(V):
@@ -352,35 +351,62 @@ def _solve_cholesky_scipy(A, Y2, *, precomputed, n, d, params, ridge, tol, max_i
     elif plan.residual == "stored":
         K64 = LowerPanels(n, plan.tile, np.float64)
         fill_kernel_panels(K64, A, params, verbose=verbose, desc="kernel (float64)")
-        if fdt == np.float64:
-            F = LowerPanels(n, plan.tile, np.float64)
-            for p_src, p_dst in zip(K64.panels, F.panels):
-                p_dst[...] = p_src
-        else:
-            F = LowerPanels(n, plan.tile, fdt)
-            for p_src, p_dst in zip(K64.panels, F.panels):
-                p_dst[...] = p_src
 
         def matvec(V):
             return symmetric_matvec_panels(K64, V) + ridge * V
     else:
-        F = LowerPanels(n, plan.tile, fdt)
-        fill_kernel_panels(F, A.astype(fdt, copy=False), params, verbose=verbose, desc=f"kernel ({fdt.name})")
         t_mv = plan.tile
 
         def matvec(V):
             return symmetric_kernel_matvec(A, V, params, tile=t_mv, verbose=verbose,
                                            desc="float64 K @ v") + ridge * V
-    if ridge:
-        F.add_to_diagonal(ridge)
+
+    def build_factor_input(fdt):
+        if precomputed:
+            F = LowerPanels.from_dense(A, plan.tile, fdt)
+        elif K64 is not None:
+            F = LowerPanels(n, plan.tile, fdt)
+            for p_src, p_dst in zip(K64.panels, F.panels):
+                p_dst[...] = p_src
+        else:
+            F = LowerPanels(n, plan.tile, fdt)
+            fill_kernel_panels(F, A.astype(fdt, copy=False), params, verbose=verbose, desc=f"kernel ({fdt.name})")
+        if ridge:
+            F.add_to_diagonal(ridge)
+        return F
+
+    F = build_factor_input(fdt)
     timings["kernel"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    tiled_cholesky(F, verbose=verbose, desc=f"cholesky ({fdt.name})")
-    timings["factor"] = time.perf_counter() - t0
-    precond = _scaled_precond(lambda R: cholesky_solve_panels(F, R))
-    t0 = time.perf_counter()
-    res = refine(matvec, precond, Y2, tol=tol, max_iter=max_iter, method=refinement)
-    timings["refine"] = time.perf_counter() - t0
+
+    def factor_and_refine(F, fdt):
+        t0 = time.perf_counter()
+        tiled_cholesky(F, verbose=verbose, desc=f"cholesky ({fdt.name})")
+        timings["factor"] = time.perf_counter() - t0
+        precond = _scaled_precond(lambda R: cholesky_solve_panels(F, R))
+        t0 = time.perf_counter()
+        res = refine(matvec, precond, Y2, tol=tol, max_iter=max_iter, method=refinement)
+        timings["refine"] = time.perf_counter() - t0
+        return precond, res
+
+    try:
+        precond, res = factor_and_refine(F, fdt)
+    except (NotPositiveDefiniteError, ConvergenceError) as exc:
+        if dtype is not None or fdt == np.float64:
+            raise
+        # dtype policy (dtype=None): when the mixed-precision route fails on a kernel too
+        # ill-conditioned for float32 (factor breakdown or no convergence), it is redone with a
+        # float64 factor if memory allows -- logged, and reported in fit.factor_dtype.
+        log.warning("mixed precision failed (%s: %s); dtype=None policy: refactoring in float64",
+                    type(exc).__name__, str(exc).split(":")[0])
+        del F
+        plan = plan_kernel_solve(n, d, Y2.shape[1], solver="cholesky", dtype="float64", precomputed=precomputed,
+                                 memory_budget=memory_budget, tile=tile,
+                                 store_kernel=None if precomputed else (plan.residual == "stored"))
+        fdt = plan.factor_dtype
+        t0 = time.perf_counter()
+        F = build_factor_input(fdt)
+        timings["kernel"] += time.perf_counter() - t0
+        precond, res = factor_and_refine(F, fdt)
     aka, norm = _finish(res.alpha, res.residual, Y2, ridge)
 
     fit = KernelInterpolant(

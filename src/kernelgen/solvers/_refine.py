@@ -157,5 +157,7 @@ def _pcg(matvec, precond, Y, alpha, R, normY, tol, budget, record):
 def _fail_msg(history, tol, why):
     steps = ", ".join(f"{h['relative_residual']:.2e}" for h in history)
     return (f"float64 refinement did not reach relative residual {tol:.1e} ({why}); residuals: {steps}. "
-            "The system is too ill-conditioned for the preconditioner. Remedies: dtype='float64' "
-            "(a float64 factor), a looser tol, solver='min_norm' (rank-revealing), or an explicit ridge.")
+            "Either the system is too ill-conditioned for the preconditioner, or tol lies below the "
+            "float64 rounding floor of the residual itself (about eps * || |K| |alpha| || / ||Y||, which "
+            "exceeds 1e-10 when cond(K) is ~1e8 or more). Remedies: dtype='float64' (a float64 factor), "
+            "a looser tol, solver='min_norm' (rank-revealing), or an explicit ridge.")

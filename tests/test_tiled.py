@@ -105,3 +105,30 @@ def test_planner_paths_and_refusals():
     plan_kernel_solve(5000, 10, 1, memory_budget=need, store_kernel=False)
     with pytest.raises(MemoryBudgetError):
         plan_kernel_solve(5000, 10, 1, memory_budget=need - 1, store_kernel=False)
+
+
+def test_exact_integer_inner_products_for_8bit_images(rng):
+    """pixels/255 data: the float64 kernel built from an exact float32 GEMM of centred integers
+    equals an exact integer (int64) computation up to the final rounding of exp."""
+    from kernelgen.solvers import exact_integer_form
+
+    K8 = rng.integers(0, 256, size=(300, 784))
+    X = K8 / 255.0
+    Kc, c, center = exact_integer_form(X)
+    assert c == 255.0 and center in (127.0, 128.0) and Kc.dtype == np.float32
+    # the float32 Gram of the centred integers is exact: compare with int64 arithmetic
+    Ki = K8 - int(center)
+    np.testing.assert_array_equal((Kc @ Kc.T).astype(np.int64), Ki @ Ki.T)
+    params = {"kernel": "gaussian", "bandwidth": 5.0}
+    V = rng.normal(size=(300, 2))
+    d2 = ((K8[:, None, :] - K8[None, :, :]) ** 2).sum(-1) / 255.0**2  # exact integers / c^2
+    K_exact = np.exp(-d2 / 50.0)
+    got = symmetric_kernel_matvec(X, V, params, tile=64)
+    # exact d^2 -> each kernel entry within an ulp or two; the product within n * eps
+    np.testing.assert_allclose(got, K_exact @ V, rtol=1e-13, atol=1e-13)
+    Z = rng.integers(0, 256, size=(40, 784)) / 255.0
+    dz = ((np.rint(Z * 255)[:, None, :] - K8[None]) ** 2).sum(-1) / 255.0**2
+    np.testing.assert_allclose(kernel_matvec(Z, X, V, params), np.exp(-dz / 50.0) @ V, rtol=1e-13, atol=1e-13)
+    # not integer-valued, or too wide for exact float32 sums: no integer form (the float64 GEMM is used)
+    assert exact_integer_form(X + 1e-3) is None
+    assert exact_integer_form(rng.integers(0, 256, size=(5, 1100)) / 255.0) is None  # 1100 * 128^2 > 2^24

@@ -116,8 +116,11 @@ def _rows_per_block(n_cols: int, itemsize: int, block_bytes: int) -> int:
     return int(min(rows, 4096))
 
 
-def _apply_kernel_inplace(G, sq_rows, sq_cols, params, *, same_diag_offset=None):
-    """Turn a block of inner products G (modified in place) into kernel values."""
+def _apply_kernel_inplace(G, sq_rows, sq_cols, params, *, same_diag_offset=None, distances_ready=False):
+    """Turn a block of inner products G (modified in place) into kernel values.
+
+    With ``distances_ready`` G already holds squared distances (distance kernels only).
+    """
     kernel = params["kernel"]
     if kernel == "linear":
         return G
@@ -126,10 +129,11 @@ def _apply_kernel_inplace(G, sq_rows, sq_cols, params, *, same_diag_offset=None)
         G += params["coef0"]
         np.power(G, params["degree"], out=G)
         return G
-    # squared distances: |x|^2 + |z|^2 - 2 <x, z>, clipped at 0 (rounding)
-    G *= -2.0
-    G += sq_rows[:, None]
-    G += sq_cols[None, :]
+    if not distances_ready:
+        # squared distances: |x|^2 + |z|^2 - 2 <x, z>, clipped at 0 (rounding)
+        G *= -2.0
+        G += sq_rows[:, None]
+        G += sq_cols[None, :]
     np.maximum(G, 0.0, out=G)
     if same_diag_offset is not None:
         # exact zeros on the diagonal of K(X, X): avoid rounding in |x|^2 + |x|^2 - 2|x|^2

@@ -46,6 +46,7 @@ __all__ = [
     "symmetric_matvec_panels",
     "symmetric_kernel_matvec",
     "kernel_matvec",
+    "exact_integer_form",
 ]
 
 
@@ -285,13 +286,13 @@ def fill_kernel_panels(P: LowerPanels, X: np.ndarray, params: dict, *, verbose: 
     X must already have P's dtype. Each panel is computed as k(X[:b_{i+1}], X[rows_i])
     into its C-order buffer, i.e. directly into the Fortran panel (no copy).
     """
-    sq = np.einsum("ij,ij->i", X, X)
+    src = _BlockSource(X, X, params, P.dtype, same=True)
     b = P.bounds
     for i in tqdm(range(P.n_tiles), desc=desc, unit="panel", disable=not verbose):
         r0, r1 = b[i], b[i + 1]
         buf = P.panels[i].T  # C-order (r1, rows_i): buf[c, r] = k(x_c, x_{r0 + r})
         # diagonal: element (c, r) with c = r0 + r, i.e. in row-chunk terms col = row - r0
-        _kernel_block(X[:r1], X[r0:r1], sq[:r1], sq[r0:r1], params, -r0, buf)
+        src.block(0, r1, r0, r1, -r0, buf)
 
 
 def symmetric_matvec_panels(P: LowerPanels, V: np.ndarray) -> np.ndarray:
@@ -308,21 +309,122 @@ def symmetric_matvec_panels(P: LowerPanels, V: np.ndarray) -> np.ndarray:
     return out
 
 
+#: float32 represents every integer of magnitude < 2^24 exactly, so a float32 GEMM of integer
+#: matrices whose sums of |products| stay below this bound is exact, in any summation order.
+_FLOAT32_EXACT_INT = 2**24
+
+
+def exact_integer_form(X: np.ndarray, *, center: float | None = None,
+                       scales=(255.0, 256.0, 1.0)):
+    """Detect X = k / c for integers k (e.g. 8-bit images scaled by 1/255) and centre them.
+
+    Returns ``(Kc, c, center)`` with Kc = k - center as float32, or None when X is not of
+    that form or when d * max|Kc|^2 >= 2^24 (a float32 GEMM of Kc would then not be exact).
+    Squared distances are translation invariant, so for distance kernels the Gram of the
+    centred integers gives ||x - z||^2 = (|k|^2 + |k'|^2 - 2 <k, k'>) / c^2 *exactly* in the
+    numerator, at the float32 GEMM rate (twice the float64 one).
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.size == 0 or X.dtype.kind != "f":
+        return None
+    for c in scales:
+        K = np.rint(X * c)
+        if not np.array_equal(K / c, X):
+            continue
+        if center is None:
+            center = float(np.rint((K.max() + K.min()) / 2.0))
+        Kc = K - center
+        m = float(np.abs(Kc).max())
+        if X.shape[1] * m * m >= _FLOAT32_EXACT_INT:
+            return None
+        return Kc.astype(np.float32), float(c), center
+    return None
+
+
+class _BlockSource:
+    """Builds float64 (or float32) kernel blocks k(A[rows], B[cols]) for the blockwise products.
+
+    When both sides are exact integers over a common scale (see :func:`exact_integer_form`)
+    and the kernel is a distance kernel, the inner products come from an exact float32 GEMM
+    of the centred integers; otherwise from a GEMM in ``dtype``.
+    """
+
+    def __init__(self, A, B, params, dtype, *, same: bool):
+        self.params, self.dtype = params, np.dtype(dtype)
+        self.lim = CALL_LIMITS[self.dtype]
+        self.int_form = None
+        if self.dtype == np.float64 and params["kernel"] in ("gaussian", "laplace"):
+            fa = exact_integer_form(A)
+            fb = fa if same or fa is None else exact_integer_form(B, center=fa[2], scales=(fa[1],))
+            if fa is not None and fb is not None:
+                m = float(np.abs(fa[0]).max()) * float(np.abs(fb[0]).max())
+                if A.shape[1] * m < _FLOAT32_EXACT_INT:
+                    self.int_form = (fa[0], fb[0], fa[1])
+        if self.int_form is not None:
+            Ia, Ib, c = self.int_form
+            self.A, self.B = Ia, Ib
+            self.sqa = np.einsum("ij,ij->i", Ia.astype(np.float64), Ia.astype(np.float64))
+            self.sqb = self.sqa if same else np.einsum("ij,ij->i", Ib.astype(np.float64), Ib.astype(np.float64))
+            self.inv_c2 = 1.0 / (c * c)
+            log.debug("exact integer inner products (scale 1/%g) for the float64 kernel", c)
+        else:
+            self.A = np.asarray(A, dtype=self.dtype)
+            self.B = self.A if same else np.asarray(B, dtype=self.dtype)
+            self.sqa = np.einsum("ij,ij->i", self.A, self.A)
+            self.sqb = self.sqa if same else np.einsum("ij,ij->i", self.B, self.B)
+        self._buf32 = None
+
+    def block(self, r0, r1, c0, c1, diag_offset, out):
+        if self.int_form is None:
+            return _kernel_block(self.A[r0:r1], self.B[c0:c1], self.sqa[r0:r1], self.sqb[c0:c1],
+                                 self.params, diag_offset, out)
+        rows, cols = r1 - r0, c1 - c0
+        if self._buf32 is None or self._buf32.shape[0] < rows or self._buf32.shape[1] < cols:
+            self._buf32 = np.empty((max(rows, self.lim.gemm_rows), max(cols, self.lim.gemm_cols)), np.float32)
+        G = self._buf32[:rows, :cols]
+        for a0 in range(0, rows, self.lim.gemm_rows):
+            a1 = min(rows, a0 + self.lim.gemm_rows)
+            for b0 in range(0, cols, self.lim.gemm_cols):
+                b1 = min(cols, b0 + self.lim.gemm_cols)
+                np.matmul(self.A[r0 + a0:r0 + a1], self.B[c0 + b0:c0 + b1].T, out=G[a0:a1, b0:b1])
+        sq_r, sq_c, params, inv_c2 = self.sqa[r0:r1], self.sqb[c0:c1], self.params, self.inv_c2
+        chunk_rows = max(1, _CHUNK_ELEMS // max(1, cols))
+
+        def work(rr):
+            a, b = rr
+            o = out[a:b]
+            o[...] = G[a:b]  # exact integers, float32 -> float64
+            o *= -2.0
+            o += sq_r[a:b, None]
+            o += sq_c[None, :]
+            o *= inv_c2  # |x - z|^2: exact integer numerator, one rounding
+            _apply_kernel_inplace(o, None, None, params, distances_ready=True)
+
+        chunks = [(a, min(rows, a + chunk_rows)) for a in range(0, rows, chunk_rows)]
+        if len(chunks) == 1 or _n_threads() == 1:
+            for rr in chunks:
+                work(rr)
+        else:
+            with ThreadPoolExecutor(_n_threads()) as ex:
+                list(ex.map(work, chunks))
+        return out
+
+
 def symmetric_kernel_matvec(X: np.ndarray, V: np.ndarray, params: dict, *, tile: int = DEFAULT_TILE,
                             dtype=np.float64, verbose: bool = False, desc: str = "K @ v") -> np.ndarray:
     """k(X, X) @ V with the kernel computed on the fly in ``dtype`` (default float64).
 
     Uses symmetry: every off-diagonal block is computed once and used for both of its
     products (K_ij V_j into row block i, K_ij^T V_i into row block j). Memory: one
-    block of ``tile x gemm_cols`` plus the output.
+    block of ``tile x gemm_cols`` plus the output. Integer-valued data (e.g. pixels / 255)
+    get exact inner products from a float32 GEMM (:func:`exact_integer_form`).
     """
     dtype = np.dtype(dtype)
-    X = np.asarray(X, dtype=dtype)
     V = np.asarray(V, dtype=dtype)
     n = X.shape[0]
     lim = CALL_LIMITS[dtype]
     tile = min(tile, lim.potrf_n)
-    sq = np.einsum("ij,ij->i", X, X)
+    src = _BlockSource(X, X, params, dtype, same=True)
     out = np.zeros_like(V)
     b = _bounds(n, tile)
     buf = np.empty((tile, lim.gemm_cols), dtype=dtype)
@@ -331,7 +433,7 @@ def symmetric_kernel_matvec(X: np.ndarray, V: np.ndarray, params: dict, *, tile:
         for c0 in range(0, r1, lim.gemm_cols):
             c1 = min(r1, c0 + lim.gemm_cols)
             Kb = buf[: r1 - r0, : c1 - c0]
-            _kernel_block(X[r0:r1], X[c0:c1], sq[r0:r1], sq[c0:c1], params, r0 - c0, Kb)
+            src.block(r0, r1, c0, c1, r0 - c0, Kb)
             # columns [c0, c1) intersect [0, r0) (strictly lower) and possibly the diagonal tile
             lo_end = min(c1, r0)
             if lo_end > c0:
@@ -348,12 +450,9 @@ def kernel_matvec(Xa: np.ndarray, Xb: np.ndarray, V: np.ndarray, params: dict, *
                   verbose: bool = False, desc: str = "predict") -> np.ndarray:
     """k(Xa, Xb) @ V computed blockwise in ``dtype`` without forming the full matrix."""
     dtype = np.dtype(dtype)
-    Xa = np.asarray(Xa, dtype=dtype)
-    Xb = np.asarray(Xb, dtype=dtype)
     V = np.asarray(V, dtype=dtype)
     lim = CALL_LIMITS[dtype]
-    sqa = np.einsum("ij,ij->i", Xa, Xa)
-    sqb = np.einsum("ij,ij->i", Xb, Xb)
+    src = _BlockSource(Xa, Xb, params, dtype, same=False)
     out = np.zeros((Xa.shape[0],) + V.shape[1:], dtype=dtype)
     rows = min(lim.gemm_rows, 2048)
     buf = np.empty((rows, lim.gemm_cols), dtype=dtype)
@@ -363,6 +462,6 @@ def kernel_matvec(Xa: np.ndarray, Xb: np.ndarray, V: np.ndarray, params: dict, *
         for c0 in range(0, Xb.shape[0], lim.gemm_cols):
             c1 = min(Xb.shape[0], c0 + lim.gemm_cols)
             Kb = buf[: r1 - r0, : c1 - c0]
-            _kernel_block(Xa[r0:r1], Xb[c0:c1], sqa[r0:r1], sqb[c0:c1], params, None, Kb)
+            src.block(r0, r1, c0, c1, None, Kb)
             out[r0:r1] += Kb @ V[c0:c1]
     return out

@@ -202,7 +202,7 @@ def run(args):
             "softmax_map_log_evidence": mp.log_evidence,
             "softmax_map_log_likelihood": mp.log_likelihood,
             "softmax_map_log_occam": mp.log_occam_factor,
-            "softmax_map_effective_dim": float(mp.effective_dim(args.prior_precision)),
+            "softmax_map_effective_dim": float(mp.effective_dim(args.prior_precision, prior_precision=args.prior_precision)),
         }
         # SGD at several batch sizes; Laplace formula at the point each run reaches
         for lr in args.lrs:

@@ -105,6 +105,8 @@ def test_laplace_equals_exact_blr(seed, shape):
     assert lap.is_map
     # Hessian = alpha I + beta Phi^T Phi exactly; its log-det equals the Cholesky one
     assert lap.log_det_hessian == pytest.approx(exact.log_det_A, rel=1e-11)
+    # gamma (PRML eq. 3.91) = N_eff of the data Hessian H - alpha I at z = alpha
+    assert lap.effective_dim(alpha, prior_precision=alpha) == pytest.approx(exact.gamma, rel=1e-9, abs=1e-9)
 
 
 def test_laplace_at_given_point_is_not_optimised():
@@ -398,3 +400,47 @@ def test_inputs_not_mutated():
 
 def test_null_model():
     assert ev.uniform_null_log_evidence(100, 10) == pytest.approx(-100 * math.log(10), rel=1e-15)
+
+
+# ------------------------------------------------------------------ scripts (--smoke)
+def _run_script(name, tmp_path):
+    out = tmp_path / name
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / f"{name}.py"), "--smoke", "--out-dir", str(out),
+         "--json-out", str(out / "m.json")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert metrics == json.loads((out / "m.json").read_text())
+    return metrics, out
+
+
+def test_label_noise_smoke(tmp_path):
+    m, out = _run_script("label_noise", tmp_path)
+    rows = m["rows"]
+    assert [r["corruption"] for r in rows] == [0.0, 0.5, 1.0]
+    for r in rows:
+        for key in ("corruption", "train_error", "test_error", "rkhs_norm", "log_evidence", "effective_dim", "seconds"):
+            assert key in r and np.isfinite(r[key])
+        assert r["train_error"] == 0.0  # the exact interpolant memorises every (corrupted) label
+        assert r["relative_residual"] <= 1e-10
+        assert 0 < r["effective_dim"] < m["n_train"]
+    # nested corruption: more corrupted labels, larger RKHS norm, lower evidence (synthetic blobs)
+    assert rows[0]["rkhs_norm"] < rows[-1]["rkhs_norm"]
+    assert rows[0]["log_evidence"] > rows[-1]["log_evidence"]
+    assert rows[0]["test_error"] < rows[-1]["test_error"]
+    for f in ("kernel_measures.png", "sgd_noise_scale.png", "evidence_vs_test_error.png", "table.md"):
+        assert (out / f).stat().st_size > 0
+    assert all(r["noise_scale"] >= 0 for r in m["sgd_runs"])
+
+
+def test_smith_le_smoke(tmp_path):
+    m, out = _run_script("smith_le", tmp_path)
+    prim = m["primary"]
+    assert prim[0]["labels"] == "informative" and prim[1]["labels"] == "random"
+    for r in prim:  # ratio = log evidence - (-N ln 2), by definition of the null model
+        assert r["log_evidence_ratio"] == pytest.approx(r["log_evidence"] + m["n_train"] * math.log(2), rel=1e-12)
+    # well-separated synthetic blobs: the informative labels must beat the random ones
+    assert prim[0]["log_evidence_ratio"] > prim[1]["log_evidence_ratio"]
+    assert (out / "smith_le.png").stat().st_size > 0

@@ -731,16 +731,31 @@ class LaplaceResult:
     def n_params(self) -> int:
         return self.w.size
 
-    def effective_dim(self, z) -> float | np.ndarray:
-        """``N_eff(H, z)`` of the Hessian at ``w``."""
-        return effective_dimension(self.hessian_eigenvalues, z)
+    def effective_dim(self, z, *, prior_precision: float | None = None) -> float | np.ndarray:
+        """``N_eff(H, z)`` of the Hessian at ``w``.
+
+        With ``prior_precision`` (an isotropic prior ``N(0, prior_precision^-1 I)``), the data part
+        ``H - prior_precision I`` is used instead (it shares H's eigenvectors); with
+        ``z = prior_precision`` this is MacKay's gamma, the number of well-determined parameters
+        (PRML eq. 3.91 / 4.5.1).
+        """
+        lam = self.hessian_eigenvalues
+        if prior_precision is not None:
+            lam = lam - _positive_scalar(prior_precision, "prior_precision")
+        return effective_dimension(lam, z)
+
+
+def _clean_hessian(H) -> np.ndarray:
+    """float64 copy of H, symmetrised (JAX/AD Hessians are symmetric only to rounding)."""
+    H = np.asarray(H, dtype=np.float64)
+    return 0.5 * (H + H.T)
 
 
 def _symmetric_eigvals(H: np.ndarray, what: str) -> np.ndarray:
     H = np.asarray(H, dtype=np.float64)
     if not np.all(np.isfinite(H)):
         raise NonFiniteInputError(f"the {what} contains NaN/inf; the log joint is not twice differentiable here.")
-    H = 0.5 * (H + H.T)  # JAX/AD Hessians are symmetric only to rounding
+    H = _clean_hessian(H)
     lam = sla.eigvalsh(H, check_finite=False)
     if lam[0] <= 0:
         raise NotPositiveDefiniteError(
@@ -788,8 +803,7 @@ def _laplace_core(
         prev = math.inf
         for n_newton in range(1, max_newton + 1):
             g = np.asarray(neg_grad(w), dtype=np.float64)
-            H = np.asarray(neg_hess(w), dtype=np.float64)
-            H = 0.5 * (H + H.T)
+            H = _clean_hessian(neg_hess(w))
             L = _cholesky_lower(H, "Hessian of the negative log joint during the Newton polish")
             step = -sla.cho_solve((L, True), g, check_finite=False)
             dec2 = float(-g @ step)
@@ -823,7 +837,7 @@ def _laplace_core(
     g = np.asarray(neg_grad(w), dtype=np.float64)
     H = np.asarray(neg_hess(w), dtype=np.float64)
     lam = _symmetric_eigvals(H, "Hessian of the negative log joint")
-    Hs = 0.5 * (H + H.T)
+    Hs = _clean_hessian(H)
     dec2 = float(g @ np.linalg.solve(Hs, g))
     ll = float(log_lik(w))
     lp = float(log_prior(w))
@@ -1031,8 +1045,9 @@ def logistic_laplace_evidence(
         return -(X.T @ (yf - expit(X @ w))) + lam * w
 
     def neg_hess(w):
-        s = expit(X @ w)
-        H = X.T @ (X * (s * (1.0 - s))[:, None])
+        z = X @ w
+        wt = expit(z) * expit(-z)  # s (1 - s) without cancellation
+        H = X.T @ (X * wt[:, None])
         H[np.diag_indices(d)] += lam
         return H
 
@@ -1121,7 +1136,7 @@ def softmax_laplace_evidence(
         H4 = np.empty((d, C, d, C))
         for a in range(C):
             for b in range(a, C):
-                wt = (P[:, a] if a == b else 0.0) - P[:, a] * P[:, b]
+                wt = P[:, a] * (1.0 - P[:, a]) if a == b else -P[:, a] * P[:, b]
                 blk = X.T @ (X * wt[:, None])
                 H4[:, a, :, b] = blk
                 if b != a:

@@ -237,21 +237,22 @@ def plot_filters(out_dir, kw):
 def plot_selection(out_dir, results, chosen):
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
-    for r in results:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.2), width_ratios=(1.25, 1))
+    styles = ["-", "--", ":", "-."]
+    for i, r in enumerate(results):
         errs = [np.nan if e is None else 100 * e for e in r["validation_errors"]]
-        ax1.plot(r["bandwidth_mults"], errs, marker="o", lw=2.2 if r["name"] == chosen["name"] else 1,
+        is_chosen = r["name"] == chosen["name"]
+        ax1.plot(r["bandwidth_mults"], errs, marker="o", ms=4, color=f"C{i % 10}",
+                 ls="-" if is_chosen else styles[i // 10 + 1], lw=2.5 if is_chosen else 1,
                  label=f"{r['name']} (D={r['feature_dim']})")
     ax1.plot([chosen["bandwidth_mult"]], [100 * chosen["validation_error"]], "k*", ms=14,
-             label="chosen")
-    ax1.set_xscale("log")
-    ax1.xaxis.set_minor_locator(plt.NullLocator())
+             label="chosen", zorder=5)
     ax1.set_xticks(results[0]["bandwidth_mults"])
-    ax1.set_xticklabels([f"{m:g}" for m in results[0]["bandwidth_mults"]])
     ax1.set_xlabel("bandwidth / median pairwise feature distance")
     ax1.set_ylabel("validation error (%)")
-    ax1.set_title("Validation error vs kernel bandwidth")
-    ax1.legend(fontsize=7)
+    ax1.set_title(f"Validation error vs kernel bandwidth (fit n={chosen['n_fit']}, "
+                  f"val n={chosen['n_val']}; missing = float32 factor failed)", fontsize=9)
+    ax1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax1.grid(alpha=0.3)
     best = [min((e for e in r["validation_errors"] if e is not None), default=np.nan) for r in results]
     ypos = np.arange(len(results))
@@ -418,6 +419,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory-budget-gb", type=float, default=15.0,
                    help="memory the final solve may use (passed to kernel_interpolate)")
+    p.add_argument("--replot", action="store_true",
+                   help="redraw the selection figures from the saved selection JSON and exit")
     p.add_argument("--smoke", action="store_true", help="synthetic data, runs select then final in seconds")
     p.add_argument("--out-dir", type=Path, default=ROOT / "results" / "mnist_gabor")
     p.add_argument("--json-out", type=Path, default=None)
@@ -428,6 +431,13 @@ def main(argv=None):
 
     matplotlib.use("Agg")
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        sel = json.loads(Path(args.selection or DEFAULT_SELECTION).read_text())
+        figs = [plot_selection(args.out_dir, sel["results"], sel["chosen"])]
+        figs += plot_filters(args.out_dir, sel["chosen"]["features"])
+        print(f"saved {', '.join(figs)}")
+        print(json.dumps({"mode": "replot", "figures": figs}))
+        return 0
     X, y, Xte, yte = load_data(args.smoke, args.seed)
     if args.smoke:
         sel = run_select(args, X, y)

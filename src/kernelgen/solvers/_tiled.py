@@ -262,21 +262,24 @@ def _apply_parallel(G, sq_r, sq_c, params, diag_offset):
     """Elementwise kernel transform of G in cache-sized row chunks, on all cores (ufuncs release the GIL)."""
     if params["kernel"] == "linear":
         return
-    n = G.shape[0]
-    chunk_rows = max(1, _CHUNK_ELEMS // max(1, G.shape[1]))
-    chunks = [(r0, min(n, r0 + chunk_rows)) for r0 in range(0, n, chunk_rows)]
 
-    def work(rr):
-        r0, r1 = rr
+    def work(r0, r1):
         off = None if diag_offset is None else diag_offset + r0
         _apply_kernel_inplace(G[r0:r1], sq_r[r0:r1], sq_c, params, same_diag_offset=off)
 
+    _in_row_chunks(G.shape[0], G.shape[1], work)
+
+
+def _in_row_chunks(rows: int, cols: int, work) -> None:
+    """Call work(r0, r1) over cache-sized row chunks of a rows x cols block, on all cores."""
+    step = max(1, _CHUNK_ELEMS // max(1, cols))
+    chunks = [(r0, min(rows, r0 + step)) for r0 in range(0, rows, step)]
     if len(chunks) == 1 or _n_threads() == 1:
-        for rr in chunks:
-            work(rr)
+        for r0, r1 in chunks:
+            work(r0, r1)
     else:
         with ThreadPoolExecutor(_n_threads()) as ex:
-            list(ex.map(work, chunks))
+            list(ex.map(lambda rr: work(*rr), chunks))
 
 
 def fill_kernel_panels(P: LowerPanels, X: np.ndarray, params: dict, *, verbose: bool = False,
@@ -388,10 +391,8 @@ class _BlockSource:
                 b1 = min(cols, b0 + self.lim.gemm_cols)
                 np.matmul(self.A[r0 + a0:r0 + a1], self.B[c0 + b0:c0 + b1].T, out=G[a0:a1, b0:b1])
         sq_r, sq_c, params, inv_c2 = self.sqa[r0:r1], self.sqb[c0:c1], self.params, self.inv_c2
-        chunk_rows = max(1, _CHUNK_ELEMS // max(1, cols))
 
-        def work(rr):
-            a, b = rr
+        def work(a, b):
             o = out[a:b]
             o[...] = G[a:b]  # exact integers, float32 -> float64
             o *= -2.0
@@ -400,13 +401,7 @@ class _BlockSource:
             o *= inv_c2  # |x - z|^2: exact integer numerator, one rounding
             _apply_kernel_inplace(o, None, None, params, distances_ready=True)
 
-        chunks = [(a, min(rows, a + chunk_rows)) for a in range(0, rows, chunk_rows)]
-        if len(chunks) == 1 or _n_threads() == 1:
-            for rr in chunks:
-                work(rr)
-        else:
-            with ThreadPoolExecutor(_n_threads()) as ex:
-                list(ex.map(work, chunks))
+        _in_row_chunks(rows, cols, work)
         return out
 
 

@@ -417,8 +417,8 @@ def main(argv=None):
     ap.add_argument("--pool", type=int, default=2, help="average-pool the 28x28 images by this factor")
     ap.add_argument("--prior-precision", type=float, default=1.0,
                     help="Gaussian prior precision of the softmax weights (fixed in advance)")
-    ap.add_argument("--lrs", type=float, nargs="+", default=[0.1])
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 50, 250, 1250, 5000])
+    ap.add_argument("--lrs", type=float, nargs="+", default=[0.25, 1.0])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 100, 1000, 5000])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", default="results/label_noise")

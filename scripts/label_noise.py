@@ -304,8 +304,11 @@ def write_table(path, rows, runs, spear, args, n_params):
     for r in rows:
         L.append(f"| {r['corruption']:.1f} | {r['labels_changed']:.3f} | {r['train_error']:.4f} | {r['test_error']:.4f} | "
                  f"{r['rkhs_norm']:.2f} | {r['log_evidence']:.1f} | {r['log_evidence_per_sample']:.4f} | "
-                 f"{r['amplitude2']:.4g} | {r['noise_var']:.4g} | {r['effective_dim']:.1f} | "
+                 f"{r['amplitude2']:.4g} | {r['noise_var']:.4g}{'*' if r['type2_at_bound'] else ''} | {r['effective_dim']:.1f} | "
                  f"{r['softmax_map_test_error']:.4f} | {r['softmax_map_log_evidence']:.1f} |")
+    if any(r["type2_at_bound"] for r in rows):
+        L.append("\n\\* σ²/a² at the lower end of the search interval (1e-12 λ_max(K)): the evidence prefers "
+                 "noise-free interpolation; the value is the σ² → 0 limit to within that bound.")
     L.append("\n## Spearman rank correlation with test error (across p)\n")
     L.append("| measure | vs kernel test error | vs softmax MAP test error |")
     L.append("|---|---|---|")

@@ -188,8 +188,8 @@ def plot_theory(panels, n_seeds, path):
                capsize=2, label=f"simulation min-norm ({n_seeds} seeds, mean +- sd)")
     a.errorbar(h["x_sim"], [s.mean for s in h["sim_ridge"]], yerr=[s.std for s in h["sim_ridge"]], fmt="gs",
                ms=4, capsize=2, label="simulation ridge lambda*")
-    a.set(xscale="log", ylim=(0, 3), xlabel="gamma = p / n", ylabel="excess risk", title="Hastie et al."),
-    a.legend(fontsize=7)
+    a.set(xscale="log", ylim=(0, 3), xlabel="gamma = p / n", ylabel="excess risk", title="Hastie et al.")
+    a.legend(fontsize=7, loc="upper right")
     a.text(0.02, 0.02, h["label"], transform=a.transAxes, fontsize=6)
     b = panels["bhx"]
     a = ax[1]

@@ -154,7 +154,7 @@ class RandomFeatureMap:
         n = X.shape[0]
         out = np.empty((n, N), dtype=np.float64, order=order)
         elems = max(1, int(block_bytes) // 8)
-        rows = min(n, max(1, elems // 1024))
+        rows = min(n, 8192, max(1, elems // 1024))  # GEMM rows within kernelgen's tested call limits
         cols = min(N, max(1, elems // rows))
         scale = np.sqrt(2.0 / N) if normalize else np.sqrt(2.0)
         for r0 in range(0, n, rows):

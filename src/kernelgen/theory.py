@@ -465,20 +465,19 @@ def _seeds(seeds):
 
 
 def simulate_hmrt(n: int, p: int, *, r2: float = 1.0, sigma2: float = 1.0, lam: float = 0.0,
-                  seeds=(0,), n_test: int = 2000) -> SimulationResult:
+                  seeds=(0,)) -> SimulationResult:
     """Simulate the [HMRT] isotropic model and estimate the excess risk of ``beta_hat``.
 
     ``x ~ N(0, I_p)``, ``beta`` uniform on the sphere of radius ``sqrt(r2)``, ``y = x^T beta
     + sigma eps``. ``lam = 0``: ``beta_hat = X^+ y`` (:func:`kernelgen.min_norm_solve`);
     ``lam > 0``: ``(X^T X / n + lam I)^{-1} X^T y / n``. Because ``x`` is isotropic the excess
-    risk equals ``||beta_hat - beta||^2`` exactly, so ``n_test`` is unused (kept for a
-    uniform signature) and the estimate has no test-sampling noise.
+    risk equals ``||beta_hat - beta||^2`` exactly: no test set is drawn and the estimate
+    has no test-sampling noise.
 
     Returns
     -------
     SimulationResult
     """
-    del n_test
     risks, ranks = [], []
     for seed in _seeds(seeds):
         rng = np.random.default_rng(seed)

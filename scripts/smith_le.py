@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.special import expit, log_expit
+from scipy.special import log_expit
 from scipy.stats import spearmanr
 
 from kernelgen import evidence as ev

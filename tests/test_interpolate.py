@@ -228,3 +228,10 @@ def test_auto_dtype_refactors_in_float64_when_mixed_precision_fails(rng, caplog)
     fit = kernel_interpolate(X, Y, bandwidth=4.5, max_iter=4)
     assert fit.factor_dtype == "float64" and fit.relative_residual <= 1e-10
     assert "refactoring in float64" in caplog.text
+
+
+def test_min_norm_reports_condition_number(data):
+    X, Y = data
+    fit = kernel_interpolate(X, Y, bandwidth=2.0, solver="min_norm")
+    # all eigenvalues kept (PD kernel): the 2-norm condition number of K
+    assert fit.condition_number == pytest.approx(np.linalg.cond(kernel_matrix(X, bandwidth=2.0)), rel=1e-6)

@@ -59,6 +59,8 @@ class KernelInterpolant:
         How the float64 residual was computed ("stored", "on-the-fly", "precomputed", "eigh").
     rank, rank_tol : int, float or None
         Numerical rank and its threshold (``min_norm`` solver); rank = n for Cholesky.
+    condition_number : float or None
+        ``min_norm``: largest / smallest kept eigenvalue of K + ridge I (None for Cholesky).
     history : list of dict
         Each float64 residual reached.
     fitted : ndarray of shape (n, n_targets)
@@ -80,6 +82,7 @@ class KernelInterpolant:
     residual_mode: str
     rank: int | None = None
     rank_tol: float | None = None
+    condition_number: float | None = None
     history: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     n_matvecs: int = 0
@@ -514,4 +517,5 @@ def _min_norm_from_eigh(w, V, Y2, *, K, params, ridge, rcond, backend="scipy", t
         solver="min_norm", backend=backend, factor_dtype="float64",
         residual_mode="eigh" if K is None else ("precomputed" if params["kernel"] == "precomputed" else "stored"),
         rank=rank, rank_tol=tol_abs, history=history, n_matvecs=len(history),
+        condition_number=float(wmax / wr.min()) if rank else None,
         residual_matrix=R)

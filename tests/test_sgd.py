@@ -310,6 +310,16 @@ def test_validation_and_no_mutation():
         kernel_sgd(X @ X.T + np.triu(np.ones((8, 8)), 1), y, steps=10)  # not symmetric
 
 
+def test_metrics_off_same_iterates():
+    X, y = _conditioned(20, 60, 10, 0)
+    on = sgd(X, y, steps=2000, key=3, form="primal")
+    off = sgd(X, y, steps=2000, key=3, form="primal", metrics=False)
+    assert np.array_equal(on.iterates, off.iterates)  # same compiled iteration, same indices
+    assert np.isnan(off.distance).all() and np.isnan(off.out_of_span).all() and off.rank == -1
+    np.testing.assert_allclose(off.loss, on.loss, rtol=1e-12)
+    assert off.stability_bound == pytest.approx(on.stability_bound, rel=1e-12)  # eigh vs SVD
+
+
 def test_float32_input_runs_in_float64():
     X, y = _conditioned(20, 60, 10, 0)
     t32 = sgd(X.astype(np.float32), y.astype(np.float32), steps=20_000, key=0)

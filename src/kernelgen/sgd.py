@@ -131,7 +131,7 @@ class Trajectory:
         Recorded primal iterates ``w_t`` (least squares) or ``alpha_t`` (kernel runs).
     w, alpha : ndarray or None
         Final primal iterate (least squares) and final dual iterate (dual form / kernel runs).
-    limit : ndarray
+    limit : ndarray or None
         The limit the distance is measured to: ``X^+ y + (I - X^+ X) w0`` computed as
         ``w0 + min_norm_solve(X, y - X w0).coef`` (kernel runs: ``alpha0 + K^+ (y - K alpha0)``).
     method : str
@@ -171,7 +171,7 @@ class Trajectory:
     iterates: np.ndarray
     w: np.ndarray | None
     alpha: np.ndarray | None
-    limit: np.ndarray
+    limit: np.ndarray | None
     method: str
     form: str
     batch_size: int
@@ -495,19 +495,19 @@ class _LinearProblem:
     X: np.ndarray
     y: np.ndarray
     w0: np.ndarray
-    Vr: np.ndarray  # (rank, d) orthonormal rows spanning the row space
-    s: np.ndarray  # (rank,) nonzero singular values
-    limit: np.ndarray
+    Vr: np.ndarray | None  # (rank, d) orthonormal rows spanning the row space (None: metrics off)
+    s: np.ndarray | None  # (rank,) nonzero singular values
+    limit: np.ndarray | None
     beta: float
     lam1: float
 
     @property
     def rank(self) -> int:
-        return int(self.s.size)
+        return int(self.s.size) if self.s is not None else -1
 
     @property
     def kappa(self) -> float:
-        return float((self.s[0] / self.s[-1]) ** 2) if self.s.size else float("nan")
+        return float((self.s[0] / self.s[-1]) ** 2) if self.s is not None and self.s.size else float("nan")
 
 
 def _min_norm(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -516,7 +516,7 @@ def _min_norm(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return np.asarray(min_norm_solve(A, Y).coef, dtype=np.float64)
 
 
-def _linear_problem(X, y, w0, reference=None) -> _LinearProblem:
+def _linear_problem(X, y, w0, reference=None, metrics: bool = True) -> _LinearProblem:
     X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
     y = as_float_array(y, "y", ndim=(1, 2), dtype=np.float64)
     check_same_rows(X, y, "X", "y")
@@ -528,25 +528,28 @@ def _linear_problem(X, y, w0, reference=None) -> _LinearProblem:
         w0 = as_float_array(w0, "w0", ndim=(y.ndim,), dtype=np.float64)
         if w0.shape != wshape:
             raise ShapeMismatchError(f"w0 has shape {w0.shape}; it must be {wshape} (n_features[, n_targets]).")
+    beta = float(np.max(np.einsum("ij,ij->i", X, X)))
+    if beta <= 0:
+        raise InvalidInputError("X is all zeros: nothing to fit; check the data.")
+    if reference is not None:
+        limit = as_float_array(reference, "reference", ndim=(y.ndim,), dtype=np.float64)
+        if limit.shape != wshape:
+            raise ShapeMismatchError(f"reference has shape {limit.shape}, expected {wshape}.")
+    else:
+        limit = None
+    if not metrics:
+        return _LinearProblem(X, y, w0, None, None, limit, beta, _lambda_max_gram(X, gram=False) / n)
     # SVD for the row-space projector, spectrum and condition number (numpy's rank rule)
     _, s, Vt = scipy.linalg.svd(X, full_matrices=False, lapack_driver="gesdd")
     tol = s[0] * max(n, d) * np.finfo(np.float64).eps if s.size else 0.0
     r = int(np.sum(s > tol))
-    if reference is None:
+    if limit is None:
         # X^+ y + (I - X^+ X) w0 = w0 + X^+ (y - X w0)    (FACTS.md, GD on least squares)
         limit = w0 + _min_norm(X, y - X @ w0)
-    else:
-        limit = as_float_array(reference, "reference", ndim=(y.ndim,), dtype=np.float64)
-        if limit.shape != wshape:
-            raise ShapeMismatchError(f"reference has shape {limit.shape}, expected {wshape}.")
-    beta = float(np.max(np.einsum("ij,ij->i", X, X)))
-    lam1 = float(s[0] ** 2 / n) if s.size else 0.0
-    if beta <= 0:
-        raise InvalidInputError("X is all zeros: nothing to fit; check the data.")
-    return _LinearProblem(X, y, w0, Vt[:r], s[:r], limit, beta, lam1)
+    return _LinearProblem(X, y, w0, Vt[:r], s[:r], limit, beta, float(s[0] ** 2 / n))
 
 
-def _relnorm(a: np.ndarray, axis_from: int = 1) -> np.ndarray:
+def _relnorm(a: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(a.reshape(a.shape[0], -1) ** 2, axis=1))
 
 
@@ -555,8 +558,13 @@ def _linear_metrics(p: _LinearProblem, W: np.ndarray):
     R = W.shape[0]
     F = np.einsum("nd,rd...->rn...", p.X, W)  # predictions X w_t
     loss = 0.5 * np.sum((F - p.y[None]).reshape(R, -1) ** 2, axis=1) / p.X.shape[0]
-    lim_norm = max(float(np.linalg.norm(p.limit)), np.finfo(float).tiny)
-    distance = _relnorm(W - p.limit[None]) / lim_norm
+    if p.limit is None:
+        distance = np.full(R, np.nan)
+    else:
+        lim_norm = max(float(np.linalg.norm(p.limit)), np.finfo(float).tiny)
+        distance = _relnorm(W - p.limit[None]) / lim_norm
+    if p.Vr is None:
+        return loss, distance, np.full(R, np.nan), F
     D = W - p.w0[None]  # displacement: in the row space in exact arithmetic
     coeff = np.einsum("rd,td...->tr...", p.Vr, D)
     perp = D - np.einsum("rd,tr...->td...", p.Vr, coeff)
@@ -679,8 +687,9 @@ def _run_linear(
     allow_unstable: bool,
     reference,
     indices,
+    metrics: bool = True,
 ) -> Trajectory:
-    p = _linear_problem(X, y, w0, reference)
+    p = _linear_problem(X, y, w0, reference, metrics)
     n, d = p.X.shape
     steps = int(steps)
     if steps < 0:
@@ -743,7 +752,7 @@ def _run_linear(
 
     loss, distance, out, F = _linear_metrics(p, W)
     closed = gap = flow = None
-    if method == "gd" and np.ndim(report) == 0:
+    if method == "gd" and np.ndim(report) == 0 and metrics:
         closed = _closed_form_linear(p, float(report), rec)
         scale = max(float(np.linalg.norm(p.limit)), float(np.linalg.norm(p.w0)), np.finfo(float).tiny)
         gap = _relnorm(W - closed) / scale
@@ -792,6 +801,10 @@ _LS_PARAMS = """
         Run a step above :func:`stability_bound` instead of raising.
     reference : array, optional
         The limit to measure distances to (default ``w0 + min_norm_solve(X, y - X w0).coef``).
+    metrics : bool
+        False skips the SVD and the minimum-norm solve (for timing): ``distance`` (unless
+        ``reference`` is given), ``out_of_span`` and ``condition_number`` are NaN, ``rank`` is -1,
+        no closed form; the loss and the iterates are still recorded.
 """
 
 
@@ -810,6 +823,7 @@ def sgd(
     allow_unstable: bool = False,
     reference=None,
     indices=None,
+    metrics: bool = True,
 ) -> Trajectory:
     """Mini-batch SGD on ``L(w) = (1/2N)||Xw - y||^2``, primal or dual (same trajectory).
 
@@ -851,7 +865,7 @@ def sgd(
     return _run_linear(
         X, y, method="sgd", steps=steps, key=key, batch_size=batch_size, step_size=step_size,
         replace=replace, relaxation=1.0, w0=w0, record_steps=record_steps, form=form,
-        allow_unstable=allow_unstable, reference=reference, indices=indices,
+        allow_unstable=allow_unstable, reference=reference, indices=indices, metrics=metrics,
     )
 
 
@@ -866,6 +880,7 @@ def gd(
     form: Form = "auto",
     allow_unstable: bool = False,
     reference=None,
+    metrics: bool = True,
 ) -> Trajectory:
     """Full-batch gradient descent ``w <- w - (eta/N) X^T (X w - y)``, with its closed form.
 
@@ -889,7 +904,7 @@ def gd(
     return _run_linear(
         X, y, method="gd", steps=steps, key=None, batch_size=None, step_size=step_size,
         replace=True, relaxation=1.0, w0=w0, record_steps=record_steps, form=form,
-        allow_unstable=allow_unstable, reference=reference, indices=None,
+        allow_unstable=allow_unstable, reference=reference, indices=None, metrics=metrics,
     )
 
 
@@ -906,6 +921,7 @@ def kaczmarz(
     allow_unstable: bool = False,
     reference=None,
     indices=None,
+    metrics: bool = True,
 ) -> Trajectory:
     """Randomised Kaczmarz: row i with probability ``||x_i||^2 / ||X||_F^2``, then
     ``w <- w + omega (y_i - x_i^T w) / ||x_i||^2 x_i``.
@@ -928,7 +944,7 @@ def kaczmarz(
     return _run_linear(
         X, y, method="kaczmarz", steps=steps, key=key, batch_size=1, step_size=None,
         replace=True, relaxation=float(relaxation), w0=w0, record_steps=record_steps, form=form,
-        allow_unstable=allow_unstable, reference=reference, indices=indices,
+        allow_unstable=allow_unstable, reference=reference, indices=indices, metrics=metrics,
     )
 
 

@@ -143,19 +143,29 @@ def main(argv=None) -> dict:
     print(f"  GD closed form reaches distance 1e-8 at t = {lin_gd_steps_to_1e8} steps"
           f" (distance at t = {g.steps[-1]}: {g.distance[-1]:.3e})")
 
-    fig, ax = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, ax = plt.subplots(1, 3, figsize=(18, 4.8))
+    ynorm = np.linalg.norm(Y)
+
+    def resid(tr, m):
+        return np.linalg.norm((tr.predictions[m] - Y[None]).reshape(m.sum(), -1), axis=1) / ynorm
+
     for name, tr in lin:
         m = tr.steps > 0
-        ax[0].loglog(tr.steps[m], tr.distance[m], label=f"{name} ({tr.step_size:.2g})" if np.ndim(tr.step_size) == 0 else name)
-        ax[1].semilogy(tr.steps[m], np.maximum(tr.out_of_span[m], 1e-18), label=name)
+        ax[0].loglog(tr.steps[m], tr.distance[m], label=f"{name} ({tr.step_size:.2g})")
+        ax[1].loglog(tr.steps[m], resid(tr, m), label=name)
+        ax[2].semilogy(tr.steps[m], np.maximum(tr.out_of_span[m], 1e-18), label=name)
     m = g.steps > 0
     ax[0].loglog(g.steps[m], g.distance[m], "k-", lw=2.5, alpha=0.5, label="GD simulated")
     ax[0].loglog(*_until_below(far, cf_dist), "k--", lw=1, label="GD closed form")
-    ax[1].semilogy(g.steps[m], np.maximum(g.out_of_span[m], 1e-18), "k-", label="GD")
-    ax[1].set_xscale("log")
+    ax[1].loglog(g.steps[m], resid(g, m), "k-", lw=2.5, alpha=0.5, label="GD simulated")
+    flow = np.linalg.norm((g.gradient_flow[m] - Y[None]).reshape(m.sum(), -1), axis=1) / ynorm
+    ax[1].loglog(g.steps[m], flow, "k:", lw=1.5, label=r"gradient flow $y+e^{-\eta t XX^T/N}(f_0-y)$")
+    ax[2].semilogy(g.steps[m], np.maximum(g.out_of_span[m], 1e-18), "k-", label="GD")
+    ax[2].set_xscale("log")
     ax[0].set(xlabel="step t", ylabel=r"$\|w_t - w^*\| / \|w^*\|$", ylim=(1e-9, 3),
               title=f"linear, n={n}, d={d}: distance to min-norm ($\\kappa(XX^T)$={kappa_lin:.1e})")
-    ax[1].set(xlabel="step t", ylabel=r"$\|(I-P_{row})w_t\| / \|w_t\|$", title="component outside the row span (primal form)")
+    ax[1].set(xlabel="step t", ylabel=r"$\|Xw_t - Y\| / \|Y\|$", title="training residual (function space)")
+    ax[2].set(xlabel="step t", ylabel=r"$\|(I-P_{row})w_t\| / \|w_t\|$", title="component outside the row span (primal form)")
     ax[0].axhline(1e-8, color="grey", lw=0.5)
     for a in ax:
         a.grid(True, which="major", alpha=0.3)

@@ -553,10 +553,15 @@ def _relnorm(a: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(a.reshape(a.shape[0], -1) ** 2, axis=1))
 
 
+def _apply(M: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``M @ v`` for every record ``v = V[t]`` (V of shape (R, m) or (R, m, k)), through BLAS."""
+    return V @ M.T if V.ndim == 2 else np.matmul(M, V)
+
+
 def _linear_metrics(p: _LinearProblem, W: np.ndarray):
     """loss, distance, out_of_span, predictions for recorded primal iterates W (R, d[, k])."""
     R = W.shape[0]
-    F = np.einsum("nd,rd...->rn...", p.X, W)  # predictions X w_t
+    F = _apply(p.X, W)  # predictions X w_t
     loss = 0.5 * np.sum((F - p.y[None]).reshape(R, -1) ** 2, axis=1) / p.X.shape[0]
     if p.limit is None:
         distance = np.full(R, np.nan)
@@ -566,8 +571,7 @@ def _linear_metrics(p: _LinearProblem, W: np.ndarray):
     if p.Vr is None:
         return loss, distance, np.full(R, np.nan), F
     D = W - p.w0[None]  # displacement: in the row space in exact arithmetic
-    coeff = np.einsum("rd,td...->tr...", p.Vr, D)
-    perp = D - np.einsum("rd,tr...->td...", p.Vr, coeff)
+    perp = D - _apply(p.Vr.T, _apply(p.Vr, D))
     wn = _relnorm(W)
     out = np.where(wn > 0, _relnorm(perp) / np.where(wn > 0, wn, 1.0), 0.0)
     return loss, distance, out, F
@@ -582,7 +586,7 @@ def _closed_form_linear(p: _LinearProblem, eta: float, steps_rec: np.ndarray) ->
     fac = np.power(1.0 - eta * lam[None, :], steps_rec[:, None].astype(np.float64))  # (R, r)
     if c0.ndim == 1:
         return p.limit[None] + (fac * c0[None]) @ p.Vr
-    return p.limit[None] + np.einsum("tr,rk,rd->tdk", fac, c0, p.Vr)
+    return p.limit[None] + np.matmul(p.Vr.T, fac[:, :, None] * c0[None])
 
 
 def gd_closed_form(X, y, *, step_size: float, steps, w0=None) -> np.ndarray:
@@ -650,7 +654,7 @@ def gradient_flow_predictions(Theta, y, f0, *, step_size: float, steps, discrete
     c0 = Q.T @ (f0 - y)
     if c0.ndim == 1:
         return y[None] + (fac * c0[None]) @ Q.T
-    return y[None] + np.einsum("tr,rk,nr->tnk", fac, c0, Q)
+    return y[None] + np.matmul(Q, fac[:, :, None] * c0[None])
 
 
 # ----------------------------------------------------------------------------- least squares
@@ -746,7 +750,7 @@ def _run_linear(
         kind = "gd_dual" if method == "gd" else "dual"
         a0 = np.zeros((n,) + p.y.shape[1:])
         final, A_rec, seconds = _iterate(kind, K, b, a0, idx, etas, rec)
-        W = p.w0[None] + np.einsum("nd,rn...->rd...", p.X, A_rec)
+        W = p.w0[None] + _apply(p.X.T, A_rec)
         alpha = final
         w_final = p.w0 + np.tensordot(p.X, final, axes=(0, 0))
 
@@ -1028,16 +1032,16 @@ def _run_kernel(
 
     final, A, seconds = _iterate(kind, K, y, alpha0, idx, etas, rec)
     R = A.shape[0]
-    F = np.einsum("mn,rn...->rm...", K, A)
+    F = _apply(K, A)
     loss = 0.5 * np.sum((F - y[None]).reshape(R, -1) ** 2, axis=1) / n
     distance = _relnorm(A - limit[None]) / max(float(np.linalg.norm(limit)), np.finfo(float).tiny)
     E = (A - limit[None]).reshape(R, n, -1)
-    knorm = lambda M: np.sqrt(np.clip(np.einsum("rnk,nm,rmk->r", M, K, M), 0, None))  # noqa: E731
+    knorm = lambda M: np.sqrt(np.clip(np.sum(M * np.matmul(K, M), axis=(1, 2)), 0, None))  # noqa: E731
     lim_k = float(knorm(limit.reshape(1, n, -1))[0])
     dist_k = knorm(E) / max(lim_k, np.finfo(float).tiny)
     Qn = Q[:, ~pos]  # numerical null space of K
     Dv = (A - alpha0[None]).reshape(R, n, -1)
-    null = np.sqrt(np.sum(np.einsum("nj,rnk->rjk", Qn, Dv) ** 2, axis=(1, 2))) if Qn.shape[1] else np.zeros(R)
+    null = np.sqrt(np.sum(np.matmul(Qn.T, Dv) ** 2, axis=(1, 2))) if Qn.shape[1] else np.zeros(R)
     an = _relnorm(A)
     out = np.where(an > 0, null / np.where(an > 0, an, 1.0), 0.0)
     closed = gap = flow = None
@@ -1059,7 +1063,7 @@ def _run_kernel(
                 cstar[None] + fac[..., None] * (c0 - cstar)[None],
                 c0[None] + (t * eta / n)[..., None] * qy[None],
             )
-            closed = np.einsum("trk,nr->tnk", C, Q)
+            closed = np.matmul(Q, C)
         scale = max(float(np.linalg.norm(limit)), float(np.linalg.norm(alpha0)), np.finfo(float).tiny)
         gap = _relnorm(A - closed) / scale
         flow = gradient_flow_predictions(K, y, K @ alpha0, step_size=eta, steps=rec)

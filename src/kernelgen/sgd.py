@@ -410,6 +410,10 @@ def _compiled(kind: str):
         # w <- w - (eta / B) X_B^T (X_B w - y_B)                       (module docstring)
         def step(t, w, A, b, indices, etas):
             idx = indices[t]
+            if idx.shape[0] == 1 and w.ndim == 1:  # B = 1: one dynamic row slice, an axpy
+                i = idx[0]
+                x = lax.dynamic_index_in_dim(A, i, keepdims=False)
+                return w - (etas[t] * (jnp.dot(x, w, precision=hi) - b[i])) * x
             rows = A[idx]  # (B, d) gather
             r = resid(w, rows, b, idx)
             c = etas[t] / idx.shape[0]

@@ -21,8 +21,15 @@ The last line of stdout is one JSON object of metrics (also written to ``--json-
 Cost model (the floor the final run cannot beat on a 2-core machine): at n = 60,000 the
 float32 kernel costs n^2 D flop (half for the lower triangle), each float64 residual
 ~2 n^2 D flop at the DGEMM rate (~119 GFLOPS), ~5 of them, and the float32 Cholesky
-n^3/3 = 7.2e13 flop (~300 s at ~220 GFLOPS) whatever D is. With D = 784:
-5 x 2 x 3.6e9 x 784 / 119e9 = 237 s of residuals, kernel ~6 s: floor ~ 550 s.
+n^3/3 = 7.2e13 flop (~300 s at ~220 GFLOPS) whatever D is. With the chosen D = 1,176:
+5 x 2 x 3.6e9 x 1176 / 119e9 = 356 s of residuals, kernel ~9-17 s, factor ~330 s,
+test predictions ~12 s: floor ~ 700 s (``floor_model_seconds`` in the JSON), so
+20 minutes bounds D at roughly 1,500-2,000 once real (lower) rates are counted.
+
+The float32 factor must succeed at the final n: with the chosen 1.0 x median bandwidth
+it failed at n = 60,000 (pivot 51,033; it succeeded at 10,000 and 20,000). The script
+then steps down to the next smaller bandwidth multiple of the grid (0.7, validation
+0.59%), a rule that uses no test data; ``--bandwidth-mult 0.7`` skips the failing try.
 
 Examples
 --------

@@ -12,7 +12,6 @@ Full-batch GD is D = I / N.
 
 from __future__ import annotations
 
-import numpy as np
 import sympy as sp
 
 from ._common import expand_zero, is_zero_matrix, random_problem, rel, symbolic_matrix

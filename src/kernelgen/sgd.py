@@ -816,6 +816,18 @@ _LS_PARAMS = """
 """
 
 
+def _with_params(fn):
+    """Insert the shared parameter descriptions into ``fn.__doc__`` (docstrings must be literals)."""
+    doc = fn.__doc__
+    if "<<LS_PARAMS>>" in doc:
+        doc = doc.replace("    <<LS_PARAMS>>", _LS_PARAMS.strip("\n") + "\n")
+    if "<<K_PARAMS>>" in doc:
+        doc = doc.replace("    <<K_PARAMS>>", _K_PARAMS.strip("\n") + "\n")
+    fn.__doc__ = doc
+    return fn
+
+
+@_with_params
 def sgd(
     X,
     y,
@@ -848,7 +860,7 @@ def sgd(
         Sample with replacement (default) or as a stream of random permutations.
     indices : array of shape (steps, batch_size), optional
         Replay these sampled rows instead of drawing them.
-    """ + _LS_PARAMS + """
+    <<LS_PARAMS>>
     Returns
     -------
     Trajectory
@@ -877,6 +889,7 @@ def sgd(
     )
 
 
+@_with_params
 def gd(
     X,
     y,
@@ -900,7 +913,7 @@ def gd(
     ----------
     step_size : float, array of shape (steps,), callable or None
         None: ``1 / lambda_max(X^T X / N)`` (half the bound ``2 / lambda_max``).
-    """ + _LS_PARAMS + """
+    <<LS_PARAMS>>
     Returns
     -------
     Trajectory
@@ -916,6 +929,7 @@ def gd(
     )
 
 
+@_with_params
 def kaczmarz(
     X,
     y,
@@ -940,7 +954,7 @@ def kaczmarz(
         ``omega``, stable in (0, 2); 1 projects onto the hyperplane of row i.
     indices : array of shape (steps, 1), optional
         Replay these rows.
-    """ + _LS_PARAMS + """
+    <<LS_PARAMS>>
     Returns
     -------
     Trajectory
@@ -1112,6 +1126,7 @@ _K_PARAMS = """
 """
 
 
+@_with_params
 def kernel_sgd(
     K,
     y,
@@ -1137,7 +1152,7 @@ def kernel_sgd(
     ----------
     key, batch_size, step_size, replace, indices
         As in :func:`sgd`.
-    """ + _K_PARAMS + """
+    <<K_PARAMS>>
     Returns
     -------
     Trajectory
@@ -1154,6 +1169,7 @@ def kernel_sgd(
     )
 
 
+@_with_params
 def kernel_gd(
     K, y, *, steps: int, step_size=None, alpha0=None, record_steps=None, allow_unstable: bool = False,
     reference=None,
@@ -1164,7 +1180,7 @@ def kernel_gd(
     Parameters
     ----------
     step_size : float, array, callable or None (default ``1 / lambda_max(K / N)``)
-    """ + _K_PARAMS + """
+    <<K_PARAMS>>
     Returns
     -------
     Trajectory
@@ -1176,6 +1192,7 @@ def kernel_gd(
     )
 
 
+@_with_params
 def kernel_kaczmarz(
     K, y, *, steps: int, key=0, relaxation: float = 1.0, alpha0=None, record_steps=None,
     allow_unstable: bool = False, reference=None, indices=None,
@@ -1186,7 +1203,7 @@ def kernel_kaczmarz(
     Parameters
     ----------
     relaxation : float in (0, 2)
-    """ + _K_PARAMS + """
+    <<K_PARAMS>>
     Returns
     -------
     Trajectory

@@ -47,7 +47,9 @@ Default path
 ------------
 ``form="auto"`` runs the dual form when ``n < d`` and ``K`` fits in
 :data:`DUAL_MAX_BYTES` (the primal form otherwise): the trajectory is the same, each step
-gathers ``B n`` numbers instead of ``B d`` (measured by ``benchmarks/bench_sgd.py``).
+gathers ``B n`` numbers instead of ``B d``. Measured here (``benchmarks/bench_sgd.py``,
+n = 1,000, d = 5,000, float64): dual 1.79M steps/s at B = 1 (13.5x a NumPy loop, 9.6x the jit
+primal form) and 17.2k at B = 100 (8.8x the NumPy loop, 9.3x the primal form).
 
 Precision: every iteration runs in float64 (``kernelgen._jax.enable_x64``) with
 ``precision=HIGHEST`` matmuls; inputs of any float dtype are converted to float64.

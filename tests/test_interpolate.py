@@ -235,3 +235,13 @@ def test_min_norm_reports_condition_number(data):
     fit = kernel_interpolate(X, Y, bandwidth=2.0, solver="min_norm")
     # all eigenvalues kept (PD kernel): the 2-norm condition number of K
     assert fit.condition_number == pytest.approx(np.linalg.cond(kernel_matrix(X, bandwidth=2.0)), rel=1e-6)
+
+
+def test_auto_dtype_fallback_refused_by_memory_keeps_the_original_error(rng):
+    X = rng.normal(size=(4200, 16))
+    Y = rng.normal(size=(4200, 1))
+    # budget for the float32 route (1196 MiB planned) but not for a float64 refactor (1278 MiB):
+    # the original named error comes back, with the planner's numbers
+    with pytest.raises(ConvergenceError) as ei:
+        kernel_interpolate(X, Y, bandwidth=4.5, max_iter=4, memory_budget=1230 * 2**20, store_kernel=False)
+    assert "fallback to a float64 factor was not possible" in str(ei.value)

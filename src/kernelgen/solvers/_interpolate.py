@@ -12,7 +12,13 @@ import scipy.linalg as sla
 
 from .._jax import accelerator_available
 from .._validation import as_float_array, check_same_rows
-from ..errors import ConvergenceError, InvalidInputError, NotPositiveDefiniteError, ShapeMismatchError
+from ..errors import (
+    ConvergenceError,
+    InvalidInputError,
+    MemoryBudgetError,
+    NotPositiveDefiniteError,
+    ShapeMismatchError,
+)
 from ..kernels import kernel_matrix, resolve_kernel_params
 from ._planner import MemoryPlan, plan_kernel_solve
 from ._refine import refine
@@ -402,9 +408,13 @@ def _solve_cholesky_scipy(A, Y2, *, precomputed, n, d, params, ridge, tol, max_i
         log.warning("mixed precision failed (%s: %s); dtype=None policy: refactoring in float64",
                     type(exc).__name__, str(exc).split(":")[0])
         del F
-        plan = plan_kernel_solve(n, d, Y2.shape[1], solver="cholesky", dtype="float64", precomputed=precomputed,
-                                 memory_budget=memory_budget, tile=tile,
-                                 store_kernel=None if precomputed else (plan.residual == "stored"))
+        try:
+            plan = plan_kernel_solve(n, d, Y2.shape[1], solver="cholesky", dtype="float64",
+                                     precomputed=precomputed, memory_budget=memory_budget, tile=tile,
+                                     store_kernel=None if precomputed else (plan.residual == "stored"))
+        except MemoryBudgetError as mem:
+            raise type(exc)(f"{exc} The dtype=None fallback to a float64 factor was not possible: {mem}",
+                            *([exc.index] if isinstance(exc, NotPositiveDefiniteError) else [])) from exc
         fdt = plan.factor_dtype
         t0 = time.perf_counter()
         F = build_factor_input(fdt)

@@ -5,8 +5,8 @@ Solves K alpha = Y exactly (float64 relative residual <= 1e-10) for one-hot targ
 then classifies the test set by argmax. Defaults: all 60,000 training images, Gaussian
 kernel s = 5 on pixels / 255, the full 10,000-image test set.
 
-    python scripts/mnist_kernel.py                 # full run (~10-15 min on 2 cores, < 16 GB)
-    python scripts/mnist_kernel.py --n-train 10000 # ~1 min
+    python scripts/mnist_kernel.py                 # full run (~7.5 min on 2 cores, ~9.4 GB)
+    python scripts/mnist_kernel.py --n-train 10000 # ~10 s
     python scripts/mnist_kernel.py --smoke         # seconds, synthetic data (used by the tests)
 
 Prints a human summary; the last line of stdout is one JSON object of metrics.

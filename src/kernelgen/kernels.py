@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 KERNELS = ("gaussian", "laplace", "linear", "polynomial")
 
 #: Largest GEMM output (rows x cols) issued by kernel code: 4,096 x 65,536. FACTS.md
-#: measured 4,000 x 60,000 blocks running safely in both dtypes on the bundled
-#: OpenBLAS; tests/test_blas_limits.py runs a call of this size in a subprocess.
+#: measured 4,000 x 60,000 blocks running safely on the bundled OpenBLAS. (The solver's
+#: own, smaller limits are kernelgen.solvers.CALL_LIMITS, run in tests/test_blas_limits.py.)
 MAX_GEMM_ELEMENTS = 4096 * 65536
 
 #: Default working memory for one block of temporaries, in bytes.

@@ -41,25 +41,6 @@ def device_memory(device=None) -> int:
     return int(0.85 * available_memory()) - BASE_OVERHEAD
 
 
-def _kernel_fn(params):
-    import jax.numpy as jnp
-    from jax import lax
-
-    kernel = params["kernel"]
-
-    def k(A, B):
-        G = jnp.matmul(A, B.T, precision=lax.Precision.HIGHEST)
-        if kernel == "linear":
-            return G
-        if kernel == "polynomial":
-            return (G / params["bandwidth"] ** 2 + params["coef0"]) ** params["degree"]
-        d2 = jnp.maximum(jnp.sum(A * A, 1)[:, None] + jnp.sum(B * B, 1)[None, :] - 2.0 * G, 0.0)
-        s = params["bandwidth"]
-        return jnp.exp(-d2 / (2 * s * s)) if kernel == "gaussian" else jnp.exp(-jnp.sqrt(d2) / s)
-
-    return k
-
-
 def _build_kernel(X, params, dtype):
     import jax.numpy as jnp
 
@@ -178,11 +159,12 @@ def predict_jax(X_new, X_train, A, params, block_rows: int = 4096) -> np.ndarray
 
     if params["kernel"] == "precomputed":  # pragma: no cover - handled by the caller
         raise InvalidInputError("predict_jax needs features, not a precomputed kernel")
-    k = _kernel_fn(params)
+    from ..kernels import _jax_block
+
     with enable_x64():
         Xt = jnp.asarray(X_train, jnp.float64)
         Aj = jnp.asarray(A, jnp.float64)
-        out = [np.asarray(jnp.matmul(k(jnp.asarray(X_new[r0:r0 + block_rows], jnp.float64), Xt), Aj,
-                                     precision=lax.Precision.HIGHEST))
+        out = [np.asarray(jnp.matmul(_jax_block(jnp.asarray(X_new[r0:r0 + block_rows], jnp.float64), Xt, params, None),
+                                     Aj, precision=lax.Precision.HIGHEST))
                for r0 in range(0, X_new.shape[0], block_rows)]
     return np.concatenate(out, axis=0)

@@ -31,7 +31,7 @@ class MinNormSolution:
         entries) were treated as zero: ``rcond * (largest one)``.
     method : str
         ``"lq"`` (full row rank, underdetermined), ``"qr"`` (full column rank) or
-        ``"svd"`` (rank-deficient; LAPACK gelsd).
+        ``"svd"`` (rank-deficient; LAPACK gesdd SVD).
     relative_residual : float
         ||X coef - y||_F / ||y||_F in float64 (0 up to rounding for consistent systems).
     """
@@ -53,7 +53,7 @@ def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
     rank); for an inconsistent one, the minimum-norm least-squares solution. The
     computation never forms XXᵀ (which squares the condition number): a full-rank X
     is solved by an LQ (QR of Xᵀ) or QR factorisation with column pivoting, accurate
-    to about κ(X)·u; a rank-deficient X by the SVD (LAPACK gelsd), whose rank is reported.
+    to about κ(X)·u; a rank-deficient X by the SVD (LAPACK gesdd), whose rank is reported.
 
     Parameters
     ----------

@@ -1,0 +1,115 @@
+"""Infinitely wide fully connected ReLU networks: the NNGP (arc-cosine) kernel and the NTK.
+
+The recursions (Σ^(h), Σ̇^(h), Θ^(h)) and the convention -- NTK parameterisation, weight
+variance σ_w², bias variance σ_b², ``depth`` hidden layers -- are written out in
+:mod:`kernelgen.kernels._relu`, which computes them from inner products and squared norms.
+Both kernels are functions of <x, z>, |x|² and |z|² only, so they plug into the same accurate
+blockwise entries, tiled factor and float64 iteration as every other kernel.
+
+References
+----------
+Cho & Saul, "Kernel methods for deep learning", NeurIPS 2009 (arc-cosine kernels).
+Lee et al., "Deep neural networks as Gaussian processes", ICLR 2018 (NNGP).
+Jacot, Gabriel & Hongler, "Neural tangent kernel", NeurIPS 2018.
+Arora et al., "On exact computation with an infinitely wide neural net", NeurIPS 2019, §3 and App. E.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .._validation import as_float_array
+from ..errors import InvalidInputError
+from ._base import Kernel
+
+__all__ = ["ReluNNGP", "ReluNTK"]
+
+
+class _ReluNetwork(Kernel):
+    which = ""
+
+    def __init__(self, depth=2, weight_variance=2.0, bias_variance=0.0):
+        self.depth = depth
+        self.weight_variance = weight_variance
+        self.bias_variance = bias_variance
+        self._check()
+
+    def _check(self):
+        d = self.depth
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1:
+            raise InvalidInputError(f"{type(self).__name__}.depth must be an integer >= 1 (hidden layers), got {d!r}.")
+        for name, lo_ok in (("weight_variance", False), ("bias_variance", True)):
+            v = getattr(self, name)
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) and (v >= 0 if lo_ok else v > 0)
+            if not ok:
+                raise InvalidInputError(f"{type(self).__name__}.{name} must be a finite number "
+                                        f"{'>= 0' if lo_ok else '> 0'}, got {v!r}.")
+
+    def _kw(self, n_features):
+        return dict(n_features=int(n_features), depth=int(self.depth), weight_variance=float(self.weight_variance),
+                    bias_variance=float(self.bias_variance), which=self.which)
+
+    def _from_gram(self, G, sq_rows, sq_cols, diag_offset, n_features):
+        from ._relu import relu_kernel_from_gram
+
+        return relu_kernel_from_gram(G, sq_rows, sq_cols, diag_offset=diag_offset, **self._kw(n_features))
+
+    def _from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):
+        import jax.numpy as jnp
+
+        from ._relu import relu_kernel_from_gram_jax
+
+        K = relu_kernel_from_gram_jax(G, sq_rows, sq_cols, **self._kw(n_features))
+        if diag_mask is not None:  # exact diagonal (theta = 0), as in the NumPy entries
+            from ._relu import relu_kernel_diag
+
+            d = relu_kernel_diag(np.asarray(sq_rows), **self._kw(n_features))
+            K = jnp.where(diag_mask, jnp.asarray(d, K.dtype)[:, None], K)
+        return K
+
+    def diag(self, X):
+        from ._relu import relu_kernel_diag
+
+        X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
+        return relu_kernel_diag(np.einsum("ij,ij->i", X, X), **self._kw(X.shape[1]))
+
+
+class ReluNNGP(_ReluNetwork):
+    """NNGP kernel of a fully connected ReLU network with ``depth`` hidden layers (arc-cosine recursion).
+
+    Parameters
+    ----------
+    depth : int >= 1, default 2
+        Number of hidden ReLU layers.
+    weight_variance : float > 0, default 2.0
+        σ_w² (2 = He initialisation: the diagonal is preserved layer to layer).
+    bias_variance : float >= 0, default 0.0
+        σ_b².
+
+    References
+    ----------
+    Cho & Saul 2009 (eq. 6, J_1); Lee et al., ICLR 2018, eq. 4.
+    """
+
+    name = "relu_nngp"
+    which = "nngp"
+
+
+class ReluNTK(_ReluNetwork):
+    """Neural tangent kernel of a fully connected ReLU network with ``depth`` hidden layers (NTK parameterisation).
+
+    Parameters
+    ----------
+    depth : int >= 1, default 2
+    weight_variance : float > 0, default 2.0
+    bias_variance : float >= 0, default 0.0
+
+    References
+    ----------
+    Jacot et al., NeurIPS 2018, Thm. 1; Arora et al., NeurIPS 2019, eqs. (9)-(11).
+    """
+
+    name = "relu_ntk"
+    which = "ntk"

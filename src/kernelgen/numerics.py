@@ -1,0 +1,176 @@
+"""One home for each numerical rule kernelgen applies.
+
+Every module imports these instead of restating them:
+
+- :data:`EXACT_TOL` -- the float64 relative residual that defines "exact" (1e-10).
+- :data:`WORKING_MEMORY_BYTES` -- the working-memory budget of one block of temporaries.
+- :data:`CALL_LIMITS` / :data:`DEFAULT_TILE` -- the largest single BLAS/LAPACK call issued per dtype
+  (the OpenBLAS bundled with NumPy/SciPy segfaults on very large single calls: FACTS.md measured a
+  float32 ``cho_factor`` crash from n ~ 40,000 and float64 from ~23,000, and a float64
+  25,000^2 GEMM crash). ``tests/test_blas_limits.py`` runs each limit in a subprocess.
+- :func:`unit_roundoff` -- u = eps / 2 of a dtype.
+- :func:`check_symmetric` -- the one symmetry check, its tolerance following the precision of the
+  matrix judged.
+- :func:`spectral_cutoffs` -- the one PSD / rank rule for a symmetric spectrum, following the
+  precision the matrix carries (a float32 matrix is judged with float32's roundoff).
+- :func:`singular_value_cutoff` -- the rank rule for a rectangular matrix, decided on its
+  singular values (never on its Gram matrix, whose condition number is squared).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+__all__ = [
+    "CALL_LIMITS",
+    "CallLimits",
+    "DEFAULT_TILE",
+    "EXACT_TOL",
+    "WORKING_MEMORY_BYTES",
+    "check_symmetric",
+    "singular_value_cutoff",
+    "spectral_cutoffs",
+    "unit_roundoff",
+]
+
+#: The project's definition of an exact solve: float64 relative residual ||Y - K alpha||_F / ||Y||_F.
+EXACT_TOL = 1e-10
+
+#: Working memory for one block of temporaries (kernel blocks, feature blocks), in bytes.
+WORKING_MEMORY_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """Largest single BLAS/LAPACK call kernelgen issues for one dtype.
+
+    Attributes
+    ----------
+    potrf_n : int
+        Order of the largest potrf / trsm / syevd operand (one diagonal tile; also the tile cap).
+    gemm_rows, gemm_cols : int
+        Largest GEMM output block.
+    """
+
+    potrf_n: int
+    gemm_rows: int
+    gemm_cols: int
+
+
+#: Tested per-dtype call limits, far below the measured crash points (FACTS.md).
+CALL_LIMITS = {
+    np.dtype(np.float32): CallLimits(potrf_n=8192, gemm_rows=8192, gemm_cols=16384),
+    np.dtype(np.float64): CallLimits(potrf_n=8192, gemm_rows=8192, gemm_cols=16384),
+}
+
+#: Default tile of the tiled Cholesky: large enough for GEMM near peak, small enough that the
+#: serial potrf on the diagonal is cheap.
+DEFAULT_TILE = 2048
+
+
+def unit_roundoff(dtype) -> float:
+    """Unit roundoff u = eps / 2 of a floating dtype (float32: 5.96e-8, float64: 1.11e-16)."""
+    return float(np.finfo(np.dtype(dtype)).eps) / 2.0
+
+
+def check_symmetric(K: np.ndarray, *, rtol: float | None = None, name: str = "K",
+                    block_rows: int = 1024) -> float:
+    """Refuse a matrix that is not symmetric to the precision it carries.
+
+    The tolerance is ``rtol * max|diag K|`` (``max|K|`` when the diagonal is zero), with ``rtol``
+    defaulting to ``1e3 * u`` of K's dtype (float64: 1.1e-13, float32: 6e-5): rounding in a
+    symmetric computation leaves asymmetries of a few ulps of the entries; a wrong matrix leaves
+    more. Checked in row blocks (no n x n temporary) at every size.
+
+    Parameters
+    ----------
+    K : ndarray of shape (n, n), float32 or float64
+    rtol : float, optional
+    name : str
+        Used in the error message.
+
+    Returns
+    -------
+    float
+        The largest |K - K^T| found.
+
+    Raises
+    ------
+    InvalidInputError
+        When max |K - K^T| exceeds the tolerance (the remedy, (K + K^T)/2 for rounding, is in
+        the message).
+    """
+    n = K.shape[0]
+    if rtol is None:
+        rtol = 1e3 * unit_roundoff(K.dtype)
+    scale = float(np.max(np.abs(np.diagonal(K)))) if n else 0.0
+    if scale == 0.0:
+        scale = float(np.max(np.abs(K))) if K.size else 0.0
+    scale = scale or 1.0
+    worst = 0.0
+    for r0 in range(0, n, block_rows):
+        r1 = min(n, r0 + block_rows)
+        worst = max(worst, float(np.max(np.abs(K[r0:r1, :] - K[:, r0:r1].T))))
+    if worst > rtol * scale:
+        raise InvalidInputError(
+            f"{name} is not symmetric (max |{name} - {name}ᵀ| = {worst:.3g}, above {rtol:.1e} x {scale:.3g}); "
+            f"pass ({name} + {name}.T) / 2 if the asymmetry is rounding.")
+    return worst
+
+
+def spectral_cutoffs(eigenvalues: np.ndarray, *, dtype=np.float64, rcond: float | None = None
+                     ) -> tuple[float, float]:
+    """Rank and PSD thresholds for the spectrum of a symmetric matrix held in ``dtype``.
+
+    Parameters
+    ----------
+    eigenvalues : ndarray of shape (n,)
+    dtype : float32 or float64
+        The precision the *matrix* carries (a float32 kernel stored or computed in float32 carries
+        float32 rounding even when its eigenvalues are computed in float64).
+    rcond : float, optional
+        Relative rank threshold; default ``n * eps(dtype)`` (the LAPACK / NumPy convention).
+
+    Returns
+    -------
+    rank_tol : float
+        Eigenvalues ``<= rank_tol`` count as zero: ``rcond * max|lambda|``.
+    neg_tol : float
+        An eigenvalue below ``-neg_tol`` proves the matrix indefinite:
+        ``max(rank_tol, sqrt(u(dtype)) * max|lambda|)``. Rounding perturbs eigenvalues of a PSD
+        matrix by about p(n) u ||K|| (Weyl's inequality with the backward error of the
+        decomposition and of the matrix itself), far below sqrt(u) ||K||.
+
+    References
+    ----------
+    Golub & Van Loan, Matrix Computations, 4th ed., §8.1.2 (Weyl), §5.4.1 (numerical rank).
+    """
+    w = np.asarray(eigenvalues)
+    n = w.shape[0]
+    u = unit_roundoff(dtype)
+    wmax = float(np.max(np.abs(w))) if n else 0.0
+    rc = max(n, 1) * float(np.finfo(np.dtype(dtype)).eps) if rcond is None else float(rcond)
+    if not (rc >= 0 and np.isfinite(rc)):
+        raise InvalidInputError(f"rcond must be a finite number >= 0, got {rcond!r}")
+    rank_tol = rc * wmax
+    neg_tol = max(rank_tol, np.sqrt(u) * wmax)
+    return rank_tol, neg_tol
+
+
+def singular_value_cutoff(singular_values: np.ndarray, shape: tuple, *, dtype=np.float64,
+                          rcond: float | None = None) -> float:
+    """Absolute threshold below which singular values of a rectangular matrix count as zero.
+
+    Default ``max(shape) * eps(dtype) * sigma_max`` (the NumPy ``matrix_rank`` / ``pinv``
+    convention); ``rcond`` overrides the relative factor.
+    """
+    s = np.asarray(singular_values)
+    smax = float(np.max(s)) if s.size else 0.0
+    rc = max(shape) * float(np.finfo(np.dtype(dtype)).eps) if rcond is None else float(rcond)
+    if not (rc >= 0 and np.isfinite(rc)):
+        raise InvalidInputError(f"rcond must be a finite number >= 0, got {rcond!r}")
+    return rc * smax

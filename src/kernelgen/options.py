@@ -1,0 +1,154 @@
+"""SolveOptions: the numerical knobs of a kernel solve, in one frozen, validated object.
+
+Vary a knob per call with :func:`dataclasses.replace`::
+
+    from dataclasses import replace
+    opts = replace(SolveOptions(), tol=1e-12, dtype="float64")
+    kernelgen.kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=5.0), options=opts)
+
+Every field is checked once, here, with a named error (:class:`~kernelgen.errors.InvalidInputError`)
+naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .numerics import CALL_LIMITS, DEFAULT_TILE, EXACT_TOL
+
+__all__ = ["SolveOptions"]
+
+_REFINEMENTS = ("cg", "richardson")
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """Numerical options of :func:`kernelgen.kernel_interpolate` (and of what reuses its factor).
+
+    Parameters
+    ----------
+    tol : float, default 1e-10
+        Target float64 relative residual ||Y - (K + ridge I) alpha||_F / ||Y||_F (the project's
+        definition of exact, :data:`kernelgen.numerics.EXACT_TOL`). Must lie in (0, 1).
+    max_iter : int, default 30
+        Largest number of float64 kernel passes of the iteration (>= 1).
+    refinement : {"cg", "richardson"}, default "cg"
+        Float64 iteration preconditioned by the factor: conjugate gradients, or plain iterative
+        refinement.
+    dtype : None, "float32" or "float64", default None
+        Dtype of the *factor*. None applies the dtype policy: float64 up to
+        ``float64_max_n`` points, float32 (mixed precision, still exact in float64) above, and a
+        float64 refactor when the float32 route fails and memory allows.
+    float64_max_n : int, default 4096
+        Largest n factored in float64 under ``dtype=None``.
+    rcond : float or None, default None
+        ``solver="min_norm"``: eigenvalues at or below ``rcond * max|lambda|`` count as zero;
+        None means ``n * eps`` of the precision the kernel matrix carries
+        (:func:`kernelgen.numerics.spectral_cutoffs`).
+    symmetry_rtol32, symmetry_rtol64 : float or None
+        Tolerances of the symmetry check of a precomputed kernel, relative to max|diag K|, for a
+        float32 / float64 matrix; None: ``1e3 * u`` of that precision
+        (:func:`kernelgen.numerics.check_symmetric`).
+    memory_budget : int or None, default None
+        Bytes the solve may use; None: 85% of the memory available now.
+    tile : int, default 2048
+        Tile of the tiled Cholesky (1 <= tile; capped at the tested BLAS call limit, 8192).
+    store_kernel : bool or None, default None
+        Force (True) or forbid (False) keeping the float64 kernel triangle for the residual;
+        None lets the memory planner decide.
+    keep_factor : bool, default False
+        Keep the factor on the result (``fit.factor``, ``fit.solve(Y_new)``, ``fit.save(...,
+        include_factor=True)``).
+    overwrite_kernel : bool, default False
+        With a precomputed kernel, allow the solver to use the caller's K as workspace
+        (``solver="min_norm"`` eigendecomposes it in place; K is destroyed).
+
+    Raises
+    ------
+    InvalidInputError
+        For any field outside its allowed range or type.
+    """
+
+    tol: float = EXACT_TOL
+    max_iter: int = 30
+    refinement: str = "cg"
+    dtype: str | None = None
+    float64_max_n: int = 4096
+    rcond: float | None = None
+    symmetry_rtol32: float | None = None
+    symmetry_rtol64: float | None = None
+    memory_budget: int | None = None
+    tile: int = DEFAULT_TILE
+    store_kernel: bool | None = None
+    keep_factor: bool = False
+    overwrite_kernel: bool = False
+
+    def __post_init__(self):
+        def bad(name, value, allowed):
+            raise InvalidInputError(f"SolveOptions.{name} = {value!r} is invalid: {allowed}.")
+
+        def is_int(v):
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        def is_real(v):
+            return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+        if not is_real(self.tol) or not (0.0 < float(self.tol) < 1.0):
+            bad("tol", self.tol, "a float in (0, 1)")
+        if not is_int(self.max_iter) or self.max_iter < 1:
+            bad("max_iter", self.max_iter, "an integer >= 1")
+        if self.refinement not in _REFINEMENTS:
+            bad("refinement", self.refinement, f"one of {_REFINEMENTS}")
+        if self.dtype is not None:
+            try:
+                dt = np.dtype(self.dtype)
+            except TypeError:
+                dt = None
+            if dt is None or dt.type not in (np.float32, np.float64):
+                bad("dtype", self.dtype, "None, 'float32' or 'float64'")
+            object.__setattr__(self, "dtype", dt.name)
+        if not is_int(self.float64_max_n) or self.float64_max_n < 0:
+            bad("float64_max_n", self.float64_max_n, "an integer >= 0")
+        if self.rcond is not None and (not is_real(self.rcond) or not (0.0 <= float(self.rcond) < 1.0)):
+            bad("rcond", self.rcond, "None or a float in [0, 1)")
+        for name in ("symmetry_rtol32", "symmetry_rtol64"):
+            v = getattr(self, name)
+            if v is not None and (not is_real(v) or not (0.0 <= float(v) < 1.0)):
+                bad(name, v, "None or a float in [0, 1)")
+        if self.memory_budget is not None and (not is_int(self.memory_budget) or self.memory_budget <= 0):
+            bad("memory_budget", self.memory_budget, "None or a positive integer number of bytes")
+        cap = CALL_LIMITS[np.dtype(np.float64)].potrf_n
+        if not is_int(self.tile) or not (1 <= self.tile):
+            bad("tile", self.tile, f"an integer >= 1 (values above {cap}, the tested call limit, are capped)")
+        for name in ("keep_factor", "overwrite_kernel"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                bad(name, getattr(self, name), "True or False")
+        if self.store_kernel is not None and not isinstance(self.store_kernel, (bool, np.bool_)):
+            bad("store_kernel", self.store_kernel, "None, True or False")
+
+    def symmetry_rtol(self, dtype) -> float | None:
+        """The symmetry tolerance for a matrix of ``dtype`` (None: the precision's default)."""
+        return self.symmetry_rtol32 if np.dtype(dtype) == np.float32 else self.symmetry_rtol64
+
+    def to_dict(self) -> dict:
+        """The options as a JSON-serialisable dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def coerce(cls, options) -> "SolveOptions":
+        """``None`` -> defaults; a SolveOptions as is; a dict -> ``SolveOptions(**dict)``."""
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        if isinstance(options, dict):
+            unknown = set(options) - {f.name for f in fields(cls)}
+            if unknown:
+                raise InvalidInputError(f"unknown SolveOptions field(s) {sorted(unknown)}; "
+                                        f"known: {[f.name for f in fields(cls)]}.")
+            return cls(**options)
+        raise InvalidInputError(f"options must be None, a SolveOptions or a dict, got {type(options).__name__}.")

@@ -484,6 +484,15 @@ def relu_kernel_from_gram_jax(
 # --------------------------------------------------------------------------------------------
 
 
+def _network_params(n_features, depth, width, seed):
+    """Weights W^(1..L+1) (shape (n_l, n_{l-1})) and biases b^(1..L+1) of the finite network."""
+    rng = np.random.default_rng(seed)
+    sizes = [n_features] + [width] * depth + [1]
+    Ws = [rng.standard_normal((sizes[l + 1], sizes[l])) for l in range(depth + 1)]
+    bs = [rng.standard_normal(sizes[l + 1]) for l in range(depth + 1)]
+    return Ws, bs
+
+
 def empirical_relu_kernels(
     X,
     Z=None,
@@ -552,10 +561,8 @@ def empirical_relu_kernels(
             bytes_needed=need,
             bytes_available=_EMPIRICAL_WEIGHT_BYTES,
         )
-    rng = np.random.default_rng(seed)
+    Ws, bs = _network_params(d, depth, width, seed)
     sizes = [d] + [width] * depth + [1]
-    Ws = [rng.standard_normal((sizes[l + 1], sizes[l])) for l in range(depth + 1)]
-    bs = [rng.standard_normal(sizes[l + 1]) for l in range(depth + 1)]
     sw = math.sqrt(sw2)
     sb = math.sqrt(sb2)
     n = Xa.shape[0]

@@ -34,3 +34,22 @@ def random_problem(n: int, d: int, seed: int, k: int | None = None):
 def rel(a, b) -> float:
     """||a - b|| / ||b||."""
     return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / max(np.linalg.norm(b), np.finfo(float).tiny))
+
+
+def mat_zero(expr) -> bool:
+    """True when a MatrixSymbol expression expands and simplifies to the zero matrix (or 0)."""
+    e = sp.expand(expr)
+    if e == 0 or isinstance(e, sp.ZeroMatrix) or e.is_ZeroMatrix is True:
+        return True
+    e = sp.simplify(e)
+    return e == 0 or isinstance(e, sp.ZeroMatrix) or e.is_ZeroMatrix is True
+
+
+def orthogonal_reduce(expr, Q):
+    """Expand ``expr`` and cancel every adjacent ``Q.T * Q`` (``Q`` assumed orthogonal: QᵀQ = I).
+
+    The assumption is passed to sympy's ``refine`` as ``Q.orthogonal(Q)``; nothing else is assumed.
+    """
+    from sympy.assumptions import Q as ask_Q
+
+    return sp.expand(sp.refine(sp.expand(expr), ask_Q.orthogonal(Q)).doit())

@@ -1,14 +1,26 @@
-"""Closed-form gradient descent on least squares, its limit, and its function-space form.
+"""Closed-form gradient descent for any symmetric matrix, its limit, and its function-space form.
 
-Loss L(w) = (1/2N)||X w - y||^2, Hessian H = X^T X / N, b = X^T y / N. GD
-w_{t+1} = w_t - eta (H w_t - b) has the closed form
+General statement (sympy ``MatrixSymbol`` of symbolic size d, scalar recursions with symbolic
+lambda, eta, k). Let H be any real symmetric d x d matrix, H = Q Lambda Q^T with Q orthogonal and
+Lambda diagonal (spectral theorem: assumed, not derived), and let b lie in the range of H
+(b = H z, so beta = Q^T b = Lambda zeta with zeta = Q^T z). Gradient descent on
+f(w) = (1/2) w^T H w - b^T w is w_{k+1} = w_k - eta (H w_k - b).
 
-    w_t = w_inf + (I - eta H)^t (w0 - w_inf),       w_inf = X^+ y + (I - X^+ X) w0,
+1. Eigen-coordinates (MatrixSymbol, Q^T Q = I): c = Q^T w obeys c_{k+1} = c_k - eta (Lambda c_k - beta);
+   Lambda is diagonal, so component i is the scalar recursion c_{k+1} = (1 - eta lambda) c_k + eta lambda zeta.
+2. sympy's ``rsolve`` solves it: c_k = zeta + (1 - eta lambda)^k (c_0 - zeta), valid for every lambda
+   (at lambda = 0 it is c_k = c_0: that component never moves).
+3. c_k -> zeta for every c_0 iff |1 - eta lambda| < 1 (|r|^k -> 0 for |r| < 1, |r|^k >= 1 otherwise):
+   eta in (0, 2/lambda) for lambda > 0, (2/lambda, 0) for lambda < 0, never for lambda = 0.
+4. So for 0 < eta < 2/lambda_max with H positive semi-definite, c_inf = Lambda^+ beta + (I - Lambda^+ Lambda) c_0
+   (lambda^+ = 1/lambda or 0), i.e. w_inf = H^+ b + (I - H^+ H) w0 with H^+ = Q Lambda^+ Q^T, which
+   satisfies the Moore-Penrose conditions (checked); the null-space component of w0 is preserved.
+5. (Q M Q^T)^k = Q M^k Q^T (induction, MatrixSymbol), so w_k = w_inf + (I - eta H)^k (w0 - w_inf).
 
-because H w_inf = b (normal equations; H (I - X^+ X) = 0) and w0 - w_inf lies in the row
-space. In the eigenbasis of H each component is multiplied by (1 - eta lambda)^t, which
-tends to 0 for 0 < eta lambda < 2; components with lambda = 0 (the null space of X) stay
-at those of w0 -- hence the limit (FACTS.md, "Gradient descent on least squares").
+Least squares L(w) = (1/2N)||X w - y||^2 is H = X^T X / N, b = X^T y / N (in the range of H, as
+range(X^T X) = range(X^T)); then H^+ b = X^+ y and H^+ H = X^+ X (standard pseudo-inverse identities,
+stated and checked numerically), giving w_inf = X^+ y + (I - X^+ X) w0 (FACTS.md, "Gradient descent
+on least squares").
 
 In function space f_t = X w_t: f_{t+1} - y = (I - eta Theta / N)(f_t - y) exactly, with
 Theta = X X^T (for any y); its continuous-time limit is the gradient flow
@@ -21,7 +33,22 @@ import numpy as np
 import scipy.linalg
 import sympy as sp
 
-from ._common import expand_zero, is_zero_matrix, random_problem, rel
+from ._common import expand_zero, mat_zero, orthogonal_reduce, random_problem, rel
+
+
+def _symbols():
+    d = sp.Symbol("d", integer=True, positive=True)
+    Q, L = sp.MatrixSymbol("Q", d, d), sp.MatrixSymbol("Lambda", d, d)
+    return d, Q, L
+
+
+def scalar_recursion_solution():
+    """(k, eta, lambda, zeta, c0, c_k): sympy's rsolve of c_{k+1} = (1 - eta lambda) c_k + eta lambda zeta."""
+    k = sp.Symbol("k", integer=True, nonnegative=True)
+    eta, lam, zeta, c0 = sp.symbols("eta lambda zeta c0", real=True)
+    c = sp.Function("c")
+    sol = sp.rsolve(c(k + 1) - (1 - eta * lam) * c(k) - eta * lam * zeta, c(k), {c(0): c0})
+    return k, eta, lam, zeta, c0, sol
 
 
 def _cayley(A: sp.Matrix) -> sp.Matrix:
@@ -38,74 +65,122 @@ def _rational_problem():
     X = U * sp.diag(2, 1, 0) * V.T
     y = sp.Matrix([1, -2, R(1, 2)])
     w0 = sp.Matrix([R(1, 3), 1, -1])
-    return X, y, w0, V, sp.Matrix([4, 1, 0]) / 3  # eigenvalues of H = X^T X / 3
+    return X, y, w0
+
+
+def _eig_closed_form(H, b, w0, eta, steps):
+    """The proof's formula evaluated with numpy: w_inf + Q diag((1 - eta lambda)^k) Q^T (w0 - w_inf)."""
+    lam, Q = np.linalg.eigh(H)
+    Hp = np.linalg.pinv(H, hermitian=True)
+    w_inf = Hp @ b + (np.eye(len(b)) - Hp @ H) @ w0
+    fac = np.power(1.0 - eta * lam[None, :], np.asarray(steps, dtype=float)[:, None])
+    return w_inf[None] + (fac * (Q.T @ (w0 - w_inf))[None]) @ Q.T
 
 
 def check_closed_form_recursion() -> str:
-    """GD on (1/2N)||Xw - y||^2 is w_t = w_inf + (I - eta H)^t (w0 - w_inf), w_inf = X^+ y + (I - X^+ X) w0."""
-    # --- symbolic, any shapes: w_{t+1} = w_inf + M P e0 satisfies the GD map when H w_inf = b
-    d = sp.Symbol("d", integer=True, positive=True)
-    H, P = sp.MatrixSymbol("H", d, d), sp.MatrixSymbol("P", d, d)  # P stands for M^t
+    """For any symmetric H = Q Lambda Q^T, GD w <- w - eta(Hw - b) is w_k = w_inf + (I - eta H)^k (w0 - w_inf), per eigenvalue c_k = zeta + (1 - eta lambda)^k (c0 - zeta)."""
+    d, Q, L = _symbols()
+    w, b = sp.MatrixSymbol("w", d, 1), sp.MatrixSymbol("b", d, 1)
+    eta_m = sp.Symbol("eta", real=True)
+    H = Q * L * Q.T
+    # 1. eigen-coordinates: Q^T (w - eta (H w - b)) = c - eta (Lambda c - beta), c = Q^T w, beta = Q^T b
+    step = Q.T * (w - eta_m * (H * w - b))
+    c, beta = Q.T * w, Q.T * b
+    assert mat_zero(orthogonal_reduce(step, Q) - (c - eta_m * (L * c - beta))), "eigen-coordinate step"
+    assert not mat_zero(sp.expand(step) - (c - eta_m * (L * c - beta))), "reduction holds without Q^T Q = I?"
+    z = sp.MatrixSymbol("z", d, 1)  # b = H z in the range: beta = Lambda zeta, zeta = Q^T z
+    assert mat_zero(orthogonal_reduce(Q.T * H * z, Q) - L * Q.T * z), "beta != Lambda zeta"
+    # 2. the scalar recursion, solved by sympy (general lambda, eta, k)
+    k, eta, lam, zeta, c0, sol = scalar_recursion_solution()
+    assert sp.simplify(sol - (zeta + (1 - eta * lam) ** k * (c0 - zeta))) == 0, f"rsolve gave {sol}"
+    assert sp.simplify(sol.subs(k, k + 1) - ((1 - eta * lam) * sol + eta * lam * zeta)) == 0
+    assert sp.simplify(sol.subs(k, 0) - c0) == 0
+    assert sp.simplify(sol.subs(lam, 0) - c0) == 0, "lambda = 0 component moves"
+    # 5. (Q D Q^T)^k = Q D^k Q^T by induction; D = I - eta Lambda, so (I - eta H)^k = Q (I - eta Lambda)^k Q^T
+    D = sp.MatrixSymbol("D", d, d)
+    kk = sp.Symbol("k", integer=True, nonnegative=True)
+    ind = orthogonal_reduce(Q * sp.MatPow(D, kk) * Q.T * (Q * D * Q.T), Q)
+    assert mat_zero(ind - Q * sp.MatPow(D, kk + 1) * Q.T), "(Q D Q^T)^{k+1} != Q D^{k+1} Q^T"
+    assert mat_zero(orthogonal_reduce(Q * (sp.Identity(d) - eta_m * L) * Q.T, Q) - (sp.Identity(d) - eta_m * H))
+    # the matrix closed form satisfies the GD map once H w_inf = b (MatrixSymbol, any shapes)
+    Hs, P = sp.MatrixSymbol("H", d, d), sp.MatrixSymbol("P", d, d)  # P stands for (I - eta H)^k
     w_inf, e0 = sp.MatrixSymbol("w_inf", d, 1), sp.MatrixSymbol("e0", d, 1)
-    eta = sp.Symbol("eta", real=True)
-    M = sp.Identity(d) - eta * H
-    w_t = w_inf + P * e0
-    gd_map = w_t - eta * (H * w_t - H * w_inf)  # b replaced by H w_inf (normal equations)
-    assert expand_zero((w_inf + M * P * e0) - gd_map), "closed form does not satisfy the GD recursion"
-    # --- exact rational instance with a null space and inconsistent y, symbolic t
-    X, y, w0, V, lam = _rational_problem()
-    N = X.shape[0]
-    Hx, bx = X.T * X / N, X.T * y / N
-    Xp = X.pinv()
-    w_lim = Xp * y + (sp.eye(3) - Xp * X) * w0
-    assert is_zero_matrix(Hx * w_lim - bx), "w_inf does not solve the normal equations"
-    assert is_zero_matrix(Hx - V * sp.diag(*lam) * V.T), "H != V diag(lambda) V^T"
-    t = sp.Symbol("t", integer=True, nonnegative=True)
-    eta_v = sp.Rational(1, 2)  # below 2 / lambda_max = 3/2
-    w_t = w_lim + V * sp.diag(*[(1 - eta_v * l) ** t for l in lam]) * V.T * (w0 - w_lim)
-    step = w_t - eta_v * (Hx * w_t - bx)
-    assert is_zero_matrix(w_t.subs(t, t + 1) - step), "rational closed form violates the recursion"
-    assert is_zero_matrix(w_t.subs(t, 0) - w0), "closed form does not start at w0"
-    # --- numerical: the library's simulated GD against its closed form (and the exact one)
+    w_k = w_inf + P * e0
+    gd_map = w_k - eta_m * (Hs * w_k - Hs * w_inf)
+    assert expand_zero((w_inf + (sp.Identity(d) - eta_m * Hs) * P * e0) - gd_map), "closed form vs GD map"
+    # --- numerical: kernelgen.sgd.gd_closed_form against exact rational GD iterates and the eigen formula
     from kernelgen.sgd import gd, gd_closed_form
 
-    Xf, yf, w0f = (np.array(A, dtype=float) for A in (X, y, w0))
-    steps = np.array([0, 1, 2, 5, 10, 20])
-    exact = np.stack([np.array(w_t.subs(t, int(s)), dtype=float).ravel() for s in steps])
-    cf = gd_closed_form(Xf, yf.ravel(), step_size=0.5, steps=steps, w0=w0f.ravel())
-    e1 = rel(cf, exact)
-    worst = e1
+    Xr, yr, w0r = _rational_problem()  # rank 2, inconsistent y, w0 with a null-space component
+    Hr, br, eta_r = Xr.T * Xr / 3, Xr.T * yr / 3, sp.Rational(1, 2)
+    steps = [0, 1, 2, 5, 10, 20]
+    wk, exact = w0r, []
+    for s in range(steps[-1] + 1):  # exact rational recursion, no closed form involved
+        if s in steps:
+            exact.append(np.array(wk, dtype=float).ravel())
+        wk = wk - eta_r * (Hr * wk - br)
+    Xf, yf, w0f = (np.array(A, dtype=float) for A in (Xr, yr, w0r))
+    cf = gd_closed_form(Xf, yf.ravel(), step_size=0.5, steps=np.array(steps), w0=w0f.ravel())
+    worst = rel(cf, np.stack(exact))
     for seed, (n, dd) in enumerate([(12, 30), (30, 12)]):
         Xn, yn = random_problem(n, dd, seed=seed)
         w0n = np.random.default_rng(seed).standard_normal(dd)
+        st = np.array([0, 3, 50, 400])
+        eta_n = 0.9 * n / np.linalg.norm(Xn, 2) ** 2
+        mine = _eig_closed_form(Xn.T @ Xn / n, Xn.T @ yn / n, w0n, eta_n, st)
+        worst = max(worst, rel(gd_closed_form(Xn, yn, step_size=eta_n, steps=st, w0=w0n), mine))
         tr = gd(Xn, yn, steps=2000, w0=w0n, form="primal")
         worst = max(worst, float(tr.closed_form_gap.max()))
-    # closed form vs simulation: round-off accumulates ~ steps * eps (2000 * 1e-16)
-    assert worst <= 1e-10, f"library GD differs from the closed form by {worst:.2e}"
-    return f"recursion holds (MatrixSymbol + exact rational, symbolic t); library gap {worst:.1e}"
+    # eigh vs SVD of the same data and simulation vs closed form: round-off, ~steps * eps at most
+    assert worst <= 1e-10, f"library GD / closed form differ from the derivation by {worst:.2e}"
+    return f"eigen-coordinates + rsolve + (QDQ^T)^k (sympy, any symmetric H, symbolic d, k); library gap {worst:.1e}"
 
 
 def check_limit() -> str:
-    """For 0 < eta < 2/lambda_max(H) GD converges to X^+ y + (I - X^+ X) w0 (exact limit t -> oo)."""
-    X, y, w0, V, lam = _rational_problem()
-    Xp = X.pinv()
-    w_lim = Xp * y + (sp.eye(3) - Xp * X) * w0
-    t = sp.Symbol("t", integer=True, positive=True)
-    eta_v = sp.Rational(1, 2)
-    factors = [(1 - eta_v * l) ** t for l in lam]
-    limits = [sp.limit(f, t, sp.oo) for f in factors]
-    assert limits == [0, 0, 1], f"per-eigenvalue limits {limits}, expected [0, 0, 1]"
-    w_t = w_lim + V * sp.diag(*factors) * V.T * (w0 - w_lim)
-    w_inf = V * sp.diag(*limits) * V.T * (w0 - w_lim) + w_lim
-    assert is_zero_matrix(w_inf - w_lim), "limit of the closed form != X^+ y + (I - X^+ X) w0"
-    # the null-space component of w0 - w_lim vanishes: (w0 - w_lim) is in the row space
-    assert is_zero_matrix(V[:, 2].T * (w0 - w_lim)), "w0 - w_inf has a null-space component"
-    assert is_zero_matrix(w_t.subs(t, 1) - (w0 - eta_v * (X.T * (X * w0 - y)) / 3)), "closed form at t=1 wrong"
-    # --- numerical: library GD and SGD from w0 != 0 reach the exact limit
+    """c_k -> zeta iff |1 - eta lambda| < 1; for PSD H and 0 < eta < 2/lambda_max, w_k -> H^+ b + (I - H^+ H) w0 (null-space part of w0 kept)."""
+    k, eta, lam, zeta, c0, sol = scalar_recursion_solution()
+    p = sp.Symbol("p", positive=True)
+    kk = sp.Symbol("k", integer=True, positive=True)
+    # |r| < 1 <=> |r| = 1/(1+p), p > 0: |r|^k -> 0;  |r| = 1 + p: |r|^k -> oo;  |r| = 1: |r|^k = 1
+    assert sp.limit((1 + p) ** (-kk), kk, sp.oo) == 0 and sp.limit((1 + p) ** kk, kk, sp.oo) == sp.oo
+    err = sp.expand(sol - zeta)  # = (1 - eta lambda)^k (c0 - zeta): -> 0 for c0 != zeta iff |1 - eta lambda|^k -> 0
+    assert sp.simplify(err - (1 - eta * lam) ** k * (c0 - zeta)) == 0
+    e_r = sp.Symbol("eta", real=True)
+    lp, ln = sp.Symbol("lambda", positive=True), sp.Symbol("lambda", negative=True)
+    rp = sp.solve_univariate_inequality(sp.Abs(1 - e_r * lp) < 1, e_r, relational=False)
+    rn = sp.solve_univariate_inequality(sp.Abs(1 - e_r * ln) < 1, e_r, relational=False)
+    assert rp == sp.Interval.open(0, 2 / lp) and rn == sp.Interval.open(2 / ln, 0), f"regions {rp}, {rn}"
+    # the limit per component: zeta = beta/lambda (lambda != 0), c0 (lambda = 0) = lambda^+ beta + (1 - lambda^+ lambda) c0
+    beta = lam * zeta
+    for lam_v, lam_plus, want in [(lam, 1 / lam, zeta), (0, 0, c0)]:
+        got = (lam_plus * beta + (1 - lam_plus * lam) * c0).subs(lam, lam_v)
+        assert sp.simplify(got - want) == 0, f"limit component at lambda={lam_v}: {got}"
+        # Moore-Penrose, scalar: lambda lambda^+ lambda = lambda, lambda^+ lambda lambda^+ = lambda^+
+        assert sp.simplify((lam * lam_plus * lam - lam).subs(lam, lam_v)) == 0
+        assert sp.simplify((lam_plus * lam * lam_plus - lam_plus).subs(lam, lam_v)) == 0
+    # lift to matrices (Lambda, Lambda^+ diagonal: the scalar identities hold entrywise)
+    d, Q, L = _symbols()
+    Lp = sp.MatrixSymbol("Lambda_plus", d, d)
+    b, w0 = sp.MatrixSymbol("b", d, 1), sp.MatrixSymbol("w0", d, 1)
+    H, Hp = Q * L * Q.T, Q * Lp * Q.T
+    w_inf = Q * (Lp * Q.T * b + (sp.Identity(d) - Lp * L) * Q.T * w0)
+    assert mat_zero(orthogonal_reduce(w_inf - (Hp * b + (sp.Identity(d) - Hp * H) * w0), Q)), "w_inf != H^+b + (I-H^+H)w0"
+    mp1 = orthogonal_reduce(H * Hp * H, Q).subs(L * Lp * L, L)
+    mp2 = orthogonal_reduce(Hp * H * Hp, Q).subs(Lp * L * Lp, Lp)
+    assert mat_zero(mp1 - H) and mat_zero(mp2 - Hp), "H^+ = Q Lambda^+ Q^T fails Moore-Penrose"
+    # H H^+ = Q (Lambda Lambda^+) Q^T is symmetric (product of diagonals), so H^+ is the pseudo-inverse
+    assert mat_zero(orthogonal_reduce(H * Hp, Q) - Q * L * Lp * Q.T)
+    # --- numerical: library GD and SGD from w0 != 0 reach X^+ y + (I - X^+ X) w0 = H^+ b + (I - H^+ H) w0
     from kernelgen.sgd import gd, sgd
 
-    Xf, yf, w0f = (np.array(A, dtype=float) for A in (X, y, w0))
-    wl = np.array(w_lim, dtype=float).ravel()
+    Xr, yr, w0r = _rational_problem()
+    Xp = Xr.pinv()
+    wl_exact = Xp * yr + (sp.eye(3) - Xp * Xr) * w0r
+    Xf, yf, w0f = (np.array(A, dtype=float) for A in (Xr, yr, w0r))
+    Hn, bn = Xf.T @ Xf / 3, Xf.T @ yf.ravel() / 3
+    Hpn = np.linalg.pinv(Hn, hermitian=True)
+    wl = Hpn @ bn + (np.eye(3) - Hpn @ Hn) @ w0f.ravel()
+    e_id = rel(wl, np.array(wl_exact, dtype=float).ravel())  # H^+ b = X^+ y, H^+ H = X^+ X
     tr = gd(Xf, yf.ravel(), steps=200, step_size=0.5, w0=w0f.ravel(), form="primal")
     e_gd = rel(tr.w, wl)
     Xn, yn = random_problem(10, 25, seed=7)
@@ -113,10 +188,11 @@ def check_limit() -> str:
     ts = sgd(Xn, yn, steps=20000, key=7, w0=w0n)
     Xpn = np.linalg.pinv(Xn)
     e_sgd = rel(ts.w, Xpn @ yn + (np.eye(25) - Xpn @ Xn) @ w0n)
-    # contraction (1 - eta lambda_min)^200 = (5/6)^200 ~ 1e-16; float64 round-off ~1e-15
-    assert e_gd <= 1e-12, f"library GD limit differs from the exact one by {e_gd:.2e}"
+    # pinv identities in float64: round-off ~1e-15; contraction (5/6)^200 ~ 1e-16 for GD
+    assert e_id <= 1e-12, f"H^+ b + (I - H^+ H) w0 differs from X^+ y + (I - X^+ X) w0 by {e_id:.2e}"
+    assert e_gd <= 1e-12, f"library GD limit differs from the derived one by {e_gd:.2e}"
     assert e_sgd <= 1e-8, f"library SGD limit from w0 differs from X^+y + (I-X^+X)w0 by {e_sgd:.2e}"
-    return f"limits (1-eta*lambda)^t -> [0,0,1]; GD {e_gd:.1e}, SGD from w0 {e_sgd:.1e} to the exact limit"
+    return f"|1-eta*lambda|<1 regions, limit = H^+b + (I-H^+H)w0, Moore-Penrose (sympy, general); GD {e_gd:.1e}, SGD {e_sgd:.1e}"
 
 
 def check_function_space() -> str:

@@ -1,4 +1,9 @@
-"""Every check of every module in proofs/ (sympy derivation + numerical cross-check)."""
+"""Every check of every module in proofs/ (sympy derivation + numerical cross-check), and proof that they can fail.
+
+The mutation tests at the end break one derivation step or one library function by hand
+(monkeypatch, undone after the test) and assert that the corresponding check then raises
+AssertionError: a proof that passed whatever its steps said would be caught here.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import sympy as sp
 
 from proofs import claim, discover
 from proofs.__main__ import run
@@ -25,7 +32,7 @@ def test_proof(module, name, check):
 
 def test_discovery_finds_the_core_proofs():
     mods = {m for m, _, _ in CHECKS}
-    assert {"row_space", "min_norm", "gd_closed_form", "step_size"} <= mods
+    assert {"row_space", "min_norm", "gd_closed_form", "step_size", "rff_gaussian_kernel"} <= mods
     assert not any(m.startswith("_") for m in mods)
 
 
@@ -45,13 +52,12 @@ def test_runner_exit_code_on_failure():
 
 
 def test_python_m_proofs_exit_code():
-    # the command-line entry point on the fast modules (every check already ran above)
+    # the command-line entry point on the fastest module (every check already ran above)
     res = subprocess.run(
-        [sys.executable, "-m", "proofs", "step_size", "min_norm"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "proofs", "min_norm"], cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "5 passed, 0 failed" in res.stdout
+    assert "2 passed, 0 failed" in res.stdout
     listed = subprocess.run([sys.executable, "-m", "proofs", "--list"], cwd=ROOT, capture_output=True, text=True)
     assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == len(CHECKS)
 
@@ -60,3 +66,78 @@ def test_python_m_proofs_exit_code():
 def test_python_m_proofs_all():
     res = subprocess.run([sys.executable, "-m", "proofs"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# --------------------------------------------------------------------------------------
+# Mutations: a wrong step (symbolic) or a wrong library function (numerical) must fail.
+# --------------------------------------------------------------------------------------
+
+
+def test_wrong_min_norm_formula_fails(monkeypatch):
+    import proofs.min_norm as m
+
+    # the pseudo-inverse of X^T written as if X^T X were invertible: not the KKT point
+    monkeypatch.setattr(m, "min_norm_formula", lambda X, y: X.T * y)
+    with pytest.raises(AssertionError):
+        m.check_kkt_min_norm_interpolant()
+
+
+def test_wrong_gd_recursion_fails(monkeypatch):
+    import proofs.gd_closed_form as g
+
+    def wrong():  # eta*zeta instead of eta*lambda*zeta: b not in the range form
+        k = sp.Symbol("k", integer=True, nonnegative=True)
+        eta, lam, zeta, c0 = sp.symbols("eta lambda zeta c0", real=True)
+        c = sp.Function("c")
+        return k, eta, lam, zeta, c0, sp.rsolve(c(k + 1) - (1 - eta * lam) * c(k) - eta * zeta, c(k), {c(0): c0})
+
+    monkeypatch.setattr(g, "scalar_recursion_solution", wrong)
+    with pytest.raises(AssertionError):
+        g.check_closed_form_recursion()
+
+
+def test_wrong_minibatch_pair_count_fails(monkeypatch):
+    import proofs.step_size as st
+
+    real = st.minibatch_second_moment
+
+    def wrong(B, N, replace):  # treats the B equal pairs as independent too: E[H_B^2] = H^2
+        S2, H, _ = real(B, N, replace)
+        return S2, H, H * H
+
+    monkeypatch.setattr(st, "minibatch_second_moment", wrong)
+    with pytest.raises(AssertionError):
+        st.check_minibatch_bound()
+
+
+def test_wrong_rff_frequency_law_fails(monkeypatch):
+    import proofs.rff_gaussian_kernel as r
+
+    # v ~ N(0, s^2) instead of N(0, s^-2): the derived kernel becomes exp(-s^2 |u|^2 / 2)
+    monkeypatch.setattr(r, "gaussian_density", lambda t, s: sp.exp(-(t**2) / (2 * s**2)) / (s * sp.sqrt(2 * sp.pi)))
+    with pytest.raises(AssertionError):
+        r.check_rff_expectation_is_gaussian_kernel()
+
+
+def test_library_kernel_with_wrong_bandwidth_convention_fails(monkeypatch):
+    import kernelgen
+    import proofs.rff_gaussian_kernel as r
+
+    real = kernelgen.kernel_matrix
+
+    def wrong(X, Z=None, *, kernel="gaussian", bandwidth=1.0, **kw):  # exp(-|u|^2 / s^2)
+        return real(X, Z, kernel=kernel, bandwidth=bandwidth / np.sqrt(2.0), **kw)
+
+    monkeypatch.setattr(kernelgen, "kernel_matrix", wrong)
+    with pytest.raises(AssertionError):
+        r.check_rff_expectation_is_gaussian_kernel()
+
+
+def test_library_stability_bound_off_by_5_percent_fails(monkeypatch):
+    import kernelgen.sgd
+    import proofs.step_size as st
+
+    real = kernelgen.sgd.stability_bound
+    monkeypatch.setattr(kernelgen.sgd, "stability_bound", lambda *a, **k: 1.05 * real(*a, **k))
+    with pytest.raises(AssertionError):
+        st.check_minibatch_bound()

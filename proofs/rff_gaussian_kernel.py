@@ -74,7 +74,6 @@ def check_rff_expectation_is_gaussian_kernel() -> str:
     T, S_d, u_next = sp.symbols("T S_d u_next", real=True)
     assert sp.simplify(sp.exp(sp.I * (T + t * w)) - sp.exp(sp.I * T) * sp.exp(sp.I * t * w)) == 0
     per_coord = sp.Lambda(w, exponent)  # exponent as a function of the coordinate: derived, not typed
-    assert sp.simplify(per_coord(w) - exponent) == 0
     phi_d = sp.exp(-S_d / (2 * s**2))  # induction hypothesis, S_d = sum of squares of the first d u_j
     step = sp.powsimp(phi_d * sp.exp(per_coord(u_next)))
     assert sp.simplify(step - sp.exp(-(S_d + u_next**2) / (2 * s**2))) == 0, f"induction step gave {step}"

@@ -12,13 +12,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from kernelgen.solvers import CALL_LIMITS, DEFAULT_TILE
+from kernelgen.numerics import CALL_LIMITS, DEFAULT_TILE
 
 CODE = textwrap.dedent(
     """
     import numpy as np, sys
     from scipy.linalg import blas, lapack
-    from kernelgen.solvers import CALL_LIMITS, DEFAULT_TILE
+    from kernelgen.numerics import CALL_LIMITS, DEFAULT_TILE
     dt = np.dtype(sys.argv[1]); what = sys.argv[2]; lim = CALL_LIMITS[dt]; p = 's' if dt == np.float32 else 'd'
     rng = np.random.default_rng(0)
     if what == 'potrf':

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 
-from kernelgen import kernel_interpolate, kernel_matrix
+from kernelgen import SolveOptions, kernel_interpolate, kernel_matrix
+from kernelgen.kernels import Gaussian, Linear, Polynomial, as_kernel
 from kernelgen.errors import (
     ConvergenceError,
     InvalidInputError,
@@ -32,7 +33,7 @@ def dense_solution(X, Y, **kw):
 def test_matches_dense_solve(kernel, bw, dtype, data):
     X, Y = data
     K, ref = dense_solution(X, Y, kernel=kernel, bandwidth=bw)
-    fit = kernel_interpolate(X, Y, kernel=kernel, bandwidth=bw, dtype=dtype, tile=96)
+    fit = kernel_interpolate(X, Y, kernel=as_kernel(kernel, bandwidth=bw), options=SolveOptions(dtype=dtype, tile=96))
     assert fit.relative_residual <= 1e-10 and fit.ridge == 0.0 and fit.jitter == 0.0
     # two solutions of the same system with residual <= 1e-10 differ by <= cond(K) * 1e-10 (relative)
     cond = np.linalg.cond(K)
@@ -55,8 +56,8 @@ def test_mixed_precision_reaches_exact_on_ill_conditioned(store, rng):
     # cond(K) ~ 3e5: the float32 factor alone leaves a residual ~ cond * eps32 ~ 1e-2..1e-6
     X = rng.normal(size=(600, 8))
     Y = rng.normal(size=(600, 2))
-    fit = kernel_interpolate(X, Y, bandwidth=2.0, dtype="float32", tile=128, store_kernel=store)
-    K = kernel_matrix(X, bandwidth=2.0)
+    fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0), options=SolveOptions(dtype="float32", tile=128, store_kernel=store))
+    K = kernel_matrix(X, kernel=Gaussian(bandwidth=2.0))
     assert np.linalg.cond(K) > 1e5
     assert fit.factor_dtype == "float32" and fit.relative_residual <= 1e-10
     # independent float64 evaluation of the residual (tolerance: its rounding, ~1%)
@@ -72,12 +73,12 @@ def test_honest_failure_when_iteration_cannot_converge(method, rng):
     Y = rng.normal(size=600)
     # too few float64 passes allowed: a named failure with the history, not a silent inexact answer
     with pytest.raises(ConvergenceError) as ei:
-        kernel_interpolate(X, Y, bandwidth=2.0, dtype="float32", refinement=method, max_iter=1)
+        kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0), options=SolveOptions(dtype="float32", refinement=method, max_iter=1))
     assert "Remed" in str(ei.value) and "residuals:" in str(ei.value)
     # cond(K) ~ 1e19 (2-d points, wide bandwidth): beyond float64 too -> named error, never a wrong answer
     X2 = rng.normal(size=(300, 2))
     with pytest.raises((ConvergenceError, NotPositiveDefiniteError)):
-        kernel_interpolate(X2, rng.normal(size=300), bandwidth=3.0, dtype="float32", refinement=method, max_iter=8)
+        kernel_interpolate(X2, rng.normal(size=300), kernel=Gaussian(bandwidth=3.0), options=SolveOptions(dtype="float32", refinement=method, max_iter=8))
 
 
 def test_min_norm_on_singular_kernel_equals_pinv(rng):
@@ -86,9 +87,9 @@ def test_min_norm_on_singular_kernel_equals_pinv(rng):
     Y = rng.normal(size=(70, 2))
     Y[60:] = Y[:10]  # consistent targets on the repeats
     with pytest.raises(NotPositiveDefiniteError):
-        kernel_interpolate(X, Y, bandwidth=1.0, solver="cholesky")
-    fit = kernel_interpolate(X, Y, bandwidth=1.0, solver="min_norm")
-    K = kernel_matrix(X, bandwidth=1.0)
+        kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), solver="cholesky")
+    fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), solver="min_norm")
+    K = kernel_matrix(X, kernel=Gaussian(bandwidth=1.0))
     ref = np.linalg.pinv(K, rcond=70 * np.finfo(float).eps, hermitian=True) @ Y
     assert fit.rank == 60 and fit.relative_residual < 1e-9
     np.testing.assert_allclose(fit.alpha, ref, rtol=1e-6, atol=1e-8 * np.abs(ref).max())
@@ -98,17 +99,18 @@ def test_min_norm_on_singular_kernel_equals_pinv(rng):
 def test_min_norm_rank_of_finite_dimensional_kernels(kernel, degree, rank, data):
     # a degree-p polynomial kernel on R^6 has feature dimension C(6 + p, p): 28 for p=2, 84 for p=3
     X, Y = data
-    fit = kernel_interpolate(X, Y, kernel=kernel, degree=degree, bandwidth=3.0, solver="min_norm")
+    kern = Linear() if kernel == "linear" else Polynomial(degree=degree, bandwidth=3.0)
+    fit = kernel_interpolate(X, Y, kernel=kern, solver="min_norm")
     assert fit.rank == rank
-    K = kernel_matrix(X, kernel=kernel, degree=degree, bandwidth=3.0)
+    K = kernel_matrix(X, kernel=kern)
     ref = np.linalg.pinv(K, rcond=400 * np.finfo(float).eps, hermitian=True) @ Y
     np.testing.assert_allclose(fit.alpha, ref, rtol=1e-6, atol=1e-7 * np.abs(ref).max())
 
 
 def test_min_norm_matches_cholesky_on_pd(data):
     X, Y = data
-    a = kernel_interpolate(X, Y, bandwidth=2.0, solver="min_norm")
-    b = kernel_interpolate(X, Y, bandwidth=2.0, solver="cholesky")
+    a = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0), solver="min_norm")
+    b = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0), solver="cholesky")
     assert a.rank == 400
     np.testing.assert_allclose(a.alpha, b.alpha, rtol=1e-6, atol=1e-9 * np.abs(b.alpha).max())
 
@@ -119,8 +121,8 @@ def test_backends_agree(solver, dtype, data):
     X, Y = data
     if solver == "min_norm" and dtype == "float32":
         pytest.skip("min_norm is float64 only")
-    s = kernel_interpolate(X, Y, bandwidth=2.0, solver=solver, backend="scipy", dtype=dtype)
-    j = kernel_interpolate(X, Y, bandwidth=2.0, solver=solver, backend="jax", dtype=dtype)
+    s = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0), solver=solver, backend="scipy", options=SolveOptions(dtype=dtype))
+    j = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0), solver=solver, backend="jax", options=SolveOptions(dtype=dtype))
     assert j.backend == "jax" and j.relative_residual <= 1e-10
     # both reach residual <= 1e-10 of the same system -> alphas agree to cond * 1e-10 (cond ~ 1e3 here)
     np.testing.assert_allclose(j.alpha, s.alpha, rtol=1e-5, atol=1e-6 * np.abs(s.alpha).max())
@@ -132,33 +134,33 @@ def test_jax_nan_factor_raises_named_error(rng):
     X = rng.normal(size=(50, 2))
     X = np.vstack([X, X[:5]])
     with pytest.raises(NotPositiveDefiniteError) as ei:
-        kernel_interpolate(X, rng.normal(size=55), bandwidth=1.0, backend="jax")
+        kernel_interpolate(X, rng.normal(size=55), kernel=Gaussian(bandwidth=1.0), backend="jax")
     assert ei.value.index is not None
 
 
 @pytest.mark.parametrize("solver", ["cholesky", "min_norm"])
 def test_precomputed_not_modified_unless_allowed(solver, data):
     X, Y = data
-    K = kernel_matrix(X, bandwidth=2.0)
+    K = kernel_matrix(X, kernel=Gaussian(bandwidth=2.0))
     K0 = K.copy()
     fit = kernel_interpolate(K, Y, kernel="precomputed", solver=solver)
     np.testing.assert_array_equal(K, K0)
-    ref = kernel_interpolate(X, Y, bandwidth=2.0, solver=solver)
+    ref = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0), solver=solver)
     np.testing.assert_allclose(fit.alpha, ref.alpha, rtol=1e-6, atol=1e-9 * np.abs(ref.alpha).max())
-    Kn = kernel_matrix(X[:5] + 0.2, X, bandwidth=2.0)
+    Kn = kernel_matrix(X[:5] + 0.2, X, kernel=Gaussian(bandwidth=2.0))
     # alphas agree to 1e-6 (relative, above), so predictions agree to the same relative order
     np.testing.assert_allclose(fit.predict(Kn), ref.predict(X[:5] + 0.2), rtol=1e-6, atol=1e-8)
     if solver == "min_norm":
-        fit2 = kernel_interpolate(K, Y, kernel="precomputed", solver=solver, overwrite_kernel=True)
+        fit2 = kernel_interpolate(K, Y, kernel="precomputed", solver=solver, options=SolveOptions(overwrite_kernel=True))
         # in place the kernel is gone, so no refinement: accurate to ~cond(K) * eps (cond ~ 1e3 here)
         np.testing.assert_allclose(fit2.alpha, fit.alpha, rtol=1e-7, atol=1e-9 * np.abs(fit.alpha).max())
-        assert fit2.residual_mode == "eigh"
+        assert fit2.residual_mode == "eigh (K overwritten)"
 
 
 def test_ridge_is_explicit_and_reported(data):
     X, Y = data
-    fit = kernel_interpolate(X, Y, bandwidth=2.0, ridge=1e-3)
-    K = kernel_matrix(X, bandwidth=2.0)
+    fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0), ridge=1e-3)
+    K = kernel_matrix(X, kernel=Gaussian(bandwidth=2.0))
     ref = sla.solve(K + 1e-3 * np.eye(400), Y)
     assert fit.ridge == 1e-3
     np.testing.assert_allclose(fit.alpha, ref, rtol=1e-8, atol=1e-10)
@@ -166,18 +168,18 @@ def test_ridge_is_explicit_and_reported(data):
 
 def test_factor_once_solve_many(data, rng):
     X, Y = data
-    fit = kernel_interpolate(X, Y, bandwidth=2.0, keep_factor=True, dtype="float32")
+    fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0), options=SolveOptions(keep_factor=True, dtype="float32"))
     Y2 = rng.normal(size=(400, 2))
     fit2 = fit.solve(Y2)
     assert fit2.relative_residual <= 1e-10
-    np.testing.assert_allclose(fit2.alpha, kernel_interpolate(X, Y2, bandwidth=2.0).alpha, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fit2.alpha, kernel_interpolate(X, Y2, kernel=Gaussian(bandwidth=2.0)).alpha, rtol=1e-6, atol=1e-9)
     with pytest.raises(InvalidInputError):
-        kernel_interpolate(X, Y, bandwidth=2.0).solve(Y2)
+        kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0)).solve(Y2)
 
 
 def test_vector_target_keeps_shape(data):
     X, Y = data
-    fit = kernel_interpolate(X, Y[:, 0], bandwidth=2.0)
+    fit = kernel_interpolate(X, Y[:, 0], kernel=Gaussian(bandwidth=2.0))
     assert fit.alpha.shape == (400,) and fit.predict(X[:3]).shape == (3,)
 
 
@@ -186,27 +188,27 @@ def test_bad_inputs_give_named_errors(rng):
     Xn = X.copy()
     Xn[3, 1] = np.nan
     with pytest.raises(NonFiniteInputError):
-        kernel_interpolate(Xn, y, bandwidth=1.0)
+        kernel_interpolate(Xn, y, kernel=Gaussian(bandwidth=1.0))
     yi = y.copy()
     yi[0] = np.inf
     with pytest.raises(NonFiniteInputError):
-        kernel_interpolate(X, yi, bandwidth=1.0)
+        kernel_interpolate(X, yi, kernel=Gaussian(bandwidth=1.0))
     with pytest.raises(ShapeMismatchError):
-        kernel_interpolate(X, y[:-1], bandwidth=1.0)
+        kernel_interpolate(X, y[:-1], kernel=Gaussian(bandwidth=1.0))
     with pytest.raises(InvalidInputError):
-        kernel_interpolate(X[:0], y[:0], bandwidth=1.0)
+        kernel_interpolate(X[:0], y[:0], kernel=Gaussian(bandwidth=1.0))
     with pytest.raises(InvalidInputError):
-        kernel_interpolate(X.astype(complex), y, bandwidth=1.0)
+        kernel_interpolate(X.astype(complex), y, kernel=Gaussian(bandwidth=1.0))
     with pytest.raises(InvalidInputError):
-        kernel_interpolate(X, y, bandwidth=1.0, dtype="float16")
+        kernel_interpolate(X, y, kernel=Gaussian(bandwidth=1.0), options=SolveOptions(dtype="float16"))
     with pytest.raises(InvalidInputError):
-        kernel_interpolate(X, y, bandwidth=1.0, ridge=-1.0)
+        kernel_interpolate(X, y, kernel=Gaussian(bandwidth=1.0), ridge=-1.0)
     with pytest.raises(ShapeMismatchError):
         kernel_interpolate(np.ones((3, 4)), np.ones(3), kernel="precomputed")
     with pytest.raises(InvalidInputError):
         kernel_interpolate(np.triu(np.ones((3, 3))), np.ones(3), kernel="precomputed")
     with pytest.raises(MemoryBudgetError) as ei:
-        kernel_interpolate(X, y, bandwidth=1.0, memory_budget=10**6)
+        kernel_interpolate(X, y, kernel=Gaussian(bandwidth=1.0), options=SolveOptions(memory_budget=10**6))
     assert ei.value.bytes_available == 10**6
     # a non-PD (indefinite) precomputed kernel under Cholesky: named error with the index
     K = np.eye(20)
@@ -224,17 +226,17 @@ def test_auto_dtype_refactors_in_float64_when_mixed_precision_fails(rng, caplog)
     X = rng.normal(size=(4200, 16))  # above AUTO_FLOAT64_MAX_N, so dtype=None starts in float32
     Y = rng.normal(size=(4200, 1))
     with pytest.raises((NotPositiveDefiniteError, ConvergenceError)):
-        kernel_interpolate(X, Y, bandwidth=4.5, dtype="float32", max_iter=4)  # explicit dtype: no fallback
-    fit = kernel_interpolate(X, Y, bandwidth=4.5, max_iter=4)
+        kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=4.5), options=SolveOptions(dtype="float32", max_iter=4))  # explicit dtype: no fallback
+    fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=4.5), options=SolveOptions(max_iter=4))
     assert fit.factor_dtype == "float64" and fit.relative_residual <= 1e-10
     assert "refactoring in float64" in caplog.text
 
 
 def test_min_norm_reports_condition_number(data):
     X, Y = data
-    fit = kernel_interpolate(X, Y, bandwidth=2.0, solver="min_norm")
+    fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0), solver="min_norm")
     # all eigenvalues kept (PD kernel): the 2-norm condition number of K
-    assert fit.condition_number == pytest.approx(np.linalg.cond(kernel_matrix(X, bandwidth=2.0)), rel=1e-6)
+    assert fit.condition_number == pytest.approx(np.linalg.cond(kernel_matrix(X, kernel=Gaussian(bandwidth=2.0))), rel=1e-6)
 
 
 def test_auto_dtype_fallback_refused_by_memory_keeps_the_original_error(rng):
@@ -243,5 +245,5 @@ def test_auto_dtype_fallback_refused_by_memory_keeps_the_original_error(rng):
     # budget for the float32 route (1196 MiB planned) but not for a float64 refactor (1278 MiB):
     # the original named error comes back, with the planner's numbers
     with pytest.raises(ConvergenceError) as ei:
-        kernel_interpolate(X, Y, bandwidth=4.5, max_iter=4, memory_budget=1230 * 2**20, store_kernel=False)
+        kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=4.5), options=SolveOptions(max_iter=4, memory_budget=1230 * 2**20, store_kernel=False))
     assert "fallback to a float64 factor was not possible" in str(ei.value)

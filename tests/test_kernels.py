@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kernelgen.errors import InvalidInputError, NonFiniteInputError, ShapeMismatchError
-from kernelgen.kernels import default_bandwidth, kernel_matrix, kernel_matrix_jax
+from kernelgen.kernels import Gaussian, as_kernel, default_bandwidth, kernel_matrix, kernel_matrix_jax
 
 
 def reference(X, Z, kernel, s=2.0, degree=3, coef0=1.0):
@@ -23,10 +23,18 @@ KERNELS = ["gaussian", "laplace", "linear", "polynomial"]
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("block_bytes", [64, 10**9])  # tiny blocks (many) and one block
-def test_numpy_matches_formula(kernel, block_bytes, rng):
+@pytest.mark.parametrize("block", [(5, 4), None])  # tiny blocks (many) and one block
+def test_numpy_matches_formula(kernel, block, rng):
     X, Z = rng.normal(size=(37, 5)), rng.normal(size=(23, 5))
-    K = kernel_matrix(X, Z, kernel=kernel, bandwidth=2.0, block_bytes=block_bytes)
+    kern = as_kernel(kernel) if kernel == "linear" else as_kernel(kernel, bandwidth=2.0)
+    if block is None:
+        K = kernel_matrix(X, Z, kernel=kern)
+    else:  # many tiny blocks through the entries engine (the same path as the tiled solver)
+        src, K = kern.entries(X, Z), np.empty((37, 23))
+        for r0 in range(0, 37, block[0]):
+            for c0 in range(0, 23, block[1]):
+                r1, c1 = min(37, r0 + block[0]), min(23, c0 + block[1])
+                src.block(r0, r1, c0, c1, None, K[r0:r1, c0:c1])
     # float64 expansion |x|^2+|z|^2-2<x,z> vs direct differences: rounding of O(|x|^2 eps)
     np.testing.assert_allclose(K, reference(X, Z, kernel), rtol=1e-12, atol=1e-12)
 
@@ -36,8 +44,9 @@ def test_numpy_matches_formula(kernel, block_bytes, rng):
 def test_jax_matches_numpy(kernel, dtype, tol, rng):
     # float32 tolerance: a few ulps (1.2e-7) of |x|^2 ~ 5 amplified through exp
     X, Z = rng.normal(size=(40, 6)), rng.normal(size=(30, 6))
-    Kn = kernel_matrix(X, Z, kernel=kernel, bandwidth=2.0, dtype=dtype)
-    Kj = np.asarray(kernel_matrix_jax(X, Z, kernel=kernel, bandwidth=2.0, dtype=dtype, block_rows=16))
+    kern = as_kernel(kernel) if kernel == "linear" else as_kernel(kernel, bandwidth=2.0)
+    Kn = kernel_matrix(X, Z, kernel=kern, dtype=dtype)
+    Kj = np.asarray(kernel_matrix_jax(X, Z, kernel=kern, dtype=dtype, block_rows=16))
     assert Kj.dtype == dtype
     np.testing.assert_allclose(Kj, Kn, rtol=tol, atol=tol)
 
@@ -45,7 +54,7 @@ def test_jax_matches_numpy(kernel, dtype, tol, rng):
 def test_symmetric_diagonal_exact(rng):
     X = rng.normal(size=(50, 784)) * 3  # large norms: rounding of the expansion would show on the diagonal
     for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-12)):
-        K = kernel_matrix(X, kernel="gaussian", bandwidth=40.0, dtype=dtype, block_bytes=1000)
+        K = kernel_matrix(X, kernel=Gaussian(bandwidth=40.0), dtype=dtype)
         assert (np.diag(K) == 1).all()
         # rows are separate GEMMs, so K_ij and K_ji may differ in the last bits only
         np.testing.assert_allclose(K, K.T, rtol=tol, atol=0)
@@ -68,6 +77,8 @@ def test_kernel_errors(rng):
         kernel_matrix(X, rng.normal(size=(4, 2)), bandwidth=1.0)
     with pytest.raises(InvalidInputError):
         kernel_matrix(X, kernel="sigmoid", bandwidth=1.0)
+    with pytest.raises(InvalidInputError):  # parameters belong to the kernel object, not beside it
+        kernel_matrix(X, kernel=Gaussian(1.0), bandwidth=1.0)
     with pytest.raises(InvalidInputError):
         kernel_matrix(X, bandwidth=-1.0)
     bad = X.copy()

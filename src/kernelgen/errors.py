@@ -19,6 +19,8 @@ __all__ = [
     "MalformedIDXError",
     "DataUnavailableError",
     "UnstableStepSizeError",
+    "NonFiniteResultError",
+    "FormatVersionError",
 ]
 
 
@@ -88,3 +90,14 @@ class DataUnavailableError(KernelgenError, OSError):
 
 class UnstableStepSizeError(KernelgenError, ValueError):
     """A step size exceeds the stability bound of the iteration."""
+
+
+class NonFiniteResultError(KernelgenError, ArithmeticError):
+    """A computed quantity (kernel entry, factor, residual, coefficient, prediction) is NaN or infinite.
+
+    Raised instead of returning it: NaN/inf is never a result.
+    """
+
+
+class FormatVersionError(DataIntegrityError):
+    """A saved file has another format or version than this kernelgen reads, or belongs to other data."""

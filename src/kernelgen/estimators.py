@@ -8,7 +8,7 @@ by argmax — the procedure of Zhang et al. (2017, §5) on MNIST.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -18,23 +18,20 @@ __all__ = ["KernelInterpolationClassifier", "KernelInterpolationRegressor"]
 
 
 class _KernelInterpolationBase(BaseEstimator):
-    def __init__(self, *, kernel="gaussian", bandwidth=None, degree=None, coef0=None, ridge=0.0,
-                 solver="min_norm", backend="auto", dtype=None, tol=1e-10, verbose=False):
+    def __init__(self, *, kernel="gaussian", ridge=0.0, solver="min_norm", backend="auto", options=None,
+                 verbose=False):
         self.kernel = kernel
-        self.bandwidth = bandwidth
-        self.degree = degree
-        self.coef0 = coef0
         self.ridge = ridge
         self.solver = solver
         self.backend = backend
-        self.dtype = dtype
-        self.tol = tol
+        self.options = options
         self.verbose = verbose
 
     def _fit_targets(self, X, Y):
+        # a fresh kernel object per fit: the fitted kernel (bandwidth resolved) lives on interpolant_
+        kernel = self.kernel if isinstance(self.kernel, str) else clone(self.kernel)
         self.interpolant_ = kernel_interpolate(
-            X, Y, kernel=self.kernel, bandwidth=self.bandwidth, degree=self.degree, coef0=self.coef0,
-            ridge=self.ridge, solver=self.solver, backend=self.backend, dtype=self.dtype, tol=self.tol,
+            X, Y, kernel=kernel, ridge=self.ridge, solver=self.solver, backend=self.backend, options=self.options,
             verbose=self.verbose)
         self.dual_coef_ = self.interpolant_.alpha
         self.relative_residual_ = self.interpolant_.relative_residual
@@ -52,8 +49,11 @@ class KernelInterpolationRegressor(RegressorMixin, _KernelInterpolationBase):
 
     Parameters
     ----------
-    kernel, bandwidth, degree, coef0, ridge, backend, dtype, tol, verbose :
-        As in :func:`kernelgen.kernel_interpolate`.
+    kernel : Kernel or str, default "gaussian"
+        As in :func:`kernelgen.kernel_interpolate`. With a Kernel object, its hyper-parameters are
+        nested parameters of the estimator (``kernel__bandwidth`` in ``GridSearchCV``).
+    ridge, backend, options, verbose :
+        As in :func:`kernelgen.kernel_interpolate` (``options``: a :class:`kernelgen.SolveOptions`).
     solver : {"min_norm", "cholesky", "auto"}, default "min_norm"
         The estimator defaults to the rank-revealing minimum-norm solve, which is
         defined for repeated samples too (a singular K); use ``"cholesky"`` for large n.

@@ -1,5 +1,32 @@
-"""Factorisations computed once and reused: the :class:`Factor` protocol and its implementations."""
+"""Factorisations computed once and reused.
+
+:class:`Factor` is the protocol (``solve``, ``logdet`` with its precision, ``rank``, ``dtype``,
+``describe``); the implementations are
+
+- :class:`CholeskyFactor` -- tiled Cholesky on SciPy/LAPACK, every call bounded, float32 or float64;
+- :class:`JaxCholeskyFactor` -- dense Cholesky on a JAX device, NaN-checked;
+- :class:`EighFactor` -- symmetric eigendecomposition: pseudo-inverse, rank, GP evidence, effective
+  dimension;
+- rectangular factors of feature matrices (QR / LQ, SVD) for Phi^+ Y.
+
+A float32 factor's log-determinant is not the float64 one: :class:`LogDet` carries its error
+estimate and says how it was obtained.
+"""
 
 from ._base import Factor, LogDet
+from ._cholesky import CholeskyFactor, JaxCholeskyFactor
+from ._eigh import EIGH_MAX_N, EighFactor
+from ._tiled import LowerPanels, cholesky_solve_panels, symmetric_matvec_panels, tiled_cholesky
 
-__all__ = ["Factor", "LogDet"]
+__all__ = [
+    "CholeskyFactor",
+    "EIGH_MAX_N",
+    "EighFactor",
+    "Factor",
+    "JaxCholeskyFactor",
+    "LogDet",
+    "LowerPanels",
+    "cholesky_solve_panels",
+    "symmetric_matvec_panels",
+    "tiled_cholesky",
+]

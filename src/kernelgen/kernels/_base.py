@@ -241,7 +241,7 @@ class _Composite(Kernel):
     """Shared code of Sum and Product: entries combine the components' accurate entries."""
 
     def __init__(self, kernels):
-        self.kernels = list(kernels) if isinstance(kernels, (list, tuple)) else kernels
+        self.kernels = kernels  # stored as given (scikit-learn's clone checks identity)
         self._check()
 
     def _check(self):
@@ -258,7 +258,7 @@ class _Composite(Kernel):
         for key, value in params.items():
             head, _, sub = key.partition("__")
             if head == "kernels" and not sub:
-                self.kernels = list(value)
+                self.kernels = value
             elif head.startswith("k") and head[1:].isdigit() and sub and int(head[1:]) < len(self.kernels):
                 self.kernels[int(head[1:])].set_params(**{sub: value})
             else:
@@ -275,6 +275,12 @@ class _Composite(Kernel):
     def resolve(self, X):
         ks = [k.resolve(X) for k in self.kernels]
         return self if all(a is b for a, b in zip(ks, self.kernels)) else type(self)(ks)
+
+    def __getstate__(self):
+        return {"kernels": list(self.kernels)}
+
+    def __setstate__(self, state):
+        self.kernels = state["kernels"]
 
     @property
     def is_resolved(self):

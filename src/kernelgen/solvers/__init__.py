@@ -4,49 +4,34 @@ Public API
 ----------
 min_norm_solve       minimum-l2-norm (least-squares) solution of X w = y, ``pinv(X) @ y``
 kernel_interpolate   exact kernel interpolation (Cholesky / rank-revealing eigh; SciPy or JAX)
-plan_kernel_solve    the memory planner every kernel solve uses
-tiled_cholesky       the bounded-call tiled Cholesky factor on lower row panels
+KernelInterpolant    the fitted, immutable, saveable result (``load_interpolant`` reads it back)
+plan_kernel_solve    the memory planner every kernel solve uses (``MemoryPlan``)
+refine               the float64 iteration preconditioned by a factor (``RefinementResult``)
+
+Tiled storage and factors live in :mod:`kernelgen.factors`; kernels in :mod:`kernelgen.kernels`;
+numerical knobs in :class:`kernelgen.SolveOptions`.
 """
 
-from ._interpolate import KernelInterpolant, kernel_interpolate
+from ._interpolate import kernel_interpolate
 from ._min_norm import MinNormSolution, min_norm_solve
-from ._planner import AUTO_FLOAT64_MAX_N, EIGH_MAX_N, MemoryPlan, available_memory, plan_kernel_solve
+from ._planner import AUTO_FLOAT64_MAX_N, MemoryPlan, available_memory, plan_kernel_solve
 from ._refine import RefinementResult, refine
-from ._tiled import (
-    CALL_LIMITS,
-    DEFAULT_TILE,
-    CallLimits,
-    LowerPanels,
-    cholesky_solve_panels,
-    exact_integer_form,
-    fill_kernel_panels,
-    kernel_matvec,
-    symmetric_kernel_matvec,
-    symmetric_matvec_panels,
-    tiled_cholesky,
-)
+from ._result import FORMAT_VERSION, KernelInterpolant, data_fingerprint
+
+load_interpolant = KernelInterpolant.load
 
 __all__ = [
     "AUTO_FLOAT64_MAX_N",
-    "CALL_LIMITS",
-    "CallLimits",
-    "DEFAULT_TILE",
-    "EIGH_MAX_N",
+    "FORMAT_VERSION",
     "KernelInterpolant",
-    "LowerPanels",
     "MemoryPlan",
     "MinNormSolution",
     "RefinementResult",
     "available_memory",
-    "cholesky_solve_panels",
-    "exact_integer_form",
-    "fill_kernel_panels",
+    "data_fingerprint",
     "kernel_interpolate",
-    "kernel_matvec",
+    "load_interpolant",
     "min_norm_solve",
     "plan_kernel_solve",
     "refine",
-    "symmetric_kernel_matvec",
-    "symmetric_matvec_panels",
-    "tiled_cholesky",
 ]

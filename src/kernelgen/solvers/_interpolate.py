@@ -1,146 +1,38 @@
-"""Exact kernel interpolation K alpha = Y (private implementation of kernel_interpolate)."""
+"""Exact kernel interpolation K alpha = Y: the orchestration and the SciPy backend (private).
+
+Dtype policy (options.dtype=None): the factor is float64 up to ``options.float64_max_n`` points
+and float32 above; the residual Y - K alpha is *always* float64 with the float64 kernel (stored as
+one lower triangle when it fits beside the factor, otherwise recomputed blockwise per pass, never
+a dense float64 n x n), and preconditioned CG (or plain refinement) runs until the float64 relative
+residual reaches ``options.tol``. If the float32 route fails (factor breakdown, no convergence),
+the solve is redone with a float64 factor when memory allows, logged and reported.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
-import scipy.linalg as sla
 
 from .._jax import accelerator_available
-from .._validation import as_float_array, check_same_rows
-from ..errors import (
-    ConvergenceError,
-    InvalidInputError,
-    MemoryBudgetError,
-    NotPositiveDefiniteError,
-    ShapeMismatchError,
-)
-from ..kernels import kernel_matrix, resolve_kernel_params
-from ._planner import MemoryPlan, plan_kernel_solve
+from .._validation import as_float_array
+from ..errors import ConvergenceError, InvalidInputError, MemoryBudgetError, NotPositiveDefiniteError, ShapeMismatchError
+from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
+from ..kernels import Precomputed, as_kernel
+from ..numerics import check_symmetric
+from ..options import SolveOptions
+from ..provenance import provenance
+from ._planner import plan_kernel_solve
 from ._refine import refine
-from ._tiled import (
-    DEFAULT_TILE,
-    LowerPanels,
-    cholesky_solve_panels,
-    fill_kernel_panels,
-    kernel_matvec,
-    symmetric_kernel_matvec,
-    symmetric_matvec_panels,
-    tiled_cholesky,
-)
+from ._result import KernelInterpolant, data_fingerprint
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KernelInterpolant", "kernel_interpolate"]
+__all__ = ["kernel_interpolate"]
 
 SOLVERS = ("auto", "cholesky", "min_norm")
 BACKENDS = ("auto", "scipy", "jax")
-
-
-@dataclass
-class KernelInterpolant:
-    """The exact kernel interpolant returned by :func:`kernel_interpolate`.
-
-    Attributes
-    ----------
-    alpha : ndarray of shape (n,) or (n, n_targets)
-        Coefficients, float64.
-    relative_residual : float
-        ||Y - (K + ridge I) alpha||_F / ||Y||_F, computed in float64 with the float64 kernel.
-    alpha_K_alpha : ndarray of shape (n_targets,)
-        alpha_jᵀ K alpha_j per target (squared RKHS norm of each interpolating function).
-    rkhs_norm : float
-        sqrt(sum_j alpha_jᵀ K alpha_j).
-    ridge : float
-        The ridge added to the diagonal (0 unless asked). ``jitter`` is always 0: kernelgen never adds one.
-    solver, backend : str
-        What actually ran.
-    factor_dtype : str
-        dtype of the factor (float32 = mixed precision).
-    residual_mode : str
-        How the float64 residual was computed ("stored", "on-the-fly", "precomputed", "eigh").
-    rank, rank_tol : int, float or None
-        Numerical rank and its threshold (``min_norm`` solver); rank = n for Cholesky.
-    condition_number : float or None
-        ``min_norm``: largest / smallest kept eigenvalue of K + ridge I (None for Cholesky).
-    history : list of dict
-        Each float64 residual reached.
-    fitted : ndarray of shape (n, n_targets)
-        K alpha on the training points, from the final float64 product (train predictions).
-    timings : dict
-        Seconds per phase.
-    plan : MemoryPlan or None
-    """
-
-    alpha: np.ndarray
-    kernel_params: dict
-    relative_residual: float
-    alpha_K_alpha: np.ndarray
-    rkhs_norm: float
-    ridge: float
-    solver: str
-    backend: str
-    factor_dtype: str
-    residual_mode: str
-    rank: int | None = None
-    rank_tol: float | None = None
-    condition_number: float | None = None
-    history: list = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-    n_matvecs: int = 0
-    plan: MemoryPlan | None = None
-    jitter: float = 0.0
-    fitted: np.ndarray | None = field(default=None, repr=False)
-    residual_matrix: np.ndarray | None = field(default=None, repr=False)
-    X_train: np.ndarray | None = field(default=None, repr=False)
-    _solve_fn: Callable | None = field(default=None, repr=False)
-    _squeeze: bool = field(default=False, repr=False)
-
-    @property
-    def n_train(self) -> int:
-        return self.alpha.shape[0]
-
-    def predict(self, X_new, *, verbose: bool = False) -> np.ndarray:
-        """Predictions k(X_new, X_train) @ alpha in float64, computed blockwise.
-
-        Parameters
-        ----------
-        X_new : array of shape (m, n_features), or for ``kernel="precomputed"`` the
-            kernel block K(X_new, X_train) of shape (m, n_train).
-
-        Returns
-        -------
-        ndarray of shape (m,) or (m, n_targets)
-        """
-        t0 = time.perf_counter()
-        A = self.alpha.reshape(self.n_train, -1)
-        if self.kernel_params["kernel"] == "precomputed":
-            Kn = as_float_array(X_new, "K_new", ndim=(2,), dtype=np.float64)
-            if Kn.shape[1] != self.n_train:
-                raise ShapeMismatchError(f"precomputed K_new must have {self.n_train} columns, got {Kn.shape[1]}.")
-            P = Kn @ A
-        else:
-            Xn = as_float_array(X_new, "X_new", ndim=(2,), dtype=np.float64)
-            if Xn.shape[1] != self.X_train.shape[1]:
-                raise ShapeMismatchError(f"X_new has {Xn.shape[1]} features, training data had {self.X_train.shape[1]}.")
-            if self.backend == "jax":
-                from ._jax_backend import predict_jax
-
-                P = predict_jax(Xn, self.X_train, A, self.kernel_params)
-            else:
-                P = kernel_matvec(Xn, self.X_train, A, self.kernel_params, verbose=verbose)
-        self.timings["predict"] = time.perf_counter() - t0
-        return P[:, 0] if self._squeeze else P
-
-    def solve(self, Y_new, *, tol: float | None = None) -> "KernelInterpolant":
-        """Interpolate new targets with the same factor (needs ``keep_factor=True``)."""
-        if self._solve_fn is None:
-            raise InvalidInputError("this interpolant did not keep its factor; refit with keep_factor=True.")
-        return self._solve_fn(Y_new, tol)
 
 
 def _prepare_targets(Y, n):
@@ -150,78 +42,77 @@ def _prepare_targets(Y, n):
     return Y.reshape(n, -1), Y.ndim == 1
 
 
+class _System:
+    """The float64 operator of one kernel system (K + ridge I), independent of any factor."""
+
+    def __init__(self, kernel, X64, K, ridge, mode, tile, verbose, K64_panels=None):
+        self.kernel, self.X64, self.K, self.ridge = kernel, X64, K, float(ridge)
+        self.mode, self.tile, self.verbose, self.K64 = mode, tile, verbose, K64_panels
+
+    def matvec(self, V):
+        V = np.asarray(V, dtype=np.float64)
+        if self.mode == "precomputed":
+            out = self.K @ V
+        elif self.mode == "stored":
+            out = symmetric_matvec_panels(self.K64, V)
+        elif self.mode == "device":
+            out = self.K(V)
+        else:
+            out = self.kernel.symmetric_apply(self.X64, V, tile=self.tile, verbose=self.verbose)
+        return out + self.ridge * V if self.ridge else out
+
+
+def _certify(alpha, R, Y2, ridge):
+    """alpha_j^T K alpha_j from the verified product K alpha = Y - R - ridge alpha."""
+    KA = Y2 - R - ridge * alpha
+    aka = np.einsum("ij,ij->j", alpha, KA)
+    return KA, aka, float(np.sqrt(max(0.0, float(aka.sum()))))
+
+
 def kernel_interpolate(
     X,
     Y,
     *,
-    kernel: str = "gaussian",
-    bandwidth: float | None = None,
-    degree: int | None = None,
-    coef0: float | None = None,
+    kernel="gaussian",
     ridge: float = 0.0,
     solver: str = "auto",
     backend: str = "auto",
-    dtype=None,
-    overwrite_kernel: bool = False,
-    tol: float = 1e-10,
-    rcond: float | None = None,
-    refinement: str = "cg",
-    max_iter: int = 30,
-    memory_budget: int | None = None,
-    tile: int = DEFAULT_TILE,
-    store_kernel: bool | None = None,
-    keep_factor: bool = False,
+    options: SolveOptions | dict | None = None,
     verbose: bool = False,
 ) -> KernelInterpolant:
     """Solve (K + ridge I) alpha = Y exactly and return the interpolant.
 
-    With ``ridge=0`` (the default) this is the minimum-RKHS-norm interpolant of the
-    data, the limit of (kernel) gradient descent from zero (Zhang et al. 2017, eq. 3).
+    With ``ridge=0`` (the default) this is the minimum-RKHS-norm interpolant of the data, the
+    limit of (kernel) gradient descent from zero (Zhang et al. 2017, eq. 3).
+
+    The exactness contract: ``fit.relative_residual`` = ||Y - (K + ridge I) alpha||_F / ||Y||_F is
+    computed by a direct float64 product with kernel entries computed independently of the factor
+    (recomputed blockwise with the kernel's accurate entries, or the caller's precomputed K), and
+    the Cholesky solver returns only when it is <= ``options.tol`` (1e-10), otherwise raises
+    :class:`~kernelgen.errors.ConvergenceError`. Below the float64 rounding floor of the residual
+    itself (about eps * || |K| |alpha| || / ||Y||) no tolerance can be promised.
 
     Parameters
     ----------
-    X : array of shape (n, d), or (n, n) when ``kernel="precomputed"``
+    X : array of shape (n, d), or (n, n) for a precomputed kernel
     Y : array of shape (n,) or (n, n_targets)
-    kernel : {"gaussian", "laplace", "linear", "polynomial", "precomputed"}
-    bandwidth : float, optional
-        Kernel scale s; None uses :func:`kernelgen.kernels.default_bandwidth`.
-    degree, coef0 : polynomial kernel parameters.
-    ridge : float
+    kernel : Kernel or str, default "gaussian"
+        A :class:`kernelgen.kernels.Kernel` (``Gaussian(bandwidth=5.0)``, ``ReluNTK(depth=3)``,
+        sums and products), or a family name with its documented defaults
+        (``"gaussian"``: median-heuristic bandwidth), or ``"precomputed"`` (X is K).
+    ridge : float, default 0
         Added to the diagonal *only* when asked (reported on the result).
     solver : {"auto", "cholesky", "min_norm"}
-        ``"cholesky"`` for positive-definite K (raises :class:`NotPositiveDefiniteError`
-        at the first failing pivot); ``"min_norm"`` computes alpha = K⁺Y by a
-        rank-revealing eigendecomposition (exact minimum-norm interpolant of a singular
-        K; the numerical rank is reported); ``"auto"`` picks Cholesky and logs it.
+        ``"cholesky"``: positive-definite K (raises NotPositiveDefiniteError at the first failing
+        pivot); ``"min_norm"``: alpha = K^+ Y by a rank-revealing eigendecomposition (the
+        minimum-norm interpolant of a singular K; rank reported); ``"auto"``: Cholesky (logged).
     backend : {"auto", "scipy", "jax"}
-        ``"auto"`` picks JAX when an accelerator is visible, else SciPy/LAPACK.
-    dtype : None, "float32", "float64"
-        Dtype of the *factor*. None: float64 for n <= 4096, else float32 (mixed
-        precision). The residual is always float64 and iteration continues to ``tol``.
-    overwrite_kernel : bool
-        With ``kernel="precomputed"``, allow the solver to use the caller's K as
-        workspace (``min_norm``: eigendecompose it in place; K is destroyed). Otherwise
-        the caller's K is never modified.
-    tol : float
-        Target float64 relative residual ||Y - (K + ridge I)alpha||_F / ||Y||_F
-        (Cholesky path). Default 1e-10 (the project's definition of "exact").
-    rcond : float, optional
-        ``min_norm``: eigenvalues below ``rcond * max eigenvalue`` count as zero
-        (default n * eps).
-    refinement : {"cg", "richardson"}
-        Float64 iteration preconditioned by the factor.
-    max_iter : int
-        Maximum float64 kernel passes.
-    memory_budget : int, optional
-        Bytes the solve may use (default 85% of available memory).
-    tile : int
-        Tile size of the tiled factor.
-    store_kernel : bool, optional
-        Force or forbid keeping the float64 kernel triangle for the residual (planner decides).
-    keep_factor : bool
-        Keep the factor so that :meth:`KernelInterpolant.solve` can solve new targets.
+        ``"auto"`` picks JAX when an accelerator is visible, else SciPy/LAPACK (tiled).
+    options : SolveOptions or dict, optional
+        The numerical knobs (tolerance, iteration, dtype policy, memory budget, tile, what to keep);
+        see :class:`kernelgen.SolveOptions`.
     verbose : bool
-        Progress bars.
+        Progress bars for the kernel, the factor and every float64 pass.
 
     Returns
     -------
@@ -230,54 +121,57 @@ def kernel_interpolate(
     Raises
     ------
     NonFiniteInputError, ShapeMismatchError, InvalidInputError
+        Bad data or options.
     NotPositiveDefiniteError
-        Cholesky met a non-positive pivot (index on the exception).
+        Cholesky met a non-positive pivot (global index on the exception), or min_norm found a
+        negative eigenvalue beyond rounding.
     MemoryBudgetError
         The planner refused before allocating (bytes needed and available in the message).
     ConvergenceError
-        The float64 iteration could not reach ``tol``.
+        The float64 iteration could not reach ``options.tol``.
+    NonFiniteResultError
+        A residual or the coefficients became NaN/inf (e.g. an overflowing kernel).
 
     References
     ----------
-    Zhang, Bengio, Hardt, Recht, Vinyals. Understanding deep learning requires
-    rethinking generalization. ICLR 2017, §5, eq. (3).
-    Higham. Accuracy and Stability of Numerical Algorithms (2nd ed.), ch. 12
-    (iterative refinement in mixed precision).
+    Zhang, Bengio, Hardt, Recht, Vinyals. Understanding deep learning requires rethinking
+    generalization. ICLR 2017, §5, eq. (3).
+    Higham. Accuracy and Stability of Numerical Algorithms (2nd ed.), ch. 12.
 
     Examples
     --------
     >>> import numpy as np
+    >>> from kernelgen.kernels import Gaussian
     >>> rng = np.random.default_rng(0)
     >>> X, y = rng.normal(size=(50, 3)), rng.normal(size=50)
-    >>> fit = kernel_interpolate(X, y, kernel="gaussian", bandwidth=2.0)
+    >>> fit = kernel_interpolate(X, y, kernel=Gaussian(bandwidth=2.0))
     >>> bool(fit.relative_residual <= 1e-10), fit.solver, fit.ridge
     (True, 'cholesky', 0.0)
     """
     t_start = time.perf_counter()
+    opts = SolveOptions.coerce(options)
     if solver not in SOLVERS:
         raise InvalidInputError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if backend not in BACKENDS:
         raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.floating, np.integer)):
+        raise InvalidInputError(f"ridge must be a finite number >= 0, got {ridge!r}")
     ridge = float(ridge)
     if not np.isfinite(ridge) or ridge < 0:
         raise InvalidInputError(f"ridge must be a finite number >= 0, got {ridge}")
-    if not (tol > 0):
-        raise InvalidInputError(f"tol must be positive, got {tol}")
-    if dtype is not None and np.dtype(dtype).type not in (np.float32, np.float64):
-        raise InvalidInputError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
-    precomputed = kernel == "precomputed"
+    kern = as_kernel(kernel)
+    precomputed = isinstance(kern, Precomputed)
     if precomputed:
         K = as_float_array(X, "K", ndim=(2,))
         if K.shape[0] != K.shape[1]:
             raise ShapeMismatchError(f"a precomputed kernel must be square, got shape {K.shape}.")
-        _check_symmetric(K)
-        n, d = K.shape[0], 0
-        params = {"kernel": "precomputed"}
-        X64 = None
+        check_symmetric(K, rtol=opts.symmetry_rtol(K.dtype))
+        n, d, A, X64 = K.shape[0], 0, K, None
     else:
         X64 = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
         n, d = X64.shape
-        params = resolve_kernel_params(kernel, bandwidth, X64, degree=degree, coef0=coef0)
+        kern = kern.resolve(X64)
+        A = X64
     Y2, squeeze = _prepare_targets(Y, n)
     if solver == "auto":
         solver = "cholesky"
@@ -286,89 +180,102 @@ def kernel_interpolate(
         backend = "jax" if accelerator_available() else "scipy"
         log.info("backend='auto' chose %r", backend)
 
-    common = dict(params=params, ridge=ridge, tol=tol, max_iter=max_iter, refinement=refinement,
-                  verbose=verbose, dtype=dtype, rcond=rcond, keep_factor=keep_factor)
     if backend == "jax":
         from ._jax_backend import solve_jax
 
-        fit = solve_jax(K if precomputed else X64, Y2, precomputed=precomputed, solver=solver,
-                        memory_budget=memory_budget, **common)
+        out = solve_jax(A, Y2, kernel=kern, precomputed=precomputed, solver=solver, ridge=ridge, opts=opts,
+                        verbose=verbose)
     elif solver == "min_norm":
-        fit = _solve_min_norm_scipy(K if precomputed else X64, Y2, precomputed=precomputed,
-                                    overwrite_kernel=overwrite_kernel, memory_budget=memory_budget, **common)
+        out = _solve_min_norm(A, Y2, kernel=kern, precomputed=precomputed, ridge=ridge, opts=opts, verbose=verbose)
     else:
-        fit = _solve_cholesky_scipy(K if precomputed else X64, Y2, precomputed=precomputed, n=n, d=d,
-                                    memory_budget=memory_budget, tile=tile, store_kernel=store_kernel, **common)
-    fit.X_train = X64
-    fit._squeeze = squeeze
-    if fit.fitted is None:
-        fit.fitted = Y2 - fit.residual_matrix - ridge * fit.alpha
-    if squeeze:
-        fit.fitted = fit.fitted[:, 0]
-    if squeeze:
-        fit.alpha = fit.alpha[:, 0]
-    fit.timings["total"] = time.perf_counter() - t_start
+        out = _solve_cholesky(A, Y2, kernel=kern, precomputed=precomputed, n=n, d=d, ridge=ridge, opts=opts,
+                              verbose=verbose)
+    out["timings"]["total"] = time.perf_counter() - t_start
+    fit = _build(out, Y2, squeeze, kern, X64, A if precomputed else None, ridge, opts, backend)
     log.info("kernel_interpolate: n=%d solver=%s backend=%s factor=%s residual %.3e in %.1f s",
              n, fit.solver, fit.backend, fit.factor_dtype, fit.relative_residual, fit.timings["total"])
     return fit
 
 
-def _check_symmetric(K, rtol=1e-10):
-    """Refuse a precomputed kernel that is not symmetric (checked in row blocks)."""
-    n = K.shape[0]
-    scale = float(np.max(np.abs(np.diagonal(K)))) or 1.0
-    worst = 0.0
-    for r0 in range(0, n, 1024):
-        r1 = min(n, r0 + 1024)
-        worst = max(worst, float(np.max(np.abs(K[r0:r1, :] - K[:, r0:r1].T))))
-    tol = rtol * scale if K.dtype == np.float64 else 1e-5 * scale
-    if worst > tol:
-        raise InvalidInputError(
-            f"the precomputed kernel is not symmetric (max |K - Kᵀ| = {worst:.3g}); pass (K + K.T) / 2 "
-            "if the asymmetry is rounding.")
+def _build(out, Y2, squeeze, kern, X64, K, ridge, opts, backend, *, prov=None, data_sha=None):
+    res = out["result"]
+    KA, aka, norm = _certify(res.alpha, res.residual, Y2, ridge)
+    fit = KernelInterpolant(
+        alpha=res.alpha[:, 0] if squeeze else res.alpha, kernel=kern, relative_residual=res.relative_residual,
+        alpha_K_alpha=aka, rkhs_norm=norm, ridge=ridge, solver=out["solver"], backend=backend,
+        factor_dtype=out["factor_dtype"], residual_mode=out["residual_mode"], rank=out.get("rank"),
+        rank_tol=out.get("rank_tol"), condition_number=out.get("condition_number"), history=tuple(res.history),
+        n_matvecs=res.n_matvecs, timings=out["timings"], plan=out.get("plan"),
+        fitted=KA[:, 0] if squeeze else KA, options=opts,
+        factor=out.get("factor") if opts.keep_factor else None,
+        provenance=prov if prov is not None else provenance(),
+        X_train=X64, data_sha256=data_sha or data_fingerprint(K if X64 is None else X64))
+    if opts.keep_factor and out.get("system") is not None:
+        fit = _with_resolver(fit, out["system"], out["factor"], out.get("precond"))
+    return fit
 
 
-def _finish(alpha, R, Y2, ridge):
-    """alpha_jᵀ K alpha_j from the verified product: K alpha = Y - R - ridge alpha."""
-    KA = Y2 - R - ridge * alpha
-    aka = np.einsum("ij,ij->j", alpha, KA)
-    return aka, float(np.sqrt(max(0.0, aka.sum())))
+def _with_resolver(fit, system, factor, precond=None):
+    opts = fit.options
+    precond = precond or factor.solve
+
+    def resolve(Y_new, tol_new):
+        t0 = time.perf_counter()
+        Yn, sq = _prepare_targets(Y_new, fit.n_train)
+        if fit.solver == "min_norm":
+            r = _pinv_refine(factor, system, Yn, opts.tol if tol_new is None else tol_new)
+        else:
+            r = refine(system.matvec, precond, Yn, tol=opts.tol if tol_new is None else tol_new,
+                       max_iter=opts.max_iter, method=opts.refinement)
+        out = {"result": r, "solver": fit.solver, "factor_dtype": fit.factor_dtype, "residual_mode": fit.residual_mode,
+               "rank": fit.rank, "rank_tol": fit.rank_tol, "condition_number": fit.condition_number,
+               "timings": {"refine": time.perf_counter() - t0}, "plan": fit.plan, "factor": factor, "system": system,
+               "precond": precond}
+        return _build(out, Yn, sq, fit.kernel, fit.X_train, system.K, fit.ridge, opts, fit.backend,
+                      data_sha=fit.data_sha256)
+
+    object.__setattr__(fit, "_resolve", resolve)
+    return fit
 
 
-def _scaled_precond(solve_fn):
-    """Apply a low-precision solve to a float64 residual, scaled per column to avoid underflow."""
-    def precond(R):
-        s = np.max(np.abs(R), axis=0)
-        s[s == 0] = 1.0
-        return np.asarray(solve_fn(R / s), dtype=np.float64) * s
-    return precond
+def attach_resolver(fit):
+    """After loading a saved factor: rebuild the float64 operator and allow ``fit.solve``."""
+    opts = fit.options
+    system = _System(fit.kernel, fit.X_train, None, fit.ridge, "on-the-fly", opts.tile, False)
+    return _with_resolver(fit, system, fit.factor)
 
 
-def _solve_cholesky_scipy(A, Y2, *, precomputed, n, d, params, ridge, tol, max_iter, refinement,
-                          verbose, dtype, rcond, keep_factor, memory_budget, tile, store_kernel):
+def float64_refactor(fit, *, verbose=False):
+    """A float64 tiled Cholesky factor of the fit's K + ridge I (planner-checked), for an exact log-det."""
+    if fit.X_train is None:
+        raise InvalidInputError("a float64 refactor needs the training data (or refit a precomputed K in float64).")
+    n, d = fit.X_train.shape
+    plan = plan_kernel_solve(n, d, 1, solver="cholesky", dtype="float64", memory_budget=fit.options.memory_budget,
+                             tile=fit.options.tile, store_kernel=False)
+    P = LowerPanels(n, plan.tile, np.float64)
+    fit.kernel.fill_panels(P, fit.X_train, verbose=verbose, desc="kernel (float64)")
+    if fit.ridge:
+        P.add_to_diagonal(fit.ridge)
+    return CholeskyFactor.from_panels(P, verbose=verbose)
+
+
+# ----------------------------------------------------------------------------- Cholesky (SciPy)
+def _solve_cholesky(A, Y2, *, kernel, precomputed, n, d, ridge, opts, verbose):
     timings = {}
-    plan = plan_kernel_solve(n, d, Y2.shape[1], solver="cholesky", dtype=dtype, precomputed=precomputed,
-                             memory_budget=memory_budget, tile=tile, store_kernel=store_kernel)
+    plan = plan_kernel_solve(n, d, Y2.shape[1], solver="cholesky", dtype=opts.dtype, precomputed=precomputed,
+                             memory_budget=opts.memory_budget, tile=opts.tile, store_kernel=opts.store_kernel,
+                             float64_max_n=opts.float64_max_n)
     fdt = plan.factor_dtype
     t0 = time.perf_counter()
     K64 = None
     if precomputed:
-        Kdense = A
-
-        def matvec(V):
-            return Kdense @ V + ridge * V
+        system = _System(kernel, None, A, ridge, "precomputed", plan.tile, verbose)
     elif plan.residual == "stored":
         K64 = LowerPanels(n, plan.tile, np.float64)
-        fill_kernel_panels(K64, A, params, verbose=verbose, desc="kernel (float64)")
-
-        def matvec(V):
-            return symmetric_matvec_panels(K64, V) + ridge * V
+        kernel.fill_panels(K64, A, verbose=verbose, desc="kernel (float64)")
+        system = _System(kernel, A, None, ridge, "stored", plan.tile, verbose, K64)
     else:
-        t_mv = plan.tile
-
-        def matvec(V):
-            return symmetric_kernel_matvec(A, V, params, tile=t_mv, verbose=verbose,
-                                           desc="float64 K @ v") + ridge * V
+        system = _System(kernel, A, None, ridge, "on-the-fly", plan.tile, verbose)
 
     def build_factor_input(fdt):
         if precomputed:
@@ -379,7 +286,7 @@ def _solve_cholesky_scipy(A, Y2, *, precomputed, n, d, params, ridge, tol, max_i
                 p_dst[...] = p_src
         else:
             F = LowerPanels(n, plan.tile, fdt)
-            fill_kernel_panels(F, A.astype(fdt, copy=False), params, verbose=verbose, desc=f"kernel ({fdt.name})")
+            kernel.fill_panels(F, A, verbose=verbose, desc=f"kernel ({fdt.name})")
         if ridge:
             F.add_to_diagonal(ridge)
         return F
@@ -387,30 +294,28 @@ def _solve_cholesky_scipy(A, Y2, *, precomputed, n, d, params, ridge, tol, max_i
     F = build_factor_input(fdt)
     timings["kernel"] = time.perf_counter() - t0
 
-    def factor_and_refine(F, fdt):
+    def factor_and_refine(F):
+        factor = CholeskyFactor.from_panels(F, verbose=verbose)
+        timings["factor"] = factor.seconds
         t0 = time.perf_counter()
-        tiled_cholesky(F, verbose=verbose, desc=f"cholesky ({fdt.name})")
-        timings["factor"] = time.perf_counter() - t0
-        precond = _scaled_precond(lambda R: cholesky_solve_panels(F, R))
-        t0 = time.perf_counter()
-        res = refine(matvec, precond, Y2, tol=tol, max_iter=max_iter, method=refinement)
+        res = refine(system.matvec, factor.solve, Y2, tol=opts.tol, max_iter=opts.max_iter, method=opts.refinement)
         timings["refine"] = time.perf_counter() - t0
-        return precond, res
+        factor.spectrum_estimate = res.spectrum_estimate
+        return factor, res
 
     try:
-        precond, res = factor_and_refine(F, fdt)
+        factor, res = factor_and_refine(F)
     except (NotPositiveDefiniteError, ConvergenceError) as exc:
-        if dtype is not None or fdt == np.float64:
+        if opts.dtype is not None or fdt == np.float64:
             raise
         # dtype policy (dtype=None): when the mixed-precision route fails on a kernel too
-        # ill-conditioned for float32 (factor breakdown or no convergence), it is redone with a
-        # float64 factor if memory allows -- logged, and reported in fit.factor_dtype.
+        # ill-conditioned for float32, it is redone with a float64 factor if memory allows.
         log.warning("mixed precision failed (%s: %s); dtype=None policy: refactoring in float64",
                     type(exc).__name__, str(exc).split(":")[0])
         del F
         try:
-            plan = plan_kernel_solve(n, d, Y2.shape[1], solver="cholesky", dtype="float64",
-                                     precomputed=precomputed, memory_budget=memory_budget, tile=tile,
+            plan = plan_kernel_solve(n, d, Y2.shape[1], solver="cholesky", dtype="float64", precomputed=precomputed,
+                                     memory_budget=opts.memory_budget, tile=opts.tile,
                                      store_kernel=None if precomputed else (plan.residual == "stored"))
         except MemoryBudgetError as mem:
             raise type(exc)(f"{exc} The dtype=None fallback to a float64 factor was not possible: {mem}",
@@ -419,113 +324,79 @@ def _solve_cholesky_scipy(A, Y2, *, precomputed, n, d, params, ridge, tol, max_i
         t0 = time.perf_counter()
         F = build_factor_input(fdt)
         timings["kernel"] += time.perf_counter() - t0
-        precond, res = factor_and_refine(F, fdt)
-    aka, norm = _finish(res.alpha, res.residual, Y2, ridge)
-
-    fit = KernelInterpolant(
-        alpha=res.alpha, kernel_params=params, relative_residual=res.relative_residual, alpha_K_alpha=aka,
-        rkhs_norm=norm, ridge=ridge, solver="cholesky", backend="scipy", factor_dtype=fdt.name,
-        residual_mode=plan.residual, rank=n, rank_tol=None, history=res.history, timings=timings,
-        n_matvecs=res.n_matvecs, plan=plan, residual_matrix=res.residual)
-    if keep_factor:
-        def solve_new(Y_new, tol_new):
-            Yn, sq = _prepare_targets(Y_new, n)
-            r = refine(matvec, precond, Yn, tol=tol_new or tol, max_iter=max_iter, method=refinement)
-            a, nm = _finish(r.alpha, r.residual, Yn, ridge)
-            out = KernelInterpolant(
-                alpha=r.alpha[:, 0] if sq else r.alpha, kernel_params=params,
-                relative_residual=r.relative_residual, alpha_K_alpha=a, rkhs_norm=nm, ridge=ridge,
-                solver="cholesky", backend="scipy", factor_dtype=fdt.name, residual_mode=plan.residual,
-                rank=n, history=r.history, n_matvecs=r.n_matvecs, plan=plan, X_train=fit.X_train,
-                residual_matrix=r.residual, fitted=(Yn - r.residual - ridge * r.alpha)[:, 0] if sq else Yn - r.residual - ridge * r.alpha,
-                _solve_fn=solve_new, _squeeze=sq)
-            return out
-        fit._solve_fn = solve_new
-    return fit
+        factor, res = factor_and_refine(F)
+    return {"result": res, "solver": "cholesky", "factor_dtype": fdt.name, "residual_mode": plan.residual,
+            "rank": n, "timings": timings, "plan": plan, "factor": factor, "system": system}
 
 
-def _solve_min_norm_scipy(A, Y2, *, precomputed, overwrite_kernel, params, ridge, tol, max_iter, refinement,
-                          verbose, dtype, rcond, keep_factor, memory_budget):
-    n = A.shape[0]
-    plan = plan_kernel_solve(n, 0 if precomputed else A.shape[1], Y2.shape[1], solver="min_norm",
-                             precomputed=precomputed, memory_budget=memory_budget)
-    timings = {}
+# ----------------------------------------------------------------------------- min_norm (eigh)
+def _pinv_refine(factor: EighFactor, system: _System, Y2, tol, max_steps: int = 5):
+    """alpha = A^+ Y from the eigendecomposition, refined with the pseudo-inverse.
+
+    Refinement keeps alpha in the span of the kept eigenvectors (so it stays the minimum-norm
+    solution) and removes the cond * eps error; it stops when the residual stops shrinking
+    (targets outside the range of K). The residual is the system's independent float64 product.
+    """
+    from ._refine import RefinementResult, _rel
+
     t0 = time.perf_counter()
-    if precomputed:
-        K = np.asarray(A, dtype=np.float64)
-    else:
-        K = kernel_matrix(A, kernel=params["kernel"], bandwidth=params.get("bandwidth"),
-                          degree=params.get("degree"), coef0=params.get("coef0"), dtype=np.float64)
-    timings["kernel"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    in_place = (not precomputed) or (overwrite_kernel and K is A)
-    work = K if in_place else K.copy()
-    if ridge:
-        work[np.diag_indices(n)] += ridge
-    w, V = sla.eigh(work, overwrite_a=True, check_finite=False, driver="evd")
-    del work
-    timings["factor"] = time.perf_counter() - t0
-    fit = _min_norm_from_eigh(w, V, Y2, K=None if in_place else K, params=params, ridge=ridge, rcond=rcond,
-                              tol=tol)
-    fit.timings.update(timings)
-    fit.plan = plan
-    if keep_factor:
-        fit._solve_fn = lambda Y_new, _tol: _min_norm_from_eigh(
-            w, V, _prepare_targets(Y_new, n)[0], K=None if in_place else K, params=params, ridge=ridge, rcond=rcond,
-            tol=tol)
-    return fit
-
-
-def _min_norm_from_eigh(w, V, Y2, *, K, params, ridge, rcond, backend="scipy", tol=1e-10, max_iter=5):
-    """alpha = (K + ridge)^+ Y from an eigendecomposition, with rank and residual."""
-    n = w.shape[0]
-    wmax = float(np.max(np.abs(w))) if n else 0.0
-    rc = n * np.finfo(np.float64).eps if rcond is None else float(rcond)
-    tol_abs = rc * wmax
-    # eigh's eigenvalues carry absolute errors of order p(n) * eps * ||K||: rounding can push the
-    # zero eigenvalues of a PSD kernel slightly negative. Only eigenvalues below -sqrt(eps) * ||K||
-    # (far beyond rounding) mean the kernel is indefinite; the rest count as zero.
-    neg_tol = max(tol_abs, np.sqrt(np.finfo(np.float64).eps) * wmax)
-    if n and w.min() < -neg_tol:
-        i = int(np.argmin(w))
-        raise NotPositiveDefiniteError(
-            f"the kernel has a negative eigenvalue {w[i]:.3g} (below -{neg_tol:.3g}): it is not positive "
-            "semi-definite, so no minimum-norm interpolant in an RKHS exists. Check the kernel, or symmetrise "
-            "and clip it yourself.", index=i)
-    keep = w > tol_abs
-    rank = int(keep.sum())
-    Vr, wr = V[:, keep], w[keep]
-    def pinv_apply(R):
-        return Vr @ ((Vr.T @ R) / wr[:, None])
-
-    ny = np.linalg.norm(Y2)
-
-    def residual(alpha):
-        # float64, with the kernel itself when we still have it, else with its eigendecomposition
-        KA = (K @ alpha + ridge * alpha) if K is not None else Vr @ (wr[:, None] * (Vr.T @ alpha))
-        R = Y2 - KA
-        return R, (float(np.linalg.norm(R) / ny) if ny > 0 else float(np.linalg.norm(R)))
-
-    alpha = pinv_apply(Y2)
-    R, rel = residual(alpha)
-    history = [{"step": 0, "kind": "eigh", "relative_residual": rel}]
-    # iterative refinement with the pseudo-inverse keeps alpha in the range of the kept
-    # eigenvectors (so it stays the minimum-norm solution) and removes the cond * eps error;
-    # it stops when the residual stops shrinking (targets outside the range of K).
-    while K is not None and rel > tol and len(history) <= max_iter:
-        cand = alpha + pinv_apply(R)
-        R2, rel2 = residual(cand)
+    ny = float(np.linalg.norm(Y2))
+    alpha = factor.solve(Y2)
+    R = Y2 - system.matvec(alpha)
+    rel = _rel(R, ny)
+    history = [{"step": 0, "kind": "eigh", "relative_residual": rel, "seconds": time.perf_counter() - t0}]
+    while rel > tol and len(history) <= max_steps:
+        cand = alpha + factor.solve(R)
+        R2 = Y2 - system.matvec(cand)
+        rel2 = _rel(R2, ny)
         if rel2 > 0.5 * rel:
             break
         alpha, R, rel = cand, R2, rel2
-        history.append({"step": len(history), "kind": "pinv refinement", "relative_residual": rel})
-    aka, norm = _finish(alpha, R, Y2, ridge)
-    if rank < n:
-        log.info("min_norm: numerical rank %d of %d (tol %.3g)", rank, n, tol_abs)
-    return KernelInterpolant(
-        alpha=alpha, kernel_params=params, relative_residual=rel, alpha_K_alpha=aka, rkhs_norm=norm, ridge=ridge,
-        solver="min_norm", backend=backend, factor_dtype="float64",
-        residual_mode="eigh" if K is None else ("precomputed" if params["kernel"] == "precomputed" else "stored"),
-        rank=rank, rank_tol=tol_abs, history=history, n_matvecs=len(history),
-        condition_number=float(wmax / wr.min()) if rank else None,
-        residual_matrix=R)
+        history.append({"step": len(history), "kind": "pinv refinement", "relative_residual": rel,
+                        "seconds": time.perf_counter() - t0})
+    return RefinementResult(alpha=alpha, residual=R, relative_residual=rel, history=history,
+                            n_matvecs=len(history))
+
+
+def _solve_min_norm(A, Y2, *, kernel, precomputed, ridge, opts, verbose):
+    n = A.shape[0]
+    plan = plan_kernel_solve(n, 0 if precomputed else A.shape[1], Y2.shape[1], solver="min_norm",
+                             precomputed=precomputed, memory_budget=opts.memory_budget)
+    timings = {}
+    t0 = time.perf_counter()
+    if precomputed:
+        mdt = A.dtype
+        in_place = opts.overwrite_kernel and A.dtype == np.float64
+        work = A if in_place else np.array(A, dtype=np.float64)
+        system = _System(kernel, None, None if in_place else A, ridge, "precomputed", opts.tile, verbose)
+    else:
+        mdt = np.dtype(np.float64)
+        work = kernel.matrix(A, dtype=np.float64)
+        system = _System(kernel, A, None, ridge, "on-the-fly", opts.tile, verbose)
+    timings["kernel"] = time.perf_counter() - t0
+    if ridge:
+        work[np.diag_indices(n)] += ridge
+    t0 = time.perf_counter()
+    factor = EighFactor.factor(work, rcond=opts.rcond, overwrite=True, check_symmetric=False)
+    factor = EighFactor(factor.eigenvalues, factor.eigenvectors, matrix_dtype=mdt, rcond=opts.rcond,
+                        seconds=factor.seconds)
+    del work
+    timings["factor"] = time.perf_counter() - t0
+    factor.require_psd()
+    if system.mode == "precomputed" and system.K is None:
+        # the caller's K was used as workspace: the residual can only come from the factor (reported)
+        system = _System(kernel, None, None, ridge, "device", opts.tile, verbose)
+        system.K = lambda V: factor.apply(V) - ridge * V
+        mode = "eigh (K overwritten)"
+    else:
+        mode = "precomputed" if precomputed else "recomputed"
+    t0 = time.perf_counter()
+    res = _pinv_refine(factor, system, Y2, opts.tol)
+    timings["refine"] = time.perf_counter() - t0
+    if factor.rank < n:
+        log.info("min_norm: numerical rank %d of %d (tol %.3g)", factor.rank, n, factor.rank_tol)
+    return {"result": res, "solver": "min_norm", "factor_dtype": "float64", "residual_mode": mode,
+            "rank": factor.rank, "rank_tol": factor.rank_tol, "condition_number": factor.condition_number,
+            "timings": timings, "plan": plan, "factor": factor, "system": system}
+
+

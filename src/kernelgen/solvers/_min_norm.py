@@ -9,6 +9,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from .._validation import as_float_array, check_same_rows
+from ..numerics import singular_value_cutoff
 from ..errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -84,16 +85,14 @@ def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
     y = as_float_array(y, "y", ndim=(1, 2), dtype=np.float64)
     check_same_rows(X, y, "X", "y")
     m, d = X.shape
-    if rcond is None:
-        rcond = max(m, d) * np.finfo(np.float64).eps
-    elif not (0 <= rcond < 1):
+    if rcond is not None and not (0 <= rcond < 1):
         raise InvalidInputError(f"rcond must lie in [0, 1), got {rcond}")
     Y2 = y.reshape(m, -1)
     if m <= d:
         # LQ: Xᵀ Π = Q R  =>  Πᵀ X = Rᵀ Qᵀ ; min-norm w = Q z with Rᵀ z = Πᵀ y
         Q, R, piv = sla.qr(X.T, mode="economic", pivoting=True)
         diag = np.abs(np.diag(R))
-        tol = rcond * diag[0] if diag.size else 0.0
+        tol = singular_value_cutoff(diag[:1], X.shape, rcond=rcond)  # |R_11| = max |R_ii| (pivoted QR)
         rank = int((diag > tol).sum())
         if rank == m:
             z = sla.solve_triangular(R, Y2[piv], trans="T", lower=False)
@@ -103,7 +102,7 @@ def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
     else:
         Q, R, piv = sla.qr(X, mode="economic", pivoting=True)
         diag = np.abs(np.diag(R))
-        tol = rcond * diag[0] if diag.size else 0.0
+        tol = singular_value_cutoff(diag[:1], X.shape, rcond=rcond)  # |R_11| = max |R_ii| (pivoted QR)
         rank = int((diag > tol).sum())
         if rank == d:
             z = sla.solve_triangular(R, Q.T @ Y2, lower=False)
@@ -123,7 +122,7 @@ def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
 
 def _svd_path(X, Y2, rcond):
     U, s, Vt = sla.svd(X, full_matrices=False, lapack_driver="gesdd")
-    tol = rcond * (s[0] if s.size else 0.0)
+    tol = singular_value_cutoff(s, X.shape, rcond=rcond)
     r = int((s > tol).sum())
     W = Vt[:r].T @ ((U[:, :r].T @ Y2) / s[:r, None])
     return W, "svd", r, float(tol)

@@ -22,18 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError, MemoryBudgetError
-from ._tiled import CALL_LIMITS, DEFAULT_TILE, LowerPanels
+from ..factors import EIGH_MAX_N, LowerPanels
+from ..numerics import CALL_LIMITS, DEFAULT_TILE
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MemoryPlan", "plan_kernel_solve", "available_memory", "AUTO_FLOAT64_MAX_N", "EIGH_MAX_N"]
 
-#: dtype=None factors in float64 up to this n (cheap there), in float32 above.
+#: dtype=None factors in float64 up to this n (cheap there), in float32 above
+#: (the default of :attr:`kernelgen.SolveOptions.float64_max_n`).
 AUTO_FLOAT64_MAX_N = 4096
-#: Largest eigendecomposition (solver="min_norm") issued as one LAPACK call. Chosen
-#: below the float64 crash point measured for potrf (~23,000, FACTS.md); not
-#: measured for syevd itself, so kept conservative.
-EIGH_MAX_N = 16384
 #: Fraction of the available memory the planner lets one solve use by default.
 DEFAULT_MEMORY_FRACTION = 0.85
 #: Fixed allowance for the interpreter, libraries and small temporaries.
@@ -122,6 +120,7 @@ def plan_kernel_solve(
     memory_budget: int | None = None,
     tile: int = DEFAULT_TILE,
     store_kernel: bool | None = None,
+    float64_max_n: int = AUTO_FLOAT64_MAX_N,
 ) -> MemoryPlan:
     """Choose the path for solving a kernel system of order n, or refuse.
 
@@ -176,11 +175,13 @@ def plan_kernel_solve(
     if solver != "cholesky":
         raise InvalidInputError(f"unknown solver {solver!r}")
     if dtype is None:
-        fdt = np.dtype(np.float64) if n <= AUTO_FLOAT64_MAX_N else np.dtype(np.float32)
+        fdt = np.dtype(np.float64) if n <= float64_max_n else np.dtype(np.float32)
     else:
         fdt = np.dtype(dtype)
         if fdt.type not in (np.float32, np.float64):
             raise InvalidInputError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
+    if int(tile) < 1:
+        raise InvalidInputError(f"tile must be a positive integer, got {tile!r}")
     tile = int(min(tile, CALL_LIMITS[fdt].potrf_n, max(n, 1)))
     breakdown["factor"] = LowerPanels.nbytes_for(n, tile, fdt)
     breakdown["blocks"] = n * tile * fdt.itemsize + 2 * tile * CALL_LIMITS[np.dtype(np.float64)].gemm_cols * 8

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ConvergenceError
+from ..errors import ConvergenceError, InvalidInputError, NonFiniteResultError
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,38 @@ __all__ = ["RefinementResult", "refine"]
 
 @dataclass
 class RefinementResult:
+    """What the float64 iteration returns.
+
+    Attributes
+    ----------
+    alpha : ndarray of shape (n, k)
+    residual : ndarray of shape (n, k)
+        Y - (K + ridge I) alpha, recomputed directly in float64.
+    relative_residual : float
+    history : list of dict
+        step, kind, relative_residual, seconds.
+    n_matvecs : int
+        float64 kernel passes.
+    spectrum_estimate : (float, float) or None
+        Extreme Ritz values of the preconditioned operator from the CG coefficients (Lanczos
+        connection, Saad, Iterative Methods, §6.7.3): an estimate of its spectral interval.
+    """
+
     alpha: np.ndarray
-    residual: np.ndarray            # Y - (K + ridge I) alpha, recomputed in float64
+    residual: np.ndarray
     relative_residual: float
-    history: list = field(default_factory=list)  # dicts: step, kind, relative_residual, seconds
+    history: list = field(default_factory=list)
     n_matvecs: int = 0
+    spectrum_estimate: tuple | None = None
 
 
 def _rel(R, normY):
-    return float(np.linalg.norm(R) / normY) if normY > 0 else float(np.linalg.norm(R))
+    rel = float(np.linalg.norm(R) / normY) if normY > 0 else float(np.linalg.norm(R))
+    if not np.isfinite(rel):
+        raise NonFiniteResultError(
+            "the float64 residual is not finite (NaN/inf): the kernel, the factor or the iterate overflowed. "
+            "Check the kernel's scale (e.g. a polynomial of high degree) and the data.")
+    return rel
 
 
 def refine(
@@ -98,9 +121,10 @@ def refine(
     best = rel
     stalls = 0
     if method not in ("cg", "richardson"):
-        raise ValueError(f"unknown refinement method {method!r}")
+        raise InvalidInputError(f"unknown refinement method {method!r}")
+    ritz: list = []
 
-    while rel > tol:
+    while not (rel <= tol):
         if n_mv > max_iter:
             raise ConvergenceError(_fail_msg(history, tol, "reached max_iter"))
         if method == "richardson":
@@ -111,7 +135,8 @@ def refine(
             rel = _rel(R, normY)
             record("richardson", rel)
         else:
-            alpha, KA, R, rel, used = _pcg(matvec, precond, Y, alpha, R, normY, tol, max_iter - n_mv + 1, record)
+            alpha, KA, R, rel, used = _pcg(matvec, precond, Y, alpha, R, normY, tol, max_iter - n_mv + 1, record,
+                                           ritz)
             n_mv += used
         if rel < 0.5 * best:
             best, stalls = rel, 0
@@ -119,21 +144,43 @@ def refine(
             stalls += 1
             if stalls >= 3:
                 raise ConvergenceError(_fail_msg(history, tol, "the residual stopped decreasing"))
-    return RefinementResult(alpha=alpha, residual=R, relative_residual=rel, history=history, n_matvecs=n_mv)
+    spec = (min(r[0] for r in ritz), max(r[1] for r in ritz)) if ritz else None
+    return RefinementResult(alpha=alpha, residual=R, relative_residual=rel, history=history, n_matvecs=n_mv,
+                            spectrum_estimate=spec)
 
 
-def _pcg(matvec, precond, Y, alpha, R, normY, tol, budget, record):
+def _ritz_interval(alphas, betas):
+    """Extreme eigenvalues of the Lanczos tridiagonal built from CG coefficients (per column)."""
+    a = np.asarray(alphas)  # (m, k)
+    b = np.asarray(betas).reshape(max(a.shape[0] - 1, 0), a.shape[1])  # (m - 1, k)
+    lo, hi = np.inf, -np.inf
+    for j in range(a.shape[1]):
+        aj = a[:, j]
+        if not np.all(aj > 0):
+            continue
+        diag = 1.0 / aj
+        diag[1:] += b[:, j] / aj[:-1]
+        off = np.sqrt(np.maximum(b[:, j], 0.0)) / aj[:-1]
+        T = np.diag(diag) + np.diag(off, 1) + np.diag(off, -1)
+        w = np.linalg.eigvalsh(T)
+        lo, hi = min(lo, float(w[0])), max(hi, float(w[-1]))
+    return (lo, hi) if np.isfinite(lo) else None
+
+
+def _pcg(matvec, precond, Y, alpha, R, normY, tol, budget, record, ritz):
     """One preconditioned CG run from (alpha, true residual R), ended by a verified residual."""
     Z = precond(R)
     P = Z.copy()
     rz = np.einsum("ij,ij->j", R, Z)
     used = 0
     Rrec = R.copy()
+    alphas, betas = [], []
     while used < budget:
         Q = matvec(P)
         used += 1
         pq = np.einsum("ij,ij->j", P, Q)
         a = np.divide(rz, pq, out=np.zeros_like(rz), where=pq > 0)
+        alphas.append(a)
         alpha = alpha + P * a
         Rrec = Rrec - Q * a
         rel_rec = _rel(Rrec, normY)
@@ -143,8 +190,13 @@ def _pcg(matvec, precond, Y, alpha, R, normY, tol, budget, record):
         Z = precond(Rrec)
         rz_new = np.einsum("ij,ij->j", Rrec, Z)
         beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)
+        betas.append(beta)
         P = Z + P * beta
         rz = rz_new
+    if alphas:
+        iv = _ritz_interval(alphas, betas[: len(alphas) - 1])
+        if iv is not None:
+            ritz.append(iv)
     # verify with a direct float64 product
     KA = matvec(alpha)
     used += 1

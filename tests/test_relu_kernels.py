@@ -84,6 +84,32 @@ def test_depth1_ntk_is_bietti_mairal_two_layer_ntk(rng, sw2):
     np.testing.assert_allclose(K, expected, rtol=1e-13, atol=1e-14)  # as above
 
 
+def _direct(x, z, depth, sw2, sb2):
+    """Sigma^(L), Theta^(L) for one pair, scalar Python, the recursion exactly as written."""
+    d = len(x)
+    a, b, c = (sw2 * float(np.dot(p, q)) / d + sb2 for p, q in ((x, x), (z, z), (x, z)))
+    theta_ntk = c
+    for _ in range(depth):
+        th = math.acos(max(-1.0, min(1.0, c / math.sqrt(a * b))))
+        k1 = math.sqrt(a * b) / (2 * math.pi) * (math.sin(th) + (math.pi - th) * math.cos(th))
+        sdot = sw2 * (math.pi - th) / (2 * math.pi)
+        a, b, c = sw2 * a / 2 + sb2, sw2 * b / 2 + sb2, sw2 * k1 + sb2
+        theta_ntk = theta_ntk * sdot + c
+    return c, theta_ntk
+
+
+@pytest.mark.parametrize("sw2,sb2", [(2.0, 0.0), (1.3, 0.7)])
+def test_deep_recursion_matches_direct_scalar_evaluation(rng, sw2, sb2):
+    X, Z = rng.standard_normal((4, 5)), 2.0 * rng.standard_normal((6, 5))
+    for depth in (0, 2, 4):
+        kw = dict(depth=depth, weight_variance=sw2, bias_variance=sb2)
+        ref = np.array([[_direct(x, z, depth, sw2, sb2) for z in Z] for x in X])
+        for i, which in enumerate(WHICH):
+            # same formulas, different operation order (math.sin/cos vs sqrt((1-rho)(1+rho))):
+            # a few ulps per layer, amplified by 1/sin theta in Sigma_dot: 1e-12 relative
+            np.testing.assert_allclose(kern(X, Z, which=which, **kw), ref[..., i], rtol=1e-12)
+
+
 def _pair(a, b, c):
     """x, z in R^2 with <x,x>/2 = a, <z,z>/2 = b, <x,z>/2 = c (Sigma^(0) with sigma_w^2 = 1, d = 2)."""
     rho = c / math.sqrt(a * b)
@@ -275,7 +301,9 @@ def test_empirical_ntk_equals_autodiff_gradient_inner_products(x64):
 
     JX = np.stack([np.asarray(flat_grad(jnp.asarray(x))) for x in X])
     JZ = np.stack([np.asarray(flat_grad(jnp.asarray(z))) for z in Z])
-    nngp, ntk = empirical_relu_kernels(X, Z, depth=depth, width=width, seed=seed, weight_variance=sw2, bias_variance=sb2)
+    nngp, ntk = empirical_relu_kernels(
+        X, Z, depth=depth, width=width, seed=seed, weight_variance=sw2, bias_variance=sb2
+    )
     # float64, sums of ~100 products: 1e-12 relative
     np.testing.assert_allclose(ntk, JX @ JZ.T, rtol=1e-12, atol=1e-12)
     # nngp: E over the readout of f(x) f(z) given the hidden layers = feature inner product

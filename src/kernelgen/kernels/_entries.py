@@ -12,6 +12,9 @@ backend gets its blocks from here. It owns the accuracy rules:
   d * max|a| * max|b| < 2^24, a float32 GEMM of the centred integers is exact in any summation
   order (:func:`exact_integer_form`), so the float64 kernel gets exact squared-distance numerators
   at the float32 GEMM rate.
+- **Near-duplicates recomputed by differences.** Where ||x - z||^2 is much smaller than
+  ||x - c||^2 + ||z - c||^2 (c the centre), the expansion has lost most of its digits; those
+  entries are recomputed directly as sum (x - z)^2.
 - **Bounded calls.** Every GEMM output is at most ``CALL_LIMITS[dtype].gemm_rows x gemm_cols``
   (the bundled OpenBLAS segfaults on very large single calls: FACTS.md).
 
@@ -38,6 +41,10 @@ log = logging.getLogger(__name__)
 #: float32 represents every integer of magnitude < 2^24 exactly, so a float32 GEMM of integer
 #: matrices whose sums of |products| stay below this bound is exact, in any summation order.
 _FLOAT32_EXACT_INT = 2**24
+
+#: Squared distances below this fraction of |x - c|^2 + |z - c|^2 are recomputed by differences:
+#: the expansion's error ~u (|x - c|^2 + |z - c|^2) is then at most ~64 u relative to the distance.
+_CLOSE = 1.0 / 64.0
 
 #: Elements per chunk of the elementwise transform: ~1 MB, so its passes run in cache.
 _CHUNK_ELEMS = 1 << 17
@@ -195,12 +202,22 @@ class KernelEntries:
         _gemm_bounded(self.A[r0:r1], self.B[c0:c1], out, self.lim)
         sq_r, sq_c = self.sqa[r0:r1], self.sqb[c0:c1]
         if kern.stationary:
+            Ar, Bc = self.A[r0:r1], self.B[c0:c1]
+            max_c = float(sq_c.max()) if cols else 0.0
+
             def work(a, b):
                 o = out[a:b]
                 o *= -2.0
                 o += sq_r[a:b, None]
                 o += sq_c[None, :]
                 np.maximum(o, 0.0, out=o)
+                # |x|^2 + |z|^2 - 2<x, z> carries an absolute error ~ u (|x|^2 + |z|^2): where the distance is
+                # much smaller than that scale (near-duplicates) recompute it by differences (few ulps)
+                thr = _CLOSE * (float(sq_r[a:b].max()) + max_c)
+                rr, cc = np.nonzero(o < thr)
+                if rr.size:
+                    D = Ar[a + rr] - Bc[cc]
+                    o[rr, cc] = np.einsum("ij,ij->i", D, D)
                 if diag_offset is not None:
                     r = np.arange(b - a)
                     cc = r + a + diag_offset

@@ -160,7 +160,8 @@ def mp_stieltjes(lam, gamma, *, derivative: bool = False):
     a, sqrt_d, lm = _mp_parts(lam, gamma)
     with np.errstate(over="ignore"):
         m = 1.0 / (0.5 * sqrt_d + 0.5 * a) if a >= 0 else lm / lam
-        mprime = (m / sqrt_d) * (1.0 + gamma * m) if derivative else 0.0
+        # m (1 + gamma m) / sqrt(D) with gamma / sqrt(D) <= 1-ish formed first (no gamma m overflow)
+        mprime = m * (1.0 / sqrt_d + (gamma / sqrt_d) * m) if derivative else 0.0
     if not (np.isfinite(m) and np.isfinite(mprime)):
         raise InvalidInputError(
             f"m(-lambda) or m'(-lambda) at lambda={lam:g}, gamma={gamma:g} exceeds the float64 range "
@@ -634,6 +635,12 @@ def _min_norm(A, y):
     return sol.coef, int(sol.rank)
 
 
+def _ridge_solve(G, b):
+    """``G^{-1} b`` for a small SPD ridge system, on one BLAS thread (see :func:`_min_norm`)."""
+    with threadpool_limits(limits=1 if G.shape[0] < 4096 else None, user_api="blas"):
+        return np.linalg.solve(G, b)
+
+
 def _seeds(seeds):
     seeds = [int(s) for s in np.atleast_1d(seeds)]
     if not seeds:
@@ -665,7 +672,7 @@ def simulate_hmrt(n: int, p: int, *, r2: float = 1.0, sigma2: float = 1.0, lam: 
         if lam == 0.0:
             b, rank = _min_norm(X, y)
         else:
-            b = np.linalg.solve(X.T @ X / n + lam * np.eye(p), X.T @ y / n)
+            b = _ridge_solve(X.T @ X / n + lam * np.eye(p), X.T @ y / n)
             rank = -1
         risks.append(float(np.sum((b - beta) ** 2)))  # E_x (x^T(b - beta))^2, x ~ N(0, I)
         ranks.append(rank)
@@ -745,7 +752,7 @@ def simulate_mei_montanari(d: int, N: int, n: int, *, F1_sq: float = 1.0, tau2: 
         if lam == 0.0:
             a, rank = _min_norm(Phi, y)
         else:
-            a = np.linalg.solve(Phi.T @ Phi / n + (N * lam / d) * np.eye(N), Phi.T @ y / n)
+            a = _ridge_solve(Phi.T @ Phi / n + (N * lam / d) * np.eye(N), Phi.T @ y / n)
             rank = -1
         risks.append(float(np.mean((Xt @ beta - Phit @ a) ** 2)))
         ranks.append(rank)

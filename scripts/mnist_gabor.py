@@ -49,15 +49,24 @@ import platform
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+import kernelgen
+from kernelgen import SolveOptions, kernel_interpolate
+from kernelgen.errors import NotPositiveDefiniteError
+from kernelgen.features import GaborOptions, gabor_features, plot_gabor_bank
+from kernelgen.kernels import Gaussian
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SELECTION = ROOT / "benchmarks" / "gabor_selection.json"
 
 # The base setting of the selection grid (fixed: the grid below is defined relative to it).
-SELECT_BASE = dict(
+# ``bandwidth`` here is the Gabor filters' octave bandwidth; the kernel bandwidth is separate
+# (a multiple of the median pairwise feature distance).
+SELECT_BASE = GaborOptions(
     n_orientations=8,
     wavelengths=(4.0, 8.0),
     bandwidth=1.0,
@@ -70,19 +79,18 @@ SELECT_BASE = dict(
     include_image=False,
     normalize="l2",
 )
-_BASE = SELECT_BASE
 
 # Settings chosen by `--select` (benchmarks/gabor_selection.json, 2026-11-23: "lambda 3,5,8"
 # at 1.0 x median distance, validation error 0.58% at n_fit = 10,000); the final run uses
 # exactly these and reports whether they still match the saved selection.
-DEFAULT_FEATURES = dict(SELECT_BASE, wavelengths=(3.0, 5.0, 8.0))
+DEFAULT_FEATURES = replace(SELECT_BASE, wavelengths=(3.0, 5.0, 8.0))
 # The selection chose 1.0 x median; its float32 factor fails at n = 60,000 (pivot 51,033 of
 # 60,000, measured), so the default is the step-down rule's result, the next grid multiple
 # 0.7 (validation 0.59% against 0.58%, one image of 10,000). No test data was involved.
 DEFAULT_BANDWIDTH_MULT = 0.7
 
-# The selection grid: one-at-a-time departures from SELECT_BASE, each scored at every
-# bandwidth multiple. D must stay <= ~1,500 for the 60k run to fit its time budget.
+# The selection grid: one-at-a-time departures from SELECT_BASE (``dataclasses.replace``
+# arguments), each scored at every bandwidth multiple. D must stay <= ~1,500 for the 60k run to fit its time budget.
 SELECT_GRID = [
     ("base", {}),
     ("power 1", dict(power=1.0)),
@@ -151,69 +159,34 @@ def median_distance(F, seed, m=2000):
     return float(np.sqrt(np.median(d2[np.triu_indices(len(idx), 1)])))
 
 
-def _solver_available():
-    try:
-        from kernelgen import kernel_interpolate  # noqa: F401
+def fit_predict(F_train, y_train, F_eval, bandwidth, n_classes, *, memory_budget=None, verbose=False):
+    """Exact Gaussian-kernel interpolation of one-hot labels; returns (predictions, info).
 
-        return True
-    except ImportError:
-        return False
-
-
-def fit_predict(F_train, y_train, F_eval, bandwidth, n_classes, *, allow_stand_in=True,
-                memory_budget=None, verbose=False):
-    """Exact Gaussian-kernel interpolation of one-hot labels; returns (predictions, info)."""
+    Raises NotPositiveDefiniteError when the float32 factor fails (the caller's step-down rule).
+    """
     Y = np.eye(n_classes)[y_train]
     t0 = time.perf_counter()
-    if _solver_available():
-        from kernelgen import kernel_interpolate
-
-        # float32 factor (with float64 CG refinement) above 4,096 points, as in the selection:
-        # no silent float64 refactor, which cannot fit at n = 60,000 in 16 GB
-        fit = kernel_interpolate(F_train, Y, kernel="gaussian", bandwidth=bandwidth,
-                                 dtype="float32" if F_train.shape[0] > 4096 else None,
-                                 memory_budget=memory_budget, verbose=verbose)
-        t1 = time.perf_counter()
-        scores = fit.predict(F_eval)
-        info = {
-            "solver": f"kernelgen.kernel_interpolate/{getattr(fit, 'solver', '?')}",
-            "relative_residual": _floatish(getattr(fit, "relative_residual", None)),
-            "rkhs_norm": _floatish(getattr(fit, "rkhs_norm", None)),
-            "factor_dtype": str(getattr(fit, "factor_dtype", "")),
-            "residual_mode": str(getattr(fit, "residual_mode", "")),
-            "n_matvecs": int(getattr(fit, "n_matvecs", 0) or 0),
-            "solver_timings": {k: float(v) for k, v in (getattr(fit, "timings", None) or {}).items()
-                               if isinstance(v, (int, float))},
-        }
-        if getattr(fit, "fitted", None) is not None:  # interpolation: train error must be 0
-            info["train_error"] = float(np.mean(np.asarray(fit.fitted).argmax(1) != y_train))
-    else:
-        if not allow_stand_in or F_train.shape[0] > 20000:
-            raise SystemExit(
-                "kernelgen.kernel_interpolate is not available; the float64 SciPy stand-in "
-                "is only allowed for selection and n <= 20,000."
-            )
-        import scipy.linalg
-
-        def gauss(A, B):
-            d2 = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2 * A @ B.T
-            return np.exp(-np.maximum(d2, 0) / (2 * bandwidth**2))
-
-        K = gauss(F_train, F_train)
-        np.fill_diagonal(K, 1.0)
-        K0 = K.copy()
-        c = scipy.linalg.cho_factor(K, overwrite_a=True, check_finite=False)
-        alpha = scipy.linalg.cho_solve(c, Y)
-        alpha += scipy.linalg.cho_solve(c, Y - K0 @ alpha)  # one float64 refinement step
-        res = np.linalg.norm(Y - K0 @ alpha) / np.linalg.norm(Y)
-        rk = float(np.sqrt(np.einsum("ij,ij->", alpha, K0 @ alpha)))
-        del K0, c
-        t1 = time.perf_counter()
-        scores = gauss(F_eval, F_train) @ alpha
-        info = {"solver": "scipy.linalg.cho_factor float64 (stand-in)",
-                "relative_residual": float(res), "rkhs_norm": rk}
+    # float32 factor (with float64 CG refinement) above 4,096 points, as in the selection:
+    # no silent float64 refactor, which cannot fit at n = 60,000 in 16 GB
+    options = SolveOptions(dtype="float32" if F_train.shape[0] > 4096 else None, memory_budget=memory_budget)
+    fit = kernel_interpolate(F_train, Y, kernel=Gaussian(bandwidth=bandwidth), options=options,
+                             verbose=verbose)
+    t1 = time.perf_counter()
+    scores = fit.predict(F_eval)
     t2 = time.perf_counter()
-    info.update(fit_seconds=t1 - t0, predict_seconds=t2 - t1)
+    info = {
+        "solver": f"kernelgen.kernel_interpolate/{fit.solver}",
+        "relative_residual": float(fit.relative_residual),
+        "rkhs_norm": float(fit.rkhs_norm),
+        "factor_dtype": fit.factor_dtype,
+        "residual_mode": fit.residual_mode,
+        "n_matvecs": int(fit.n_matvecs),
+        "solver_timings": {k: float(v) for k, v in fit.timings.items()},
+        # interpolation: the float64 fitted values K alpha must reproduce every training label
+        "train_error": float(np.mean(np.asarray(fit.fitted).argmax(1) != y_train)),
+        "fit_seconds": t1 - t0,
+        "predict_seconds": t2 - t1,
+    }
     return scores.argmax(1), info
 
 
@@ -224,20 +197,16 @@ def _floatish(v):
     return float(a.max()) if a.size > 1 else float(a)
 
 
-def features(X, kw, verbose=False):
-    from kernelgen.features import gabor_features
-
-    return gabor_features(X, verbose=verbose, **kw)
+def features(X, opts: GaborOptions, verbose=False):
+    return gabor_features(X, options=opts, verbose=verbose)
 
 
 # ---------------------------------------------------------------- figures
-def plot_filters(out_dir, kw):
+def plot_filters(out_dir, opts):
+    """Draw the bank of ``opts`` (a GaborOptions, or a saved selection's ``features`` dict)."""
     import matplotlib.pyplot as plt
 
-    from kernelgen.features import gabor_bank, plot_gabor_bank
-
-    bank = gabor_bank(n_orientations=kw["n_orientations"], wavelengths=kw["wavelengths"],
-                      bandwidth=kw["bandwidth"], aspect_ratio=kw["aspect_ratio"])
+    bank = GaborOptions.coerce(opts).bank()
     paths = []
     for part, name in (("real", "gabor_filters.png"), ("spectrum", "gabor_spectra.png")):
         fig = plot_gabor_bank(bank, part=part)
@@ -300,9 +269,9 @@ def run_select(args, X, y):
     n_classes = int(y.max()) + 1
     results = []
     for name, delta in grid:
-        kw = dict(_BASE, **delta)
+        opts = replace(SELECT_BASE, **delta)
         t0 = time.perf_counter()
-        F = features(X[np.concatenate([fit_idx, val_idx])], kw)
+        F = features(X[np.concatenate([fit_idx, val_idx])], opts)
         t_feat = time.perf_counter() - t0
         Ff, Fv = F[:n_fit], F[n_fit:]
         med = median_distance(Ff, args.seed)
@@ -316,7 +285,7 @@ def run_select(args, X, y):
                 errs.append(None)
                 info = {"error": f"{type(exc).__name__}: {exc}"}
             infos.append(info)
-        r = dict(name=name, features=_jsonable(kw), feature_dim=int(F.shape[1]), median_distance=med,
+        r = dict(name=name, features=opts.feature_settings(), feature_dim=int(F.shape[1]), median_distance=med,
                  bandwidth_mults=list(mults), validation_errors=errs, solver_info=infos,
                  feature_seconds=t_feat, seconds=time.perf_counter() - t0)
         results.append(r)
@@ -340,6 +309,7 @@ def run_select(args, X, y):
         selection_rule="lowest validation error; ties -> smaller D, then earlier grid entry",
         results=results, chosen=chosen, seconds=seconds, peak_rss_gb=peak_rss_gb(),
         smoke=bool(args.smoke), machine=dict(platform=platform.platform(), cpus=os.cpu_count()),
+        provenance=kernelgen.provenance(seeds=_seeds(args)),
     )
     sel_path = Path(args.selection) if args.selection else (
         args.out_dir / "gabor_selection_smoke.json" if args.smoke else DEFAULT_SELECTION)
@@ -358,22 +328,21 @@ def run_final(args, X, y, Xte, yte, selection_path):
     t_all = time.perf_counter()
     sel = json.loads(Path(selection_path).read_text())
     chosen = sel["chosen"]
-    kw = dict(DEFAULT_FEATURES)
+    opts = DEFAULT_FEATURES
     mult = DEFAULT_BANDWIDTH_MULT if args.bandwidth_mult is None else args.bandwidth_mult
-    match = _jsonable(kw) == chosen["features"]
+    # the saved settings are read back as options (validated) and compared field by field
+    match = GaborOptions.from_dict(chosen["features"]).feature_settings() == opts.feature_settings()
     if not match:
         logger.warning("script defaults differ from the selection's choice in %s", selection_path)
     n = min(args.n_train, X.shape[0])
     t0 = time.perf_counter()
-    F = features(X[:n], kw, verbose=args.verbose)
-    Fte = features(Xte, kw, verbose=args.verbose)
+    F = features(X[:n], opts, verbose=args.verbose)
+    Fte = features(Xte, opts, verbose=args.verbose)
     t_feat = time.perf_counter() - t0
     med = median_distance(F, args.seed)
     bw = mult * med
     print(f"features: D={F.shape[1]}, {t_feat:.1f} s; bandwidth {mult} x {med:.4f} = {bw:.4f}", flush=True)
     budget = None if args.memory_budget_gb is None else int(args.memory_budget_gb * 1e9)
-    from kernelgen.errors import NotPositiveDefiniteError
-
     # If the float32 factor fails at this n (K gets worse conditioned as n grows), step down
     # to the next smaller bandwidth multiple of the selection grid -- a rule that uses no
     # test data -- and report it.
@@ -396,19 +365,21 @@ def run_final(args, X, y, Xte, yte, selection_path):
     test_error = float(np.mean(pred != yte))  # the test set, touched once
     val_used = None  # the saved validation error of the setting actually used, if in the grid
     for r in sel["results"]:
-        if r["features"] == _jsonable(kw) and mult in r["bandwidth_mults"]:
+        if (GaborOptions.from_dict(r["features"]).feature_settings() == opts.feature_settings()
+                and mult in r["bandwidth_mults"]):
             val_used = r["validation_errors"][r["bandwidth_mults"].index(mult)]
     seconds = time.perf_counter() - t_all
     D = int(F.shape[1])
     floor = _floor_seconds(n, D)
     print(f"n_train={n}  test error {100 * test_error:.2f}%  (validation {100 * chosen['validation_error']:.2f}%"
           f" at n={chosen['n_fit']})  {seconds:.0f} s  peak RSS {peak_rss_gb():.1f} GB  solver {info['solver']}")
-    figs = plot_filters(args.out_dir, kw)
+    figs = plot_filters(args.out_dir, opts)
     print(f"saved {', '.join(figs)}")
     return dict(
         mode="final", test_error=test_error, validation_error=chosen["validation_error"],
         validation_n_fit=chosen["n_fit"], n_train=n, n_test=int(len(yte)), feature_dim=D,
-        bandwidth=bw, bandwidth_mult=mult, median_distance=med, features=_jsonable(kw),
+        bandwidth=bw, bandwidth_mult=mult, median_distance=med, features=opts.feature_settings(),
+        gabor_options=opts.to_dict(),
         defaults_match_selection=bool(match), bandwidth_mult_selected=chosen["bandwidth_mult"],
         validation_error_at_used_bandwidth=val_used, selection_seconds=sel.get("seconds"),
         feature_seconds=t_feat, **info,
@@ -416,13 +387,17 @@ def run_final(args, X, y, Xte, yte, selection_path):
     )
 
 
+def _seeds(args) -> dict:
+    """Every seed that entered the run, by use (the solver itself draws nothing)."""
+    seeds = {"split_permutation": args.seed, "median_subsample": args.seed}
+    if args.smoke:
+        seeds.update(synthetic_train=args.seed, synthetic_test=args.seed + 1)
+    return seeds
+
+
 def _floor_seconds(n, D, sgemm=247e9, dgemm=119e9, spotrf=220e9, n_residuals=5):
     """Cost model of the exact solve (FACTS.md rates): kernel + factor + float64 residuals."""
     return n * n * D / sgemm + n**3 / 3 / spotrf + n_residuals * 2 * n * n * D / dgemm
-
-
-def _jsonable(kw):
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
 
 
 def main(argv=None):
@@ -456,7 +431,7 @@ def main(argv=None):
         figs = [plot_selection(args.out_dir, sel["results"], sel["chosen"])]
         figs += plot_filters(args.out_dir, sel["chosen"]["features"])
         print(f"saved {', '.join(figs)}")
-        print(json.dumps({"mode": "replot", "figures": figs}))
+        print(json.dumps({"mode": "replot", "figures": figs, "provenance": kernelgen.provenance()}))
         return 0
     X, y, Xte, yte = load_data(args.smoke, args.seed)
     if args.smoke:
@@ -466,6 +441,7 @@ def main(argv=None):
         metrics = run_select(args, X, y)
     else:
         metrics = run_final(args, X, y, Xte, yte, args.selection or DEFAULT_SELECTION)
+    metrics["provenance"] = kernelgen.provenance(seeds=_seeds(args))
     line = json.dumps(metrics)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

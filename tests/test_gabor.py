@@ -1,5 +1,6 @@
 """Tests for kernelgen.features.gabor: filter properties, convolution oracle, pooling,
-shapes/dtypes, determinism, memory bound, and the mnist_gabor script's smoke run."""
+shapes/dtypes, determinism, memory bound, GaborOptions validation, and the mnist_gabor
+script's smoke run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import subprocess
 import sys
 import tracemalloc
+from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import scipy.signal
 
 from kernelgen.errors import InvalidInputError, MemoryBudgetError, ShapeMismatchError
 from kernelgen.features import (
+    GaborOptions,
     gabor_bank,
     gabor_feature_dim,
     gabor_features,
@@ -192,14 +195,15 @@ def test_pool_output_shape_and_mass(size, stride, out):
 def test_features_shape_dtype_and_norm(dtype_in, dtype_out):
     rng = np.random.default_rng(2)
     imgs = (rng.random((7, 784)) * 255).astype(dtype_in)
-    kw = dict(n_orientations=4, wavelengths=(4.0, 8.0), pool_size=4)
-    F = gabor_features(imgs, **kw)
-    assert F.shape == (7, gabor_feature_dim((28, 28), **kw)) == (7, 8 * 49)
+    opts = GaborOptions(n_orientations=4, wavelengths=(4.0, 8.0), pool_size=4)
+    F = gabor_features(imgs, options=opts)
+    assert F.shape == (7, gabor_feature_dim((28, 28), opts)) == (7, opts.feature_dim((28, 28))) == (7, 8 * 49)
     assert F.dtype == dtype_out
     # l2 normalisation: unit rows to the working precision
     np.testing.assert_allclose(np.linalg.norm(F, axis=1), 1.0, rtol=1e-5 if dtype_out == np.float32 else 1e-12)
-    G = gabor_features(imgs, include_image=True, output="real_imag", pool_size=6, pool_stride=4,
-                       n_orientations=4, wavelengths=(4.0,), normalize="none")
+    G = gabor_features(imgs, options=GaborOptions(include_image=True, output="real_imag", pool_size=6,
+                                                  pool_stride=4, n_orientations=4, wavelengths=(4.0,),
+                                                  normalize="none"))
     assert G.shape == (7, (2 * 4 + 1) * 49)
 
 
@@ -210,19 +214,19 @@ def test_features_match_unbatched_pipeline():
     bank = gabor_bank(n_orientations=5, wavelengths=(3.0, 6.0))
     ref = pool2d(gabor_transform(imgs, bank) ** 0.5, size=6, stride=4).reshape(6, -1)
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
-    F = gabor_features(imgs, n_orientations=5, wavelengths=(3.0, 6.0), power=0.5,
-                       pool_size=6, pool_stride=4)
+    F = gabor_features(imgs, options=GaborOptions(n_orientations=5, wavelengths=(3.0, 6.0), power=0.5,
+                                                  pool_size=6, pool_stride=4))
     np.testing.assert_allclose(F, ref, rtol=1e-12, atol=1e-15)
 
 
 def test_deterministic_and_independent_of_batching():
     rng = np.random.default_rng(4)
     imgs = rng.random((40, 784))
-    kw = dict(n_orientations=4, wavelengths=(4.0, 8.0))
-    a = gabor_features(imgs, **kw)
-    b = gabor_features(imgs, **kw)
+    opts = GaborOptions(n_orientations=4, wavelengths=(4.0, 8.0))
+    a = gabor_features(imgs, options=opts)
+    b = gabor_features(imgs, options=opts)
     np.testing.assert_array_equal(a, b)
-    c = gabor_features(imgs, memory_budget=3 * 2**20, **kw)  # a few images per batch
+    c = gabor_features(imgs, options=replace(opts, memory_budget=3 * 2**20))  # a few images per batch
     # batched FFTs of the same image: equal up to round-off of differently vectorised loops
     np.testing.assert_allclose(a, c, rtol=0, atol=1e-13)
 
@@ -231,13 +235,13 @@ def test_memory_budget_bounds_peak_allocation():
     rng = np.random.default_rng(5)
     n = 300
     imgs = rng.random((n, 784))
-    kw = dict(n_orientations=8, wavelengths=(4.0, 8.0))
     budget = 4 * 2**20
-    out_bytes = n * gabor_feature_dim((28, 28), **kw) * 8
-    gabor_features(imgs[:2], memory_budget=budget, **kw)  # warm caches (FFT plans)
+    opts = GaborOptions(n_orientations=8, wavelengths=(4.0, 8.0), memory_budget=budget)
+    out_bytes = n * gabor_feature_dim((28, 28), opts) * 8
+    gabor_features(imgs[:2], options=opts)  # warm caches (FFT plans)
     tracemalloc.start()
     try:
-        gabor_features(imgs, memory_budget=budget, **kw)
+        gabor_features(imgs, options=opts)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -247,7 +251,7 @@ def test_memory_budget_bounds_peak_allocation():
     # and the budget is what bounds it: an unbatched run of the same images uses far more
     tracemalloc.start()
     try:
-        gabor_features(imgs, memory_budget=2**31, **kw)
+        gabor_features(imgs, options=replace(opts, memory_budget=2**31))
         _, peak_big = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -256,7 +260,7 @@ def test_memory_budget_bounds_peak_allocation():
 
 def test_memory_budget_too_small_raises():
     with pytest.raises(MemoryBudgetError) as info:
-        gabor_features(np.zeros((2, 784)), memory_budget=10_000)
+        gabor_features(np.zeros((2, 784)), options=GaborOptions(memory_budget=10_000))
     assert info.value.bytes_needed > 10_000
 
 
@@ -267,15 +271,15 @@ def test_bad_inputs():
         gabor_features(np.zeros((2, 28 * 30)), image_shape=(28, 28))
     with pytest.raises(InvalidInputError):
         gabor_features(np.full((2, 784), np.nan))
-    with pytest.raises(InvalidInputError):
-        gabor_features(np.zeros((2, 784)), normalize="zscore")
+    with pytest.raises(InvalidInputError, match="normalize"):
+        gabor_features(np.zeros((2, 784)), options={"normalize": "zscore"})
 
 
 def test_input_not_modified():
     rng = np.random.default_rng(6)
     imgs = rng.random((4, 784))
     before = imgs.copy()
-    gabor_features(imgs, power=0.5)
+    gabor_features(imgs, options=GaborOptions(power=0.5))
     np.testing.assert_array_equal(imgs, before)
 
 
@@ -294,6 +298,106 @@ def test_plot_gabor_bank_draws_every_filter():
     fig2 = plot_gabor_bank(bank)  # real parts, new figure
     np.testing.assert_allclose(fig2.axes[5].images[0].get_array(), bank.filters[5].real)
     plt.close("all")
+
+
+# ---------------------------------------------------------------- options
+_BAD_OPTIONS = [
+    ("n_orientations", 0), ("n_orientations", 2.5), ("n_orientations", True), ("n_orientations", "8"),
+    ("wavelengths", ()), ("wavelengths", (1.5,)), ("wavelengths", (4.0, float("nan"))),
+    ("wavelengths", (4.0, float("inf"))), ("wavelengths", "48"), ("wavelengths", 4.0),
+    ("bandwidth", 0.0), ("bandwidth", -1.0), ("bandwidth", float("inf")), ("bandwidth", float("nan")),
+    ("aspect_ratio", 0), ("aspect_ratio", -2.0),
+    ("output", "complex"), ("output", "abs"),
+    ("power", 0), ("power", -0.5), ("power", float("inf")), ("power", float("nan")),
+    ("pool_size", 0), ("pool_size", 2.0),
+    ("pool_stride", 0), ("pool_stride", -1), ("pool_stride", 1.5),
+    ("pool_method", "median"),
+    ("include_image", "yes"), ("include_image", 1),
+    ("normalize", "zscore"),
+    ("dtype", "float16"), ("dtype", "complex64"), ("dtype", "int32"), ("dtype", "nonsense"),
+    ("memory_budget", 0), ("memory_budget", -1), ("memory_budget", 1.5e6), ("memory_budget", None),
+    ("workers", 0), ("workers", 1.5),
+]
+
+
+@pytest.mark.parametrize("field, value", _BAD_OPTIONS)
+def test_bad_options_raise_a_named_error(field, value):
+    with pytest.raises(InvalidInputError, match=rf"GaborOptions\.{field} = "):
+        GaborOptions(**{field: value})
+    # dataclasses.replace re-validates, and so does the dict path of gabor_features
+    with pytest.raises(InvalidInputError, match=rf"GaborOptions\.{field} = "):
+        replace(GaborOptions(), **{field: value})
+    with pytest.raises(InvalidInputError, match=rf"GaborOptions\.{field} = "):
+        gabor_features(np.zeros((1, 784)), options={field: value})
+
+
+def test_options_are_frozen_normalised_and_varied_with_replace():
+    base = GaborOptions()
+    with pytest.raises(FrozenInstanceError):
+        base.power = 0.5
+    # normalised on construction: sequences -> tuple of floats, dtypes -> names
+    o = GaborOptions(wavelengths=[4, 8], dtype=np.float32, n_orientations=np.int64(8))
+    assert o.wavelengths == (4.0, 8.0) and o.dtype == "float32" and type(o.n_orientations) is int
+    assert replace(o, dtype=None) == base and hash(replace(o, dtype=None)) == hash(base)
+    v = replace(base, power=0.5)
+    assert v.power == 0.5 and base.power == 1.0  # the original is untouched
+    # pool_stride=None follows pool_size; an explicit stride does not
+    assert replace(base, pool_size=6).stride == 6
+    assert replace(base, pool_stride=4, pool_size=6).stride == 4
+
+
+def test_options_dict_round_trip_and_unknown_names():
+    o = GaborOptions(wavelengths=(3.0, 5.0, 8.0), power=1 / 3, pool_size=5, pool_stride=3,
+                     include_image=True, dtype="float32", workers=-1)
+    assert GaborOptions.from_dict(json.loads(json.dumps(o.to_dict()))) == o
+    assert set(o.feature_settings()) | {"dtype", "memory_budget", "workers"} == set(o.to_dict())
+    with pytest.raises(InvalidInputError, match="pool_sise"):
+        GaborOptions.from_dict({"pool_sise": 4})
+    with pytest.raises(InvalidInputError, match="pool_sise"):
+        gabor_features(np.zeros((1, 784)), options={"pool_sise": 4})
+    with pytest.raises(InvalidInputError, match="GaborOptions"):
+        gabor_features(np.zeros((1, 784)), options="l2")
+    with pytest.raises(InvalidInputError, match="image_shape"):
+        o.feature_dim((0, 28))
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        GaborOptions(),
+        GaborOptions(output="real_imag", include_image=True, pool_size=6, pool_stride=4),
+        GaborOptions(n_orientations=3, wavelengths=(3.0, 5.0, 8.0), pool_size=5, pool_stride=3),
+        GaborOptions(n_orientations=2, wavelengths=(4.0,), pool_size=1),
+    ],
+)
+@pytest.mark.parametrize("shape", [(28, 28), (20, 33)])
+def test_feature_dim_matches_the_features(opts, shape):
+    imgs = np.random.default_rng(7).random((2, *shape))
+    F = gabor_features(imgs, options=opts)
+    assert F.shape == (2, opts.feature_dim(shape)) == (2, gabor_feature_dim(shape, opts))
+
+
+def test_dtype_option_sets_the_working_precision():
+    imgs = np.random.default_rng(8).random((3, 784))
+    F64 = gabor_features(imgs)
+    F32 = gabor_features(imgs, options=GaborOptions(dtype="float32"))
+    assert F64.dtype == np.float64 and F32.dtype == np.float32
+    # same features in complex64 FFTs: error ~ log2(64) * 6e-8 relative on unit-norm rows,
+    # so 1e-5 absolute is loose for round-off yet far below a wrong pipeline (entries ~ 0.04)
+    np.testing.assert_allclose(F32, F64, rtol=0, atol=1e-5)
+    assert not np.array_equal(F32.astype(np.float64), F64)  # it really ran in float32
+
+
+def test_saved_selection_settings_load_as_options():
+    # benchmarks/gabor_selection.json stores the feature settings of each grid entry and the
+    # feature dimension the earlier implementation produced: both must survive the options API
+    sel = json.loads((ROOT / "benchmarks" / "gabor_selection.json").read_text())
+    entries = sel["results"] + [sel["chosen"]]
+    assert len(entries) >= 2
+    for r in entries:
+        opts = GaborOptions.from_dict(r["features"])
+        assert opts.feature_settings() == r["features"]
+        assert opts.feature_dim((28, 28)) == r["feature_dim"]
 
 
 # ---------------------------------------------------------------- script

@@ -1,8 +1,12 @@
-"""Feature maps applied to data before a kernel solve (Gabor filter banks, ...)."""
+"""Feature maps applied to data before a kernel solve (Gabor filter banks, ...).
+
+The Gabor pipeline is configured by one frozen, validated :class:`GaborOptions`
+(``gabor_features(X, options=GaborOptions(...))``; vary it with :func:`dataclasses.replace`).
+"""
 
 from .gabor import (
-    DEFAULT_MEMORY_BUDGET,
     GaborBank,
+    GaborOptions,
     gabor_bank,
     gabor_feature_dim,
     gabor_features,
@@ -14,8 +18,8 @@ from .gabor import (
 )
 
 __all__ = [
-    "DEFAULT_MEMORY_BUDGET",
     "GaborBank",
+    "GaborOptions",
     "gabor_bank",
     "gabor_feature_dim",
     "gabor_features",

@@ -25,8 +25,15 @@ Conventions
   wave ``exp(i 2 pi f x')`` of the matching frequency and orientation gives a response of
   modulus close to 1 away from the borders.
 
+Every setting of the pipeline lives in one frozen, validated :class:`GaborOptions` (vary it with
+:func:`dataclasses.replace`)::
+
+    from dataclasses import replace
+    opts = replace(GaborOptions(), wavelengths=(3.0, 5.0, 8.0), power=0.5)
+    F = gabor_features(X, options=opts)          # X: (n, 784) MNIST in [0, 1]
+
 Dtype policy: float32 input gives complex64 FFTs and float32 features; anything else is
-computed in complex128 / float64 (unless ``dtype`` is given).
+computed in complex128 / float64 (unless ``GaborOptions.dtype`` is given).
 
 References
 ----------
@@ -45,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -52,8 +60,10 @@ import scipy.fft
 
 from .._validation import as_float_array
 from ..errors import InvalidInputError, MemoryBudgetError, ShapeMismatchError
+from ..numerics import WORKING_MEMORY_BYTES
 
 __all__ = [
+    "GaborOptions",
     "GaborBank",
     "gabor_filter",
     "gabor_bank",
@@ -63,18 +73,258 @@ __all__ = [
     "gabor_features",
     "gabor_feature_dim",
     "plot_gabor_bank",
-    "DEFAULT_MEMORY_BUDGET",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Default working-memory budget (bytes) for one batch of :func:`gabor_transform`.
-DEFAULT_MEMORY_BUDGET = 256 * 2**20
 
 # Temporaries alive at once per image in one batch, in units of one complex
 # (n_filters, P, P) spectrum: the product spectrum and its inverse FFT (scipy.fft may
 # allocate both), with the padded image spectra and the float modulus as smaller terms.
 _WORK_COPIES = 2.5
+
+_OUTPUTS = ("modulus", "real_imag")
+_POOL_METHODS = ("mean", "max")
+_NORMALIZATIONS = ("l2", "none")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_finite_real(v) -> bool:
+    return (isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+            and math.isfinite(float(v)))
+
+
+def _check_bank(n_orientations, wavelengths, bandwidth, aspect_ratio, bad):
+    """The one check of the filter-bank parameters (GaborOptions and gabor_bank share it).
+
+    ``bad(name, value, allowed)`` raises; returns ``(n_orientations, wavelengths)`` normalised to
+    ``int`` and a tuple of floats.
+    """
+    if not _is_int(n_orientations) or n_orientations < 1:
+        bad("n_orientations", n_orientations, "an integer >= 1")
+    wl = None
+    if not isinstance(wavelengths, (str, bytes)):
+        try:
+            wl = tuple(float(w) for w in wavelengths)
+        except (TypeError, ValueError):
+            wl = None
+    if not wl or not all(math.isfinite(w) and w >= 2.0 for w in wl):
+        bad("wavelengths", wavelengths,
+            "a non-empty sequence of finite wavelengths, each >= 2 pixels (the Nyquist limit)")
+    if not _is_finite_real(bandwidth) or bandwidth <= 0:
+        bad("bandwidth", bandwidth, "a finite number of octaves > 0")
+    if not _is_finite_real(aspect_ratio) or aspect_ratio <= 0:
+        bad("aspect_ratio", aspect_ratio, "a finite number > 0 (sigma_y / sigma_x)")
+    return int(n_orientations), wl
+
+
+@dataclasses.dataclass(frozen=True)
+class GaborOptions:
+    """Every setting of the Gabor feature pipeline, in one frozen, validated object.
+
+    Vary a setting with :func:`dataclasses.replace` (the copy is validated again)::
+
+        from dataclasses import replace
+        opts = replace(GaborOptions(), wavelengths=(3.0, 5.0, 8.0), power=0.5)
+
+    Parameters
+    ----------
+    n_orientations : int, default 8
+        Filter bank: orientations ``k * pi / n_orientations``, k < n_orientations (>= 1).
+    wavelengths : sequence of float, default (4.0, 8.0)
+        Filter bank: carrier wavelengths in pixels, each >= 2 (the Nyquist limit); stored as a
+        tuple of floats. Frequency = 1 / wavelength.
+    bandwidth : float, default 1.0
+        Filter bank: half-magnitude frequency bandwidth of each filter **in octaves** along the
+        wave (Daugman 1985), which sets the envelope width ``sigma_x`` through
+        :func:`sigma_from_bandwidth`. Not a kernel bandwidth.
+    aspect_ratio : float, default 1.0
+        Filter bank: ``sigma_y / sigma_x`` of the envelope (> 1: elongated along the stroke).
+    output : {"modulus", "real_imag"}, default "modulus"
+        Response: the complex modulus ``|image * psi|`` (phase-invariant), or the real and
+        imaginary parts as separate channels (twice as many).
+    power : float, default 1.0
+        Response: exponent (> 0) applied before pooling (1 = none; 0.5 compresses large
+        responses); sign-preserving for "real_imag".
+    pool_size : int, default 4
+        Pooling window side in pixels (>= 1), see :func:`pool2d`.
+    pool_stride : int or None, default None
+        Step between pooling windows (>= 1); None means ``pool_size`` (non-overlapping).
+    pool_method : {"mean", "max"}, default "mean"
+    include_image : bool, default False
+        Append the image itself, pooled the same way, as one extra channel.
+    normalize : {"l2", "none"}, default "l2"
+        ``"l2"``: each feature vector divided by its Euclidean norm (all-zero rows stay 0).
+    dtype : None, "float32" or "float64", default None
+        Working and output precision; None follows the images (float32 stays float32, anything
+        else float64). Stored as the dtype's name.
+    memory_budget : int, default :data:`kernelgen.numerics.WORKING_MEMORY_BYTES` (256 MiB)
+        Bytes of working memory for one batch of images (the returned array is not counted).
+    workers : int or None, default None
+        Threads for ``scipy.fft`` (None: SciPy's default; negative values count back from the
+        number of CPUs, as in SciPy; 0 is not allowed).
+
+    Raises
+    ------
+    InvalidInputError
+        For any field outside its allowed range or type; the message names the field.
+
+    Notes
+    -----
+    The first eleven fields define the feature map (:meth:`feature_settings`, what a selection
+    run records); ``dtype``, ``memory_budget`` and ``workers`` say how it is computed
+    (``dtype`` changes values only by rounding; the other two not at all).
+
+    Examples
+    --------
+    >>> from dataclasses import replace
+    >>> opts = replace(GaborOptions(), wavelengths=(3, 5, 8))
+    >>> opts.wavelengths, opts.feature_dim((28, 28))
+    ((3.0, 5.0, 8.0), 1176)
+    """
+
+    # filter bank
+    n_orientations: int = 8
+    wavelengths: tuple = (4.0, 8.0)
+    bandwidth: float = 1.0
+    aspect_ratio: float = 1.0
+    # response
+    output: str = "modulus"
+    power: float = 1.0
+    # pooling
+    pool_size: int = 4
+    pool_stride: int | None = None
+    pool_method: str = "mean"
+    # feature vector
+    include_image: bool = False
+    normalize: str = "l2"
+    # how it is computed
+    dtype: str | None = None
+    memory_budget: int = WORKING_MEMORY_BYTES
+    workers: int | None = None
+
+    def __post_init__(self):
+        def bad(name, value, allowed):
+            raise InvalidInputError(f"GaborOptions.{name} = {value!r} is invalid: {allowed}.")
+
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        n_o, wl = _check_bank(self.n_orientations, self.wavelengths, self.bandwidth, self.aspect_ratio, bad)
+        put("n_orientations", n_o)
+        put("wavelengths", wl)
+        put("bandwidth", float(self.bandwidth))
+        put("aspect_ratio", float(self.aspect_ratio))
+        if not isinstance(self.output, str) or self.output not in _OUTPUTS:
+            bad("output", self.output, f"one of {_OUTPUTS}")
+        if not _is_finite_real(self.power) or self.power <= 0:
+            bad("power", self.power, "a finite number > 0")
+        put("power", float(self.power))
+        if not _is_int(self.pool_size) or self.pool_size < 1:
+            bad("pool_size", self.pool_size, "an integer >= 1")
+        put("pool_size", int(self.pool_size))
+        if self.pool_stride is not None:
+            if not _is_int(self.pool_stride) or self.pool_stride < 1:
+                bad("pool_stride", self.pool_stride, "None (= pool_size) or an integer >= 1")
+            put("pool_stride", int(self.pool_stride))
+        if not isinstance(self.pool_method, str) or self.pool_method not in _POOL_METHODS:
+            bad("pool_method", self.pool_method, f"one of {_POOL_METHODS}")
+        if not isinstance(self.include_image, (bool, np.bool_)):
+            bad("include_image", self.include_image, "True or False")
+        put("include_image", bool(self.include_image))
+        if not isinstance(self.normalize, str) or self.normalize not in _NORMALIZATIONS:
+            bad("normalize", self.normalize, f"one of {_NORMALIZATIONS}")
+        if self.dtype is not None:
+            try:
+                dt = np.dtype(self.dtype)
+            except TypeError:
+                dt = None
+            if dt is None or dt.type not in (np.float32, np.float64):
+                bad("dtype", self.dtype, "None, 'float32' or 'float64'")
+            put("dtype", dt.name)
+        if not _is_int(self.memory_budget) or self.memory_budget < 1:
+            bad("memory_budget", self.memory_budget, "a positive integer number of bytes")
+        put("memory_budget", int(self.memory_budget))
+        if self.workers is not None:
+            if not _is_int(self.workers) or self.workers == 0:
+                bad("workers", self.workers, "None or a non-zero integer (scipy.fft workers)")
+            put("workers", int(self.workers))
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def stride(self) -> int:
+        """The pooling step actually used: ``pool_stride``, or ``pool_size`` when None."""
+        return self.pool_size if self.pool_stride is None else self.pool_stride
+
+    @property
+    def n_channels(self) -> int:
+        """Filter channels before pooling: ``n_orientations * len(wavelengths)`` (x2 for "real_imag")."""
+        return self.n_orientations * len(self.wavelengths) * (2 if self.output == "real_imag" else 1)
+
+    def feature_dim(self, image_shape=(28, 28)) -> int:
+        """Length ``D`` of the feature vector for images of ``image_shape`` (H, W).
+
+        ``D = (n_channels + include_image) * ceil(H / stride) * ceil(W / stride)``.
+
+        Raises
+        ------
+        InvalidInputError
+            ``image_shape`` is not two positive integers.
+        """
+        try:
+            H, W = (int(v) for v in image_shape)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"image_shape={image_shape!r} must be two positive integers (H, W).") from None
+        if H < 1 or W < 1:
+            raise InvalidInputError(f"image_shape={image_shape!r} must be two positive integers (H, W).")
+        oh, ow = -(-H // self.stride), -(-W // self.stride)
+        return (self.n_channels + (1 if self.include_image else 0)) * oh * ow
+
+    def bank(self, *, dtype=np.complex128) -> "GaborBank":
+        """The filter bank these options describe (:func:`gabor_bank`)."""
+        return gabor_bank(n_orientations=self.n_orientations, wavelengths=self.wavelengths,
+                          bandwidth=self.bandwidth, aspect_ratio=self.aspect_ratio, dtype=dtype)
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def feature_settings(self) -> dict:
+        """The fields that define the feature map (JSON-ready; ``wavelengths`` as a list)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _HOW_FIELDS}
+
+    def to_dict(self) -> dict:
+        """Every field, JSON-ready (``wavelengths`` as a list)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["wavelengths"] = list(d["wavelengths"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GaborOptions":
+        """Options from a dict of fields (any subset; the rest default), e.g. a saved selection's
+        ``"features"``. Unknown names raise :class:`InvalidInputError` naming them."""
+        if not isinstance(d, dict):
+            raise InvalidInputError(f"GaborOptions.from_dict needs a dict, got {type(d).__name__}.")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise InvalidInputError(f"unknown GaborOptions field(s) {unknown}; known: {known}.")
+        return cls(**d)
+
+    @classmethod
+    def coerce(cls, options) -> "GaborOptions":
+        """``None`` -> defaults; a GaborOptions as is; a dict -> :meth:`from_dict`."""
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        if isinstance(options, dict):
+            return cls.from_dict(options)
+        raise InvalidInputError(
+            f"options must be None, a GaborOptions or a dict, got {type(options).__name__}.")
+
+
+#: GaborOptions fields that say how the features are computed, not what they are.
+_HOW_FIELDS = ("dtype", "memory_budget", "workers")
 
 
 def sigma_from_bandwidth(frequency, bandwidth: float = 1.0):
@@ -268,6 +518,11 @@ def gabor_bank(
     -------
     GaborBank
 
+    Raises
+    ------
+    InvalidInputError
+        A parameter outside its range (the same checks as :class:`GaborOptions`), named.
+
     References
     ----------
     Daugman (1985), eqs. 9-10 and the octave-bandwidth relation; Zhang et al. (2017), §5.
@@ -278,15 +533,12 @@ def gabor_bank(
     >>> bank.filters.shape
     (4, 15, 15)
     """
-    if int(n_orientations) != n_orientations or n_orientations < 1:
-        raise InvalidInputError(f"n_orientations={n_orientations} must be a positive integer.")
-    wavelengths = tuple(float(w) for w in wavelengths)
-    if not wavelengths or min(wavelengths) < 2.0:
-        raise InvalidInputError(
-            f"wavelengths={wavelengths} must be non-empty and each >= 2 pixels (Nyquist)."
-        )
-    if aspect_ratio <= 0 or bandwidth <= 0 or n_sigma <= 0:
-        raise InvalidInputError("bandwidth, aspect_ratio and n_sigma must be positive.")
+    def bad(name, value, allowed):
+        raise InvalidInputError(f"gabor_bank: {name}={value!r} is invalid: {allowed}.")
+
+    n_orientations, wavelengths = _check_bank(n_orientations, wavelengths, bandwidth, aspect_ratio, bad)
+    if not _is_finite_real(n_sigma) or n_sigma <= 0:
+        bad("n_sigma", n_sigma, "a finite number > 0")
     sigmas = tuple(
         (sx, sx * aspect_ratio)
         for sx in (sigma_from_bandwidth(1.0 / w, bandwidth) for w in wavelengths)
@@ -385,7 +637,7 @@ def gabor_transform(
     image_shape: tuple[int, int] | None = None,
     output: str = "modulus",
     dtype=None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int = WORKING_MEMORY_BYTES,
     workers: int | None = None,
 ):
     """Convolve every image with every filter of ``bank`` (FFT, zero padding, 'same' size).
@@ -401,7 +653,7 @@ def gabor_transform(
         (real parts first), or the complex response.
     dtype : {None, float32, float64}
         Working precision; default that of the images (integers -> float64).
-    memory_budget : int
+    memory_budget : int, default :data:`kernelgen.numerics.WORKING_MEMORY_BYTES`
         Bytes of working memory for one batch; images are processed in batches so that
         FFT temporaries stay within it. Raises :class:`~kernelgen.errors.MemoryBudgetError`
         if a single image does not fit. The returned array is not counted.
@@ -419,6 +671,8 @@ def gabor_transform(
     """
     if output not in ("modulus", "real_imag", "complex"):
         raise InvalidInputError(f"output={output!r}; choose 'modulus', 'real_imag' or 'complex'.")
+    if not _is_int(memory_budget) or memory_budget < 1:
+        raise InvalidInputError(f"memory_budget={memory_budget!r} must be a positive integer number of bytes.")
     x = _as_images(images, image_shape)
     fdtype, cdtype = _dtypes(x.dtype, dtype)
     n, H, W = x.shape
@@ -488,55 +742,35 @@ def pool2d(maps, *, size: int = 4, stride: int | None = None, method: str = "mea
     return win.max(axis=(-2, -1))
 
 
-def gabor_feature_dim(image_shape=(28, 28), **feature_kwargs) -> int:
+def gabor_feature_dim(image_shape=(28, 28), options: GaborOptions | dict | None = None) -> int:
     """Length ``D`` of the feature vector :func:`gabor_features` returns.
 
     Parameters
     ----------
     image_shape : (int, int)
-    **feature_kwargs
-        Any keyword arguments of :func:`gabor_features` (those that do not change ``D``
-        are accepted and ignored; unknown names raise :class:`InvalidInputError`).
+    options : GaborOptions or dict, optional
+        Default ``GaborOptions()``.
 
     Returns
     -------
     int
         ``(channels + include_image) * ceil(H / stride) * ceil(W / stride)`` with
-        ``channels = n_orientations * len(wavelengths)`` (twice that for "real_imag").
-    """
-    import inspect
+        ``channels = n_orientations * len(wavelengths)`` (twice that for "real_imag");
+        :meth:`GaborOptions.feature_dim`.
 
-    params = inspect.signature(gabor_features).parameters
-    unknown = set(feature_kwargs) - set(params) - {"image_shape"}
-    if unknown:
-        raise InvalidInputError(f"unknown gabor_features argument(s): {sorted(unknown)}.")
-    kw = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
-    kw.update(feature_kwargs)
-    stride = kw["pool_size"] if kw["pool_stride"] is None else kw["pool_stride"]
-    oh = -(-int(image_shape[0]) // stride)
-    ow = -(-int(image_shape[1]) // stride)
-    ch = kw["n_orientations"] * len(kw["wavelengths"]) * (2 if kw["output"] == "real_imag" else 1)
-    return (ch + (1 if kw["include_image"] else 0)) * oh * ow
+    Raises
+    ------
+    InvalidInputError
+        Invalid options or image shape.
+    """
+    return GaborOptions.coerce(options).feature_dim(image_shape)
 
 
 def gabor_features(
     images,
     *,
     image_shape: tuple[int, int] | None = None,
-    n_orientations: int = 8,
-    wavelengths: Sequence[float] = (4.0, 8.0),
-    bandwidth: float = 1.0,
-    aspect_ratio: float = 1.0,
-    output: str = "modulus",
-    power: float = 1.0,
-    pool_size: int = 4,
-    pool_stride: int | None = None,
-    pool_method: str = "mean",
-    include_image: bool = False,
-    normalize: str = "l2",
-    dtype=None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    workers: int | None = None,
+    options: GaborOptions | dict | None = None,
     verbose: bool = False,
 ) -> np.ndarray:
     """Gabor-modulus features of a set of images, computed in memory-bounded batches.
@@ -553,33 +787,28 @@ def gabor_features(
         E.g. MNIST scaled to [0, 1].
     image_shape : (int, int), optional
         Needed for flat non-square images.
-    n_orientations, wavelengths, bandwidth, aspect_ratio
-        Filter bank, see :func:`gabor_bank`.
-    output : {"modulus", "real_imag"}
-    power : float
-        Exponent applied to the responses before pooling (1 = none; 0.5 compresses large
-        responses, a common normalisation of energy features).
-    pool_size, pool_stride, pool_method
-        See :func:`pool2d`; ``pool_stride`` defaults to ``pool_size``.
-    include_image : bool
-        Append the image itself, pooled the same way, as one extra channel.
-    normalize : {"l2", "none"}
-        ``"l2"``: each feature vector divided by its Euclidean norm (all-zero rows stay 0).
-    dtype : {None, float32, float64}
-        Working and output precision; default from the images (integers -> float64).
-    memory_budget : int
-        Bytes of working memory per batch (see :func:`gabor_transform`); the returned
-        array is allocated once up front and not counted.
-    workers : int, optional
-        Threads for ``scipy.fft``.
+    options : GaborOptions or dict, optional
+        Every setting of the pipeline (bank, response, pooling, normalisation, dtype,
+        memory budget, FFT workers); default ``GaborOptions()``. A dict is read with
+        :meth:`GaborOptions.from_dict`.
     verbose : bool
         tqdm progress over batches.
 
     Returns
     -------
-    features : ndarray of shape (n, D)
-        ``D = gabor_feature_dim(...)``; e.g. 8 orientations x 2 wavelengths on 28 x 28
-        images pooled with stride 4: ``D = 16 * 7 * 7 = 784``.
+    features : ndarray of shape (n, D), float32 or float64
+        ``D = options.feature_dim((H, W))``; e.g. 8 orientations x 2 wavelengths on 28 x 28
+        images pooled with stride 4: ``D = 16 * 7 * 7 = 784``. float32 for float32 images
+        (or ``dtype="float32"``), float64 otherwise.
+
+    Raises
+    ------
+    InvalidInputError
+        Invalid options (the field is named) or images that are not finite.
+    ShapeMismatchError
+        Images whose size does not match ``image_shape`` (or are not square when flat).
+    MemoryBudgetError
+        A single image needs more working memory than ``options.memory_budget``.
 
     References
     ----------
@@ -588,29 +817,17 @@ def gabor_features(
     """
     from tqdm.auto import tqdm
 
-    if output not in ("modulus", "real_imag"):
-        raise InvalidInputError(f"output={output!r}; choose 'modulus' or 'real_imag'.")
-    if normalize not in ("l2", "none"):
-        raise InvalidInputError(f"normalize={normalize!r}; choose 'l2' or 'none'.")
-    if not power > 0:
-        raise InvalidInputError(f"power={power} must be positive.")
-    pool_stride = pool_size if pool_stride is None else pool_stride
+    opts = GaborOptions.coerce(options)
     x = _as_images(images, image_shape)
-    fdtype, cdtype = _dtypes(x.dtype, dtype)
+    fdtype, cdtype = _dtypes(x.dtype, opts.dtype)
     n, H, W = x.shape
-    bank = gabor_bank(
-        n_orientations=n_orientations, wavelengths=wavelengths, bandwidth=bandwidth,
-        aspect_ratio=aspect_ratio, dtype=cdtype,
-    )
+    bank = opts.bank(dtype=cdtype)
     spectra, pad = _filter_spectra(bank, (H, W), cdtype)
-    D = gabor_feature_dim(
-        (H, W), n_orientations=n_orientations, wavelengths=wavelengths, pool_size=pool_size,
-        pool_stride=pool_stride, output=output, include_image=include_image,
-    )
-    ch = bank.n_filters * (2 if output == "real_imag" else 1)
+    D = opts.feature_dim((H, W))
+    ch = opts.n_channels
     # per image in a batch: the (F', H, W) response and its powered copy, plus pooling windows
     extra = 3 * ch * H * W * fdtype.itemsize + 2 * D * fdtype.itemsize
-    batch, per_image = _plan_batch(n, bank.n_filters, pad, extra, fdtype.itemsize, memory_budget)
+    batch, per_image = _plan_batch(n, bank.n_filters, pad, extra, fdtype.itemsize, opts.memory_budget)
     logger.info(
         "gabor_features: n=%d, %d filters of size %d, FFT grid %s, D=%d, batch=%d (~%.1f MB)",
         n, bank.n_filters, bank.size, pad, D, batch, batch * per_image / 1e6,
@@ -620,16 +837,17 @@ def gabor_features(
     for start in tqdm(starts, disable=not verbose, desc="gabor", unit="batch"):
         stop = min(n, start + batch)
         xb = x[start:stop].astype(fdtype, copy=False)
-        resp = _transform_batch(xb, spectra, pad, bank.size, output, workers)
-        if power != 1.0:
-            resp = np.sign(resp) * np.abs(resp) ** power if output == "real_imag" else resp**power
-        pooled = pool2d(resp, size=pool_size, stride=pool_stride, method=pool_method)
+        resp = _transform_batch(xb, spectra, pad, bank.size, opts.output, opts.workers)
+        if opts.power != 1.0:
+            p = opts.power
+            resp = np.sign(resp) * np.abs(resp) ** p if opts.output == "real_imag" else resp**p
+        pooled = pool2d(resp, size=opts.pool_size, stride=opts.stride, method=opts.pool_method)
         del resp
         feats = pooled.reshape(stop - start, -1)
-        if include_image:
-            img = pool2d(xb, size=pool_size, stride=pool_stride, method=pool_method)
+        if opts.include_image:
+            img = pool2d(xb, size=opts.pool_size, stride=opts.stride, method=opts.pool_method)
             feats = np.concatenate([feats, img.reshape(stop - start, -1)], axis=1)
-        if normalize == "l2":
+        if opts.normalize == "l2":
             norms = np.linalg.norm(feats, axis=1, keepdims=True)
             feats = feats / np.where(norms > 0, norms, 1.0)
         out[start:stop] = feats

@@ -145,7 +145,7 @@ def sgd_softmax(F, y, C, *, prior_precision, lr, batch_size, epochs, seed):
 def run(args):
     t_all = time.perf_counter()
     import kernelgen
-    from kernelgen.kernels import kernel_matrix
+    from kernelgen.kernels import Gaussian, kernel_matrix
 
     Xtr, ytr, Xte, yte, side = load_data(args)
     n, C = Xtr.shape[0], (args.n_classes_smoke if args.smoke else N_CLASSES)
@@ -153,8 +153,9 @@ def run(args):
     log.info("n_train=%d n_test=%d bandwidth=%s", n, Xte.shape[0], bw)
 
     t0 = time.perf_counter()
-    K = kernel_matrix(Xtr, kernel="gaussian", bandwidth=bw)
-    K_test = kernel_matrix(Xte, Xtr, kernel="gaussian", bandwidth=bw)
+    kernel = Gaussian(bandwidth=bw)
+    K = kernel_matrix(Xtr, kernel=kernel)
+    K_test = kernel_matrix(Xte, Xtr, kernel=kernel)
     t_kernel = time.perf_counter() - t0
     t0 = time.perf_counter()
     fac = ev.factor_kernel(K)  # labels do not enter K: one eigendecomposition for every p
@@ -174,7 +175,8 @@ def run(args):
         frac_changed = float(np.mean(y_p != ytr))
         Y = np.eye(C)[y_p]
         # exact interpolant (precomputed kernel, float64 Cholesky factor, residual reported)
-        fit = kernelgen.kernel_interpolate(K, Y, kernel="precomputed", solver="cholesky", dtype="float64")
+        fit = kernelgen.kernel_interpolate(K, Y, kernel="precomputed", solver="cholesky",
+                                           options=kernelgen.SolveOptions(dtype="float64"))
         train_err = float(np.mean(np.argmax(fit.fitted, 1) != y_p))
         test_err = float(np.mean(np.argmax(K_test @ fit.alpha, 1) != yte))
         # GP evidence at type-II ML (a^2, sigma^2), from the stored eigendecomposition
@@ -244,6 +246,7 @@ def run(args):
         "n_train": n,
         "n_test": int(Xte.shape[0]),
         "bandwidth": bw,
+        "kernel_spec": kernel.to_dict(),
         "softmax_params": n_params,
         "prior_precision": args.prior_precision,
         "epochs": args.epochs,
@@ -251,7 +254,17 @@ def run(args):
         "eigh_seconds": t_eigh,
         "seconds": total,
         "smoke": bool(args.smoke),
+        "provenance": kernelgen.provenance(seeds=_seeds(args)),
     }
+
+
+def _seeds(args) -> dict:
+    """Every seed that entered the run, by use."""
+    seeds = {"label_corruption": args.seed,
+             "sgd_batches": {str(B): args.seed + 17 * min(B, args.n_train) for B in args.batch_sizes}}
+    if args.smoke:
+        seeds["synthetic_data"] = args.seed + 1000
+    return seeds
 
 
 def _spearman(a, b):

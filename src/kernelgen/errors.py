@@ -21,6 +21,7 @@ __all__ = [
     "UnstableStepSizeError",
     "NonFiniteResultError",
     "FormatVersionError",
+    "InterpolationWarning",
 ]
 
 
@@ -55,7 +56,8 @@ class NotPositiveDefiniteError(KernelgenError, ValueError):
 
 
 class SingularSystemError(KernelgenError, ValueError):
-    """The system is (numerically) singular for the requested solver."""
+    """The system is (numerically) singular for what was asked: e.g. Y lies outside the range of a singular K,
+    so no interpolant exists (``SolveOptions(require_interpolation=True)``)."""
 
 
 class MemoryBudgetError(KernelgenError, MemoryError):
@@ -101,3 +103,7 @@ class NonFiniteResultError(KernelgenError, ArithmeticError):
 
 class FormatVersionError(DataIntegrityError):
     """A saved file has another format or version than this kernelgen reads, or belongs to other data."""
+
+
+class InterpolationWarning(UserWarning):
+    """The minimum-norm solution does not interpolate (Y is not in the range of K): a least-squares fit."""

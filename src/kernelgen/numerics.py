@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import os
+
 import numpy as np
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, MemoryBudgetError
 
 __all__ = [
     "CALL_LIMITS",
@@ -31,6 +33,8 @@ __all__ = [
     "DEFAULT_TILE",
     "EXACT_TOL",
     "WORKING_MEMORY_BYTES",
+    "available_memory",
+    "check_allocation",
     "check_symmetric",
     "singular_value_cutoff",
     "spectral_cutoffs",
@@ -70,6 +74,53 @@ CALL_LIMITS = {
 #: Default tile of the tiled Cholesky: large enough for GEMM near peak, small enough that the
 #: serial potrf on the diagonal is cheap.
 DEFAULT_TILE = 2048
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (Linux MemAvailable, capped by a cgroup limit)."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover
+            avail = 8 * 2**30
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                txt = f.read().strip()
+            if txt.isdigit():
+                limit = int(txt)
+                with open(path.replace("memory.max", "memory.current").replace(
+                        "limit_in_bytes", "usage_in_bytes")) as f:
+                    used = int(f.read().strip())
+                avail = min(avail, max(0, limit - used))
+        except (OSError, ValueError):
+            continue
+    return int(avail)
+
+
+def check_allocation(nbytes: int, *, what: str, memory_budget: int | None = None, remedy: str = "") -> None:
+    """Refuse an allocation of ``nbytes`` before making it when it exceeds the budget.
+
+    The budget defaults to 85% of :func:`available_memory` (the planner's rule).
+
+    Raises
+    ------
+    MemoryBudgetError
+        With the bytes needed, the bytes available and ``remedy``.
+    """
+    budget = int(memory_budget if memory_budget is not None else 0.85 * available_memory())
+    if nbytes > budget:
+        raise MemoryBudgetError(f"{what} needs {nbytes / 1e9:.2f} GB but {budget / 1e9:.2f} GB is available. "
+                                f"Remedy: {remedy or 'fewer rows, or more memory'}.", nbytes, budget)
 
 
 def unit_roundoff(dtype) -> float:

@@ -66,6 +66,11 @@ class SolveOptions:
     overwrite_kernel : bool, default False
         With a precomputed kernel, allow the solver to use the caller's K as workspace
         (``solver="min_norm"`` eigendecomposes it in place; K is destroyed).
+    require_interpolation : bool, default False
+        ``solver="min_norm"``: when Y is not in the range of K (e.g. repeated inputs with conflicting
+        targets) the result is the minimum-norm least-squares solution, not an interpolant: by default
+        an :class:`~kernelgen.errors.InterpolationWarning` says so; True raises
+        :class:`~kernelgen.errors.SingularSystemError` instead.
 
     Raises
     ------
@@ -86,6 +91,7 @@ class SolveOptions:
     store_kernel: bool | None = None
     keep_factor: bool = False
     overwrite_kernel: bool = False
+    require_interpolation: bool = False
 
     def __post_init__(self):
         def bad(name, value, allowed):
@@ -124,7 +130,7 @@ class SolveOptions:
         cap = CALL_LIMITS[np.dtype(np.float64)].potrf_n
         if not is_int(self.tile) or not (1 <= self.tile):
             bad("tile", self.tile, f"an integer >= 1 (values above {cap}, the tested call limit, are capped)")
-        for name in ("keep_factor", "overwrite_kernel"):
+        for name in ("keep_factor", "overwrite_kernel", "require_interpolation"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 bad(name, getattr(self, name), "True or False")
         if self.store_kernel is not None and not isinstance(self.store_kernel, (bool, np.bool_)):

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import scipy.linalg as sla
 
-from ..errors import InvalidInputError, NotPositiveDefiniteError, ShapeMismatchError
+from ..errors import InvalidInputError, NonFiniteResultError, NotPositiveDefiniteError, ShapeMismatchError
 from ..numerics import CALL_LIMITS, spectral_cutoffs
 from ._base import LogDet
 
@@ -45,8 +45,8 @@ class EighFactor:
                  seconds: float = 0.0):
         w = np.asarray(eigenvalues, dtype=np.float64)
         if not np.all(np.isfinite(w)):
-            raise InvalidInputError("the eigendecomposition produced non-finite eigenvalues: the matrix holds "
-                                    "NaN/inf or overflowed.")
+            raise NonFiniteResultError("the eigendecomposition produced non-finite eigenvalues: the matrix holds "
+                                       "NaN/inf or overflowed.")
         self.eigenvalues = w
         self.eigenvectors = eigenvectors
         self.backend = backend

@@ -36,6 +36,7 @@ import numpy as np
 
 from .._validation import as_float_array
 from ..errors import InvalidInputError
+from ..numerics import check_allocation
 from ._base import _REGISTRY, Kernel, Precomputed, Product, Scaled, Sum
 from ._entries import CompositeEntries, KernelEntries, exact_integer_form
 from ._families import Gaussian, Laplace, Linear, Polynomial, default_bandwidth
@@ -100,7 +101,7 @@ def as_kernel(kernel, **params) -> Kernel:
 
 
 def kernel_matrix(X, Z=None, *, kernel="gaussian", dtype=np.float64, out: np.ndarray | None = None,
-                  **kernel_params) -> np.ndarray:
+                  memory_budget: int | None = None, **kernel_params) -> np.ndarray:
     """Kernel matrix K[i, j] = k(X[i], Z[j]) computed in bounded blocks, accurately.
 
     Parameters
@@ -117,6 +118,9 @@ def kernel_matrix(X, Z=None, *, kernel="gaussian", dtype=np.float64, out: np.nda
         Arithmetic and output dtype.
     out : ndarray of shape (n, m), optional
         Written in place when given (C-contiguous, ``dtype``).
+    memory_budget : int, optional
+        Bytes the matrix may take (default: 85% of the memory available now); a larger one is
+        refused before anything is allocated.
 
     Returns
     -------
@@ -125,6 +129,8 @@ def kernel_matrix(X, Z=None, *, kernel="gaussian", dtype=np.float64, out: np.nda
     Raises
     ------
     InvalidInputError, NonFiniteInputError, ShapeMismatchError
+    MemoryBudgetError
+        The n x m matrix would not fit (bytes needed and available in the message).
 
     Examples
     --------
@@ -137,6 +143,12 @@ def kernel_matrix(X, Z=None, *, kernel="gaussian", dtype=np.float64, out: np.nda
     if isinstance(k, Precomputed):
         raise InvalidInputError("kernel_matrix needs a kernel to compute, not 'precomputed'.")
     X = as_float_array(X, "X", ndim=(2,))
+    if out is None:
+        m = X.shape[0] if Z is None else np.shape(Z)[0]
+        check_allocation(X.shape[0] * m * np.dtype(dtype).itemsize, what=f"a {X.shape[0]} x {m} {np.dtype(dtype).name} "
+                         "kernel matrix", memory_budget=memory_budget,
+                         remedy="kernel.apply / kernel.symmetric_apply (blockwise products, no n x n matrix), "
+                                "kernelgen.kernel_interpolate (tiled, planned), or fewer rows")
     return k.resolve(X).matrix(X, Z, dtype=dtype, out=out)
 
 
@@ -147,49 +159,3 @@ def kernel_matrix_jax(X, Z=None, *, kernel="gaussian", dtype=np.float64, block_r
     X = as_float_array(X, "X", ndim=(2,))
     return k.resolve(X).matrix_jax(X, Z, dtype=dtype, block_rows=block_rows)
 
-
-# --- transitional private shims (removed when the solvers move to Kernel objects) -------------
-def resolve_kernel_params(kernel, bandwidth, X=None, *, degree=None, coef0=None) -> dict:  # pragma: no cover
-    params = {"kernel": kernel}
-    if kernel in ("gaussian", "laplace"):
-        k = as_kernel(kernel, bandwidth=bandwidth)
-        params["bandwidth"] = k.resolve(X).bandwidth if X is not None else bandwidth
-    elif kernel == "polynomial":
-        k = Polynomial(3 if degree is None else degree, 1.0 if bandwidth is None else bandwidth,
-                       1.0 if coef0 is None else coef0)
-        params.update(bandwidth=float(k.bandwidth), degree=int(k.degree), coef0=float(k.coef0))
-    elif kernel != "linear":
-        as_kernel(kernel)
-    return params
-
-
-def _params_kernel(params):  # pragma: no cover
-    name = params["kernel"]
-    if name in ("gaussian", "laplace"):
-        return as_kernel(name, bandwidth=params["bandwidth"])
-    if name == "polynomial":
-        return Polynomial(params["degree"], params["bandwidth"], params["coef0"])
-    return as_kernel(name)
-
-
-def _apply_kernel_inplace(G, sq_rows, sq_cols, params, *, same_diag_offset=None, distances_ready=False):  # pragma: no cover
-    k = _params_kernel(params)
-    if k.stationary:
-        if not distances_ready:
-            G *= -2.0
-            G += sq_rows[:, None]
-            G += sq_cols[None, :]
-        np.maximum(G, 0.0, out=G)
-        if same_diag_offset is not None:
-            r = np.arange(G.shape[0])
-            c = r + same_diag_offset
-            ok = (c >= 0) & (c < G.shape[1])
-            G[r[ok], c[ok]] = 0.0
-        return k._from_sqdist(G)
-    return k._from_gram(G, sq_rows, sq_cols, same_diag_offset, 0)
-
-
-def _jax_block(Xb, Z, params, diag_offset):  # pragma: no cover
-    from ._jax import block_jax
-
-    return block_jax(_params_kernel(params), Xb, Z, diag_offset)

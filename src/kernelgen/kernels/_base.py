@@ -134,15 +134,19 @@ class Kernel:
         return True
 
     # ------------------------------------------------------------------ entries
-    def _from_sqdist(self, D: np.ndarray) -> np.ndarray:
-        """Stationary kernels: squared distances (clipped >= 0) -> kernel values, in place."""
+    def _from_sqdist(self, D: np.ndarray, log2_scale: int = 0) -> np.ndarray:
+        """Stationary kernels: squared distances (clipped >= 0) -> kernel values, in place.
+
+        D holds ||x - z||^2 / 4^log2_scale (data far outside the float range are scaled by an exact
+        power of two); the kernel must give the right limits when the scale over- or underflows.
+        """
         raise NotImplementedError
 
     def _from_gram(self, G, sq_rows, sq_cols, diag_offset, n_features) -> np.ndarray:
         """Inner-product kernels: G = A B^T -> kernel values (in place when possible; returned)."""
         raise NotImplementedError
 
-    def _from_sqdist_jax(self, D):
+    def _from_sqdist_jax(self, D, log2_scale: int = 0):
         raise NotImplementedError
 
     def _from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):

@@ -101,6 +101,28 @@ def exact_integer_form(X: np.ndarray, *, center: float | None = None, scales=(25
     return None
 
 
+def _safe_mean(A: np.ndarray) -> np.ndarray:
+    """Column means without overflow (entries up to the float64 maximum)."""
+    m = np.max(np.abs(A)) if A.size else 0.0
+    if not np.isfinite(m) or m < 1e300:
+        return A.mean(axis=0)
+    return (A / 2.0).mean(axis=0) * 2.0
+
+
+def _power_of_two_scale(A: np.ndarray, B: np.ndarray, dtype) -> int:
+    """k such that squared norms of A / 2^k, B / 2^k neither overflow nor underflow in ``dtype`` (0 if fine)."""
+    m = max(float(np.max(np.abs(A))) if A.size else 0.0, float(np.max(np.abs(B))) if B.size else 0.0)
+    if m == 0.0:
+        return 0
+    fi = np.finfo(dtype)
+    d = max(A.shape[1], 1)
+    hi = np.sqrt(fi.max / (4.0 * d))  # |x|^2 + |z|^2 - 2<x, z> stays finite
+    lo = np.sqrt(fi.tiny) * 2.0**12  # smallest squared distances stay normal, with room for rounding
+    if lo <= m <= hi:
+        return 0
+    return int(np.frexp(m)[1])
+
+
 def _gemm_bounded(A, B, out, lim):
     """out <- A @ B.T in blocks of at most lim.gemm_rows x lim.gemm_cols."""
     for r0 in range(0, A.shape[0], lim.gemm_rows):
@@ -142,6 +164,7 @@ class KernelEntries:
         self.n_features = A.shape[1]
         self.lim = CALL_LIMITS[dtype]
         self.int_form = None
+        self.log2_scale = 0
         if kernel.stationary and dtype == np.float64:
             fa = exact_integer_form(A)
             fb = fa if same or fa is None else exact_integer_form(B, center=fa[2], scales=(fa[1],))
@@ -161,9 +184,17 @@ class KernelEntries:
                 # one common centre (the first operand's mean) for both operands: distances are
                 # translation invariant and the expansion no longer cancels far from the origin
                 A64 = np.asarray(A, dtype=np.float64)
-                centre = A64.mean(axis=0)
-                self.A = np.asarray(A64 - centre, dtype=dtype)
-                self.B = self.A if same else np.asarray(np.asarray(B, dtype=np.float64) - centre, dtype=dtype)
+                centre = _safe_mean(A64)
+                Ac = A64 - centre
+                Bc = Ac if same else np.asarray(B, dtype=np.float64) - centre
+                # a power-of-two scale (exact) keeps squared norms inside the dtype's range; the kernel
+                # is told the scale (distances far beyond or below the float range still give the right limits)
+                self.log2_scale = _power_of_two_scale(Ac, Bc, dtype)
+                if self.log2_scale:
+                    Ac = np.ldexp(Ac, -self.log2_scale)
+                    Bc = Ac if same else np.ldexp(Bc, -self.log2_scale)
+                self.A = np.asarray(Ac, dtype=dtype)
+                self.B = self.A if same else np.asarray(Bc, dtype=dtype)
             else:
                 self.A = np.asarray(A, dtype=dtype)
                 self.B = self.A if same else np.asarray(B, dtype=dtype)
@@ -223,7 +254,7 @@ class KernelEntries:
                     cc = r + a + diag_offset
                     ok = (cc >= 0) & (cc < cols)
                     o[r[ok], cc[ok]] = 0.0
-                kern._from_sqdist(o)
+                kern._from_sqdist(o, self.log2_scale) if self.log2_scale else kern._from_sqdist(o)
         else:
             def work(a, b):
                 o = out[a:b]

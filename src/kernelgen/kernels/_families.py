@@ -63,6 +63,33 @@ def default_bandwidth(X, *, kernel: str = "gaussian", max_samples: int = 1000, s
     return med / np.sqrt(2.0) if kernel == "gaussian" else med
 
 
+_LN2 = float(np.log(2.0))
+
+
+def _scale_factor(log_c: float) -> float:
+    """exp(log_c) without raising: +inf when it overflows, 0 when it underflows (bandwidths far from the data)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.exp(np.float64(log_c)))
+
+
+def _scale_with_limits(D, c):
+    """D <- -c D in place, with the limits of exp(-c D) right when c is 0 or infinite (no 0 * inf = NaN)."""
+    if np.isinf(c):  # bandwidth negligible against every nonzero distance: k = 1 at distance 0, else 0
+        np.copyto(D, np.where(D > 0, -np.inf, 0.0))
+    else:
+        with np.errstate(over="ignore"):
+            D *= -c
+    return D
+
+
+def _scale_with_limits_jax(D, c):
+    import jax.numpy as jnp
+
+    if np.isinf(c):
+        return jnp.where(D > 0, -jnp.inf, 0.0).astype(D.dtype)
+    return -c * D
+
+
 def _positive_or_none(value, what):
     if value is None:
         return
@@ -119,17 +146,18 @@ class Gaussian(_Stationary):
 
     name = "gaussian"
 
-    def _from_sqdist(self, D):
-        s = self._s()
-        D *= -1.0 / (2.0 * s * s)
+    def _from_sqdist(self, D, log2_scale: int = 0):
+        # D holds ||x - z||^2 / 4^log2_scale; the exponent is -D * 4^log2_scale / (2 s^2)
+        c = _scale_factor(2.0 * log2_scale * _LN2 - np.log(2.0) - 2.0 * np.log(self._s()))
+        _scale_with_limits(D, c)
         np.exp(D, out=D)
         return D
 
-    def _from_sqdist_jax(self, D):
+    def _from_sqdist_jax(self, D, log2_scale: int = 0):
         import jax.numpy as jnp
 
-        s = self._s()
-        return jnp.exp(-D / (2.0 * s * s))
+        c = _scale_factor(2.0 * log2_scale * _LN2 - np.log(2.0) - 2.0 * np.log(self._s()))
+        return jnp.exp(_scale_with_limits_jax(D, c))
 
 
 class Laplace(_Stationary):
@@ -143,17 +171,16 @@ class Laplace(_Stationary):
 
     name = "laplace"
 
-    def _from_sqdist(self, D):
-        s = self._s()
+    def _from_sqdist(self, D, log2_scale: int = 0):
         np.sqrt(D, out=D)
-        D *= -1.0 / s
+        _scale_with_limits(D, _scale_factor(log2_scale * _LN2 - np.log(self._s())))
         np.exp(D, out=D)
         return D
 
-    def _from_sqdist_jax(self, D):
+    def _from_sqdist_jax(self, D, log2_scale: int = 0):
         import jax.numpy as jnp
 
-        return jnp.exp(-jnp.sqrt(D) / self._s())
+        return jnp.exp(_scale_with_limits_jax(jnp.sqrt(D), _scale_factor(log2_scale * _LN2 - np.log(self._s()))))
 
 
 class Linear(Kernel):

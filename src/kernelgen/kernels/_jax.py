@@ -15,17 +15,17 @@ from ._entries import _validate_pair
 __all__ = ["apply_jax", "block_jax", "matrix_jax"]
 
 
-def block_jax(kernel: Kernel, Ab, B, diag_offset):
-    """k(Ab, B) for JAX arrays already centred (stationary kernels) by the caller."""
+def block_jax(kernel: Kernel, Ab, B, diag_offset, log2_scale: int = 0):
+    """k(Ab, B) for JAX arrays already centred and scaled by 2^-log2_scale (stationary kernels) by the caller."""
     import jax.numpy as jnp
     from jax import lax
 
     if isinstance(kernel, Scaled):
-        return kernel.scale * block_jax(kernel.kernel, Ab, B, diag_offset)
+        return kernel.scale * block_jax(kernel.kernel, Ab, B, diag_offset, log2_scale)
     if isinstance(kernel, (Sum, Product)):
-        out = block_jax(kernel.kernels[0], Ab, B, diag_offset)
+        out = block_jax(kernel.kernels[0], Ab, B, diag_offset, log2_scale)
         for k in kernel.kernels[1:]:
-            out = kernel._combine_jax(out, block_jax(k, Ab, B, diag_offset))
+            out = kernel._combine_jax(out, block_jax(k, Ab, B, diag_offset, log2_scale))
         return out
     G = jnp.matmul(Ab, B.T, precision=lax.Precision.HIGHEST)
     sq_r = jnp.sum(Ab * Ab, axis=1)
@@ -39,12 +39,12 @@ def block_jax(kernel: Kernel, Ab, B, diag_offset):
         d2 = jnp.maximum(sq_r[:, None] + sq_c[None, :] - 2.0 * G, 0.0)
         if mask is not None:
             d2 = jnp.where(mask, 0.0, d2)
-        return kernel._from_sqdist_jax(d2)
+        return kernel._from_sqdist_jax(d2, log2_scale)
     return kernel._from_gram_jax(G, sq_r, sq_c, mask, Ab.shape[1])
 
 
-def _centred(kernel, A, B):
-    """Centre both operands at A's mean when every component is stationary (else unchanged)."""
+def _centred(kernel, A, B, dtype=np.float64):
+    """Centre (and power-of-two scale) both operands at A's mean when every component is stationary."""
     def all_stationary(k):
         if isinstance(k, Scaled):
             return all_stationary(k.kernel)
@@ -53,9 +53,13 @@ def _centred(kernel, A, B):
         return k.stationary
 
     if all_stationary(kernel):
-        c = np.asarray(A, dtype=np.float64).mean(axis=0)
-        return np.asarray(A, np.float64) - c, np.asarray(B, np.float64) - c
-    return A, B
+        from ._entries import _power_of_two_scale, _safe_mean
+
+        c = _safe_mean(np.asarray(A, dtype=np.float64))
+        Ac, Bc = np.asarray(A, np.float64) - c, np.asarray(B, np.float64) - c
+        k = _power_of_two_scale(Ac, Bc, dtype)
+        return (np.ldexp(Ac, -k), np.ldexp(Bc, -k), k) if k else (Ac, Bc, 0)
+    return A, B, 0
 
 
 def matrix_jax(kernel, A, B=None, *, dtype=np.float64, block_rows=4096):
@@ -64,11 +68,11 @@ def matrix_jax(kernel, A, B=None, *, dtype=np.float64, block_rows=4096):
     import jax.numpy as jnp
 
     A, Bc, same, dtype = _validate_pair(A, B, dtype)
-    Ac, Bc = _centred(kernel, A, Bc)
+    Ac, Bc, k = _centred(kernel, A, Bc, dtype)
     with enable_x64():
         Aj = jnp.asarray(Ac, dtype=dtype)
         Bj = Aj if same else jnp.asarray(Bc, dtype=dtype)
-        blocks = [block_jax(kernel, Aj[r0:r0 + block_rows], Bj, r0 if same else None)
+        blocks = [block_jax(kernel, Aj[r0:r0 + block_rows], Bj, r0 if same else None, k)
                   for r0 in range(0, A.shape[0], block_rows)]
         K = jnp.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
         return jax.block_until_ready(K)
@@ -80,11 +84,11 @@ def apply_jax(kernel, A, B, V, *, block_rows=4096) -> np.ndarray:
     from jax import lax
 
     A, Bc, same, _ = _validate_pair(A, B, np.float64)
-    Ac, Bc = _centred(kernel, A, Bc)
+    Ac, Bc, k = _centred(kernel, A, Bc)
     with enable_x64():
         Bj = jnp.asarray(Bc, jnp.float64)
         Vj = jnp.asarray(V, jnp.float64)
         out = [np.asarray(jnp.matmul(block_jax(kernel, jnp.asarray(Ac[r0:r0 + block_rows], jnp.float64), Bj,
-                                               r0 if same else None), Vj, precision=lax.Precision.HIGHEST))
+                                               r0 if same else None, k), Vj, precision=lax.Precision.HIGHEST))
                for r0 in range(0, A.shape[0], block_rows)]
     return np.concatenate(out, axis=0)

@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
+from dataclasses import replace
 
 import numpy as np
 
 from .._jax import accelerator_available
 from .._validation import as_float_array
-from ..errors import ConvergenceError, InvalidInputError, MemoryBudgetError, NotPositiveDefiniteError, ShapeMismatchError
+from ..errors import (
+    ConvergenceError,
+    InvalidInputError,
+    MemoryBudgetError,
+    NonFiniteResultError,
+    InterpolationWarning,
+    NotPositiveDefiniteError,
+    ShapeMismatchError,
+    SingularSystemError,
+)
 from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
 from ..kernels import Precomputed, as_kernel
 from ..numerics import check_symmetric
@@ -172,6 +183,7 @@ def kernel_interpolate(
         n, d = X64.shape
         kern = kern.resolve(X64)
         A = X64
+        opts = _check_kernel_scale(kern, X64, opts)
     Y2, squeeze = _prepare_targets(Y, n)
     if solver == "auto":
         solver = "cholesky"
@@ -195,6 +207,35 @@ def kernel_interpolate(
     log.info("kernel_interpolate: n=%d solver=%s backend=%s factor=%s residual %.3e in %.1f s",
              n, fit.solver, fit.backend, fit.factor_dtype, fit.relative_residual, fit.timings["total"])
     return fit
+
+
+def _check_kernel_scale(kern, X64, opts):
+    """The cheap O(n d) pre-check that predicts overflow: the kernel's diagonal.
+
+    For a positive-definite kernel |k(x, z)| <= sqrt(k(x, x) k(z, z)) (Cauchy-Schwarz), so a finite
+    diagonal bounds every entry. A diagonal beyond float64 is refused; one beyond float32 moves the
+    dtype=None policy to a float64 factor (an explicit float32 factor is refused).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        dg = np.asarray(kern.diag(X64), dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(dg) | (np.abs(dg) > np.finfo(np.float64).max / 4))
+    if bad.size:
+        i = int(bad[0])
+        raise NonFiniteResultError(
+            f"the kernel is not finite in float64 on these data: k(x_{i}, x_{i}) = {float(dg[i])!r} for {kern!r} "
+            f"({bad.size} rows affected). Its entries overflow (|k(x, z)| can reach sqrt(k(x, x) k(z, z))). "
+            "Remedy: rescale the data, change the kernel's scale (e.g. a larger polynomial bandwidth or a lower "
+            "degree).")
+    f32_limit = float(np.finfo(np.float32).max) / 4
+    if float(np.max(np.abs(dg))) > f32_limit:
+        if opts.dtype == "float32":
+            raise NonFiniteResultError(
+                f"the kernel reaches {np.max(np.abs(dg)):.3g} on these data, beyond float32: the float32 factor "
+                "would overflow. Remedy: SolveOptions(dtype='float64'), or rescale the data / kernel.")
+        if opts.dtype is None:
+            log.info("kernel entries beyond float32's range: dtype=None policy uses a float64 factor")
+            opts = replace(opts, dtype="float64")
+    return opts
 
 
 def _build(out, Y2, squeeze, kern, X64, K, ridge, opts, backend, *, prov=None, data_sha=None):
@@ -224,6 +265,7 @@ def _with_resolver(fit, system, factor, precond=None):
         Yn, sq = _prepare_targets(Y_new, fit.n_train)
         if fit.solver == "min_norm":
             r = _pinv_refine(factor, system, Yn, opts.tol if tol_new is None else tol_new)
+            check_interpolates(r, factor, opts if tol_new is None else replace(opts, tol=tol_new))
         else:
             r = refine(system.matvec, precond, Yn, tol=opts.tol if tol_new is None else tol_new,
                        max_iter=opts.max_iter, method=opts.refinement)
@@ -298,7 +340,8 @@ def _solve_cholesky(A, Y2, *, kernel, precomputed, n, d, ridge, opts, verbose):
         factor = CholeskyFactor.from_panels(F, verbose=verbose)
         timings["factor"] = factor.seconds
         t0 = time.perf_counter()
-        res = refine(system.matvec, factor.solve, Y2, tol=opts.tol, max_iter=opts.max_iter, method=opts.refinement)
+        res = refine(system.matvec, factor.solve, Y2, tol=opts.tol, max_iter=opts.max_iter, method=opts.refinement,
+                     verbose=verbose)
         timings["refine"] = time.perf_counter() - t0
         factor.spectrum_estimate = res.spectrum_estimate
         return factor, res
@@ -358,6 +401,19 @@ def _pinv_refine(factor: EighFactor, system: _System, Y2, tol, max_steps: int = 
                             n_matvecs=len(history))
 
 
+def check_interpolates(res, factor, opts):
+    """min_norm: warn (or raise, by option) when the minimum-norm solution is not an interpolant."""
+    if res.relative_residual <= opts.tol:
+        return
+    msg = (f"the minimum-norm solution does not interpolate: relative residual {res.relative_residual:.3g} > tol "
+           f"{opts.tol:.1e} with numerical rank {factor.rank} of {factor.shape[0]}. Y is not in the range of K (for "
+           "example repeated inputs with conflicting targets), so this is the minimum-norm least-squares fit.")
+    if opts.require_interpolation:
+        raise SingularSystemError(msg + " (SolveOptions(require_interpolation=True))")
+    log.warning(msg)
+    warnings.warn(msg, InterpolationWarning, stacklevel=4)
+
+
 def _solve_min_norm(A, Y2, *, kernel, precomputed, ridge, opts, verbose):
     n = A.shape[0]
     plan = plan_kernel_solve(n, 0 if precomputed else A.shape[1], Y2.shape[1], solver="min_norm",
@@ -393,6 +449,7 @@ def _solve_min_norm(A, Y2, *, kernel, precomputed, ridge, opts, verbose):
     t0 = time.perf_counter()
     res = _pinv_refine(factor, system, Y2, opts.tol)
     timings["refine"] = time.perf_counter() - t0
+    check_interpolates(res, factor, opts)
     if factor.rank < n:
         log.info("min_norm: numerical rank %d of %d (tol %.3g)", factor.rank, n, factor.rank_tol)
     return {"result": res, "solver": "min_norm", "factor_dtype": "float64", "residual_mode": mode,

@@ -22,7 +22,8 @@ import numpy as np
 from .._jax import default_device, enable_x64
 from ..errors import MemoryBudgetError
 from ..factors import EighFactor, JaxCholeskyFactor
-from ._planner import BASE_OVERHEAD, available_memory
+from ..numerics import available_memory
+from ._planner import BASE_OVERHEAD
 from ._refine import refine
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def solve_jax(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
     import jax.numpy as jnp
     from jax import lax
 
-    from ._interpolate import _pinv_refine, _System
+    from ._interpolate import _pinv_refine, _System, check_interpolates
 
     n = A.shape[0]
     avail = int(opts.memory_budget) if opts.memory_budget is not None else device_memory()
@@ -87,6 +88,7 @@ def solve_jax(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
             t0 = time.perf_counter()
             res = _pinv_refine(factor, system, Y2, opts.tol)
             timings["refine"] = time.perf_counter() - t0
+            check_interpolates(res, factor, opts)
             return {"result": res, "solver": "min_norm", "factor_dtype": "float64",
                     "residual_mode": "precomputed" if precomputed else "recomputed", "rank": factor.rank,
                     "rank_tol": factor.rank_tol, "condition_number": factor.condition_number, "timings": timings,
@@ -120,7 +122,8 @@ def solve_jax(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
 
         system = _System(kernel, None, device_matvec, ridge, "device", opts.tile, verbose)
         t0 = time.perf_counter()
-        res = refine(system.matvec, factor.solve, Y2, tol=opts.tol, max_iter=opts.max_iter, method=opts.refinement)
+        res = refine(system.matvec, factor.solve, Y2, tol=opts.tol, max_iter=opts.max_iter, method=opts.refinement,
+                     verbose=verbose)
         timings["refine"] = time.perf_counter() - t0
         factor.spectrum_estimate = res.spectrum_estimate
     return {"result": res, "solver": "cholesky", "factor_dtype": fdt.name,

@@ -10,7 +10,7 @@ import scipy.linalg as sla
 
 from .._validation import as_float_array, check_same_rows
 from ..numerics import singular_value_cutoff
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, NonFiniteResultError
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
         rank = int((diag > tol).sum())
         if rank == m:
             z = sla.solve_triangular(R, Y2[piv], trans="T", lower=False)
-            W, method = Q @ z, "lq"
+            with np.errstate(over="ignore", invalid="ignore"):
+                W, method = Q @ z, "lq"
         else:
             W, method, rank, tol = _svd_path(X, Y2, rcond)
     else:
@@ -111,6 +112,11 @@ def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
             method = "qr"
         else:
             W, method, rank, tol = _svd_path(X, Y2, rcond)
+    if not np.all(np.isfinite(W)):
+        raise NonFiniteResultError(
+            f"the minimum-norm solution is not representable in float64 (entries overflow or are NaN): the "
+            f"rank-{rank} part of X is too small for targets of size {float(np.abs(Y2).max()):.3g} (cut-off {tol:.3g}). "
+            "Remedy: rescale X (the solution scales as 1/c when X -> cX), or raise rcond to drop those directions.")
     res = X @ W - Y2
     ny = np.linalg.norm(Y2)
     rel = float(np.linalg.norm(res) / ny) if ny > 0 else float(np.linalg.norm(res))

@@ -16,14 +16,13 @@ Dtype policy (the "mixed" path is the default above ``AUTO_FLOAT64_MAX_N``):
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InvalidInputError, MemoryBudgetError
 from ..factors import EIGH_MAX_N, LowerPanels
-from ..numerics import CALL_LIMITS, DEFAULT_TILE
+from ..numerics import CALL_LIMITS, DEFAULT_TILE, available_memory
 
 log = logging.getLogger(__name__)
 
@@ -36,37 +35,6 @@ AUTO_FLOAT64_MAX_N = 4096
 DEFAULT_MEMORY_FRACTION = 0.85
 #: Fixed allowance for the interpreter, libraries and small temporaries.
 BASE_OVERHEAD = 600 * 2**20
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (Linux MemAvailable, capped by a cgroup limit)."""
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):  # pragma: no cover
-            avail = 8 * 2**30
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            with open(path) as f:
-                txt = f.read().strip()
-            if txt.isdigit():
-                limit = int(txt)
-                with open(path.replace("memory.max", "memory.current").replace(
-                        "limit_in_bytes", "usage_in_bytes")) as f:
-                    used = int(f.read().strip())
-                avail = min(avail, max(0, limit - used))
-        except (OSError, ValueError):
-            continue
-    return int(avail)
 
 
 def _gb(b: float) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..errors import ConvergenceError, InvalidInputError, NonFiniteResultError
 
@@ -76,6 +77,7 @@ def refine(
     method: str = "cg",
     alpha0: np.ndarray | None = None,
     on_step: Callable[[dict], None] | None = None,
+    verbose: bool = False,
 ) -> RefinementResult:
     """Iterate to ||Y - A alpha||_F <= tol ||Y||_F with A applied by ``matvec`` in float64.
 
@@ -91,6 +93,12 @@ def refine(
     max_iter : int
         Maximum number of kernel passes after the first.
     method : {"cg", "richardson"}
+    alpha0 : ndarray of shape (n, k), optional
+        Starting point (default: the preconditioner applied to Y).
+    on_step : callable, optional
+        Called with each history entry.
+    verbose : bool
+        A progress bar over the float64 passes (the longest phase at 60k).
 
     Raises
     ------
@@ -104,10 +112,14 @@ def refine(
     history: list = []
     n_mv = 0
 
+    bar = tqdm(total=max_iter + 1, desc="float64 passes", unit="pass", disable=not verbose)
+
     def record(kind, rel):
         h = {"step": len(history), "kind": kind, "relative_residual": rel,
              "seconds": time.perf_counter() - t0}
         history.append(h)
+        bar.update(1)
+        bar.set_postfix(residual=f"{rel:.2e}")
         log.info("refinement step %d (%s): relative residual %.3e", h["step"], kind, rel)
         if on_step is not None:
             on_step(h)
@@ -126,6 +138,7 @@ def refine(
 
     while not (rel <= tol):
         if n_mv > max_iter:
+            bar.close()
             raise ConvergenceError(_fail_msg(history, tol, "reached max_iter"))
         if method == "richardson":
             alpha = alpha + precond(R)
@@ -143,7 +156,9 @@ def refine(
         else:
             stalls += 1
             if stalls >= 3:
+                bar.close()
                 raise ConvergenceError(_fail_msg(history, tol, "the residual stopped decreasing"))
+    bar.close()
     spec = (min(r[0] for r in ritz), max(r[1] for r in ritz)) if ritz else None
     return RefinementResult(alpha=alpha, residual=R, relative_residual=rel, history=history, n_matvecs=n_mv,
                             spectrum_estimate=spec)

@@ -62,54 +62,52 @@ def load_data(args):
 
 
 def plot_sweep(res, title, path):
+    """Seed mean with the min-max band over seeds of test error, test squared loss, coefficient norm;
+    the fourth panel shows cond(Phi) per seed and the rank at N = n."""
     r = res.widths / res.n_train
     kl = res.kernel_limit
     fig, ax = plt.subplots(2, 2, figsize=(11, 8))
     ns = len(res.seeds)
+    lab = f"{ns} seed{'s' * (ns > 1)}: mean, min-max band"
 
-    def band(a, name, scale=1.0):
-        if ns > 1:  # spread over seeds: mean +- sd
-            m, sd = scale * res.mean(name), scale * res.std(name)
-            a.fill_between(r, np.maximum(m - sd, 0), m + sd, alpha=0.25)
+    def curve(a, name, scale=1.0, **kw):
+        v = scale * getattr(res, name)
+        a.plot(r, v.mean(axis=0), "o-", ms=3, **kw)
+        if ns > 1:
+            a.fill_between(r, v.min(axis=0), v.max(axis=0), alpha=0.25, color=a.lines[-1].get_color())
 
     a = ax[0, 0]
-    a.plot(r, 100 * res.mean("test_error"), "o-", ms=3, label=f"RFF min-norm, test ({ns} seed{'s' * (ns > 1)})")
-    band(a, "test_error", 100.0)
-    a.plot(r, 100 * res.mean("train_error"), "s-", ms=2, alpha=0.6, label="train")
+    curve(a, "test_error", 100.0, label=f"RFF min-norm, test ({lab})")
+    curve(a, "train_error", 100.0, label="train")
     if kl:
         a.axhline(100 * kl["test_error"], color="k", ls="--", label=f"kernel limit {100 * kl['test_error']:.2f}%")
     a.set(xscale="log", xlabel="N / n", ylabel="zero-one error (%)", title="classification error")
     a.axvline(1.0, color="grey", lw=0.5)
     a.legend(fontsize=8)
     a = ax[0, 1]
-    a.plot(r, res.mean("test_sq"), "o-", ms=3, label="test")
-    band(a, "test_sq")
-    a.plot(r, np.maximum(res.mean("train_sq"), 1e-30), "s-", ms=2, alpha=0.6, label="train")
+    curve(a, "test_sq", label="test")
     if kl:
         a.axhline(kl["test_sq"], color="k", ls="--", label="kernel limit (test)")
-    a.set(xscale="log", yscale="log", xlabel="N / n", ylabel="squared loss", title="squared loss")
+    a.set(xscale="log", yscale="log", xlabel="N / n", ylabel="squared loss", title="test squared loss")
     a.axvline(1.0, color="grey", lw=0.5)
     a.legend(fontsize=8)
     a = ax[1, 0]
-    a.plot(r, res.mean("coef_norm"), "o-", ms=3, label="||a|| (RFF)")
-    band(a, "coef_norm")
+    curve(a, "coef_norm", label="||a|| (RFF)")
     if kl:
         a.axhline(kl["rkhs_norm"], color="k", ls="--", label=f"kernel RKHS norm {kl['rkhs_norm']:.1f}")
-    a.set(xscale="log", yscale="log", xlabel="N / n", ylabel="coefficient norm", title="norm of the solution")
+    a.set(xscale="log", yscale="log", xlabel="N / n", ylabel="coefficient norm", title="norm of Phi^+ Y")
     a.axvline(1.0, color="grey", lw=0.5)
     a.legend(fontsize=8)
     a = ax[1, 1]
-    cond = res.cond[0]
-    mm = res.method[0] == "min_norm"
-    a.plot(r, cond, "o-", ms=3, label="cond(Gram) (LAPACK estimate)")
-    if mm.any():
-        a.plot(r[mm], np.where(np.isfinite(cond[mm]), cond[mm], np.nanmax(cond)), "rx", ms=8,
-               label="rank-aware solve")
-        for ri, rk in zip(r[mm], res.rank[0][mm]):
-            a.annotate(f"rank {rk}", (ri, np.nanmax(cond)), fontsize=7, color="r")
-    a.set(xscale="log", yscale="log", xlabel="N / n", ylabel="condition number", title="Gram conditioning")
+    i_n = int(np.argmin(np.abs(res.widths - res.n_train)))
+    for j, sd in enumerate(res.seeds):
+        a.plot(r, res.cond[j], "o-", ms=2, lw=0.8, label=f"seed {sd}: rank {res.rank[j, i_n]} / "
+                                                          f"{min(res.n_train, res.widths[i_n])} at N = n")
+    qr = np.isin(res.method[0], ["qr", "lq"])
+    a.plot(r[qr], res.cond[0][qr], "k+", ms=7, label="QR / LQ of Phi (seed 0); others: Cholesky-CGLS")
+    a.set(xscale="log", yscale="log", xlabel="N / n", ylabel="cond(Phi)", title="conditioning and rank of Phi")
     a.axvline(1.0, color="grey", lw=0.5)
-    a.legend(fontsize=8)
+    a.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -233,12 +231,14 @@ def theory_summary(panels):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="seconds-long run on synthetic data")
-    ap.add_argument("--n-train", type=int, default=10_000)
+    ap.add_argument("--n-train", type=int, default=5_000)
     ap.add_argument("--n-test", type=int, default=10_000)
     ap.add_argument("--bandwidth", type=float, default=5.0)
     ap.add_argument("--max-ratio", type=float, default=4.0, help="largest width / n")
     ap.add_argument("--feature-seed", type=int, default=0, help="first feature seed")
-    ap.add_argument("--n-feature-seeds", type=int, default=1, help="feature draws in (a) (spread shown)")
+    ap.add_argument("--n-feature-seeds", type=int, default=3, help="feature draws in (a) (spread shown)")
+    ap.add_argument("--figure-copy", default="benchmarks/figures/double_descent.png",
+                    help="also save the MNIST figure here (README figure; '' to skip)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per synthetic simulation point")
     ap.add_argument("--skip-theory", action="store_true")
     ap.add_argument("--skip-mnist", action="store_true")
@@ -262,37 +262,70 @@ def main(argv=None) -> int:
         res = double_descent_sweep(X, y, Xt, yt, widths, kind="fourier", bandwidth=bw,
                                    seeds=list(range(args.feature_seed, args.feature_seed + args.n_feature_seeds)),
                                    verbose=args.verbose)
-        plot_sweep(res, f"Random Fourier features, s = {bw:g}, {name}, seeds {res.seeds}",
-                   out_dir / ("mnist_double_descent.png" if not args.smoke else "smoke_double_descent.png"))
+        fig_path = out_dir / ("mnist_double_descent.png" if not args.smoke else "smoke_double_descent.png")
+        plot_sweep(res, f"Random Fourier features, s = {bw:g}, {name}, exact Phi^+ Y, seeds {res.seeds}", fig_path)
         te = res.mean("test_error")
         ip = int(np.nanargmax(te))
+        i_n = int(np.argmin(np.abs(res.widths - n)))
         i4 = int(np.argmin(np.abs(res.widths - args.max_ratio * n)))
         kl = res.kernel_limit
-        print(f"{name}: RFF s = {bw:g}, {len(widths)} widths from {widths[0]} to {widths[-1]}")
-        print(f"{'N':>7} {'N/n':>6} {'test err':>9} {'test sq':>10} {'train sq':>10} {'||a||':>10} "
-              f"{'cond':>9} {'rank':>6} method")
+        print(f"{name}: RFF s = {bw:g}, {len(widths)} widths from {widths[0]} to {widths[-1]}, "
+              f"feature seeds {res.seeds}; Phi^+ Y from Phi at every width")
+        print(f"{'N':>7} {'N/n':>6} {'test err (min-max)':>22} {'test sq':>10} {'||a||':>10} {'cond(Phi)':>9} "
+              f"{'rank':>6} {'opt res':>8} {'fit res':>8} method")
         for i, N in enumerate(res.widths):
-            print(f"{N:7d} {N / n:6.2f} {100 * te[i]:8.2f}% {res.mean('test_sq')[i]:10.4g} "
-                  f"{res.mean('train_sq')[i]:10.3g} {res.mean('coef_norm')[i]:10.4g} {res.cond[0, i]:9.2e} "
-                  f"{res.rank[0, i]:6d} {res.method[0, i]}")
+            e = 100 * res.test_error[:, i]
+            print(f"{N:7d} {N / n:6.2f} {e.mean():7.2f}% ({e.min():5.2f}-{e.max():5.2f}) {res.mean('test_sq')[i]:10.4g} "
+                  f"{res.mean('coef_norm')[i]:10.4g} {res.cond[0, i]:9.2e} {res.rank[0, i]:6d} "
+                  f"{res.opt_residual[:, i].max():8.1e} {res.fit_residual[:, i].max():8.1e} {res.method[0, i]}")
+        per_seed = []
+        for j, sd in enumerate(res.seeds):
+            jp = int(np.nanargmax(res.test_error[j]))
+            per_seed.append({
+                "seed": sd, "peak_width": int(res.widths[jp]),
+                "test_error_at_n": float(res.test_error[j, i_n]), "test_sq_at_n": float(res.test_sq[j, i_n]),
+                "coef_norm_at_n": float(res.coef_norm[j, i_n]), "rank_at_n": int(res.rank[j, i_n]),
+                "cond_at_n": float(res.cond[j, i_n]), "method_at_n": str(res.method[j, i_n]),
+                "opt_residual_at_n": float(res.opt_residual[j, i_n]), "fit_residual_at_n": float(res.fit_residual[j, i_n]),
+            })
+            print(f"seed {sd}: N = n: test error {100 * res.test_error[j, i_n]:.2f}%, test sq {res.test_sq[j, i_n]:.4g}, "
+                  f"||a|| {res.coef_norm[j, i_n]:.5g}, rank {res.rank[j, i_n]}, cond {res.cond[j, i_n]:.3g} "
+                  f"({res.method[j, i_n]}); largest test error at N = {res.widths[jp]}")
+
+        def spread(key):
+            v = res.__dict__[key][:, i_n]
+            return {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()),
+                    "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0}
+
+        for key in ("test_error", "test_sq", "coef_norm"):
+            sp = spread(key)
+            print(f"spread over seeds at N = n, {key}: {sp['min']:.4g} - {sp['max']:.4g} (mean {sp['mean']:.4g}, "
+                  f"sd {sp['sd']:.3g})")
         print(f"kernel limit (N -> inf): test error {100 * kl['test_error']:.2f}%, RKHS norm {kl['rkhs_norm']:.2f}, "
               f"solver {kl['solver']}")
         print("timings:", {k: round(v, 1) for k, v in res.timings.items()})
+        meth, counts = np.unique(res.method, return_counts=True)
         metrics.update(
             dataset=name, n_train=n, n_test=int(Xt.shape[0]), bandwidth=bw, n_widths=int(len(widths)),
-            peak_width=int(res.widths[ip]), peak_ratio=float(res.widths[ip] / n),
-            feature_seeds=res.seeds,
+            feature_seeds=res.seeds, peak_width=int(res.widths[ip]), peak_ratio=float(res.widths[ip] / n),
             test_error_at_peak=float(te[ip]), test_sq_at_peak=float(res.mean("test_sq")[ip]),
             coef_norm_at_peak=float(res.mean("coef_norm")[ip]), rank_at_peak=int(res.rank[0, ip]),
-            method_at_peak=str(res.method[0, ip]), cond_at_peak=float(res.cond[0, ip]),
+            at_n_per_seed=per_seed, at_n_spread={k: spread(k) for k in ("test_error", "test_sq", "coef_norm")},
+            rank_at_n=[int(v) for v in res.rank[:, i_n]],
             width_4n=int(res.widths[i4]), test_error_at_4n=float(te[i4]),
             coef_norm_at_4n=float(res.mean("coef_norm")[i4]),
             test_error_kernel_limit=float(kl["test_error"]), kernel_rkhs_norm=float(kl["rkhs_norm"]),
             coef_norm_peak_width=int(res.peak_width("coef_norm")),
-            rank_aware_widths=[int(w) for w, m in zip(res.widths, res.method[0]) if m == "min_norm"],
-            max_gram_residual=float(np.nanmax(res.residual)),
+            methods={str(m): int(c) for m, c in zip(meth, counts)},
+            max_opt_residual=float(np.max(res.opt_residual)),
+            max_fit_residual_interpolating=float(np.max(res.fit_residual[:, res.widths >= n])),
             sweep_seconds=float(res.seconds), sweep_timings={k: float(v) for k, v in res.timings.items()},
         )
+        if not args.smoke and args.figure_copy:
+            Path(args.figure_copy).parent.mkdir(parents=True, exist_ok=True)
+            import shutil
+
+            shutil.copyfile(fig_path, args.figure_copy)
 
     if not args.skip_theory:
         t1 = time.perf_counter()

@@ -17,6 +17,7 @@ from kernelgen.errors import InvalidInputError, MemoryBudgetError, ShapeMismatch
 from kernelgen.kernels import kernel_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
+EPS = np.finfo(np.float64).eps
 
 
 def _data(n, d, seed, k=None):
@@ -118,35 +119,98 @@ def _pinv_metrics(fm, X, Y, Xt, Yt, N):
 def test_sweep_matches_pinv_at_every_width():
     X, Y = _data(60, 5, 5, k=2)
     Xt, Yt = _data(50, 5, 6, k=2)
-    widths = [10, 30, 59, 61, 90, 240]
-    res = R.double_descent_sweep(X, Y, Xt, Yt, widths, bandwidth=2.0, seeds=[3], kernel_limit=False)
+    widths = [10, 30, 59, 60, 61, 90, 240]
+    res = R.double_descent_sweep(X, Y, Xt, Yt, widths, bandwidth=2.0, seeds=[3], kernel_limit=False,
+                                 options=R.SweepOptions(keep_coef=True))
     fm = R.draw_random_features(5, 240, bandwidth=2.0, seed=3)
     for i, N in enumerate(widths):
         te, norm, tr = _pinv_metrics(fm, X, Y, Xt, Yt, N)
-        # Gram (normal-equation) solves square the condition number: error ~ cond(G) eps with
-        # cond(G) <= 1e9 at these widths (reported), so 1e-5 relative is safe; N = 59, 61 sit
-        # next to the threshold and are compared at 1e-4.
-        rtol = 1e-4 if abs(N - 60) <= 1 else 1e-5
-        assert res.test_sq[0, i] == pytest.approx(te, rel=rtol)
-        assert res.coef_norm[0, i] == pytest.approx(norm, rel=rtol)
-        assert res.train_sq[0, i] == pytest.approx(tr, rel=rtol, abs=1e-12)
+        ref = np.linalg.lstsq(fm.transform(X, n_features=N), Y, rcond=None)[0]
+        # every width is solved on Phi (QR / LQ, or CGLS on Phi): forward error ~ kappa(Phi) eps with
+        # kappa(Phi) <= 5e4 here (N = n), i.e. <= 1e-11; 1e-8 leaves a wide margin.
+        assert np.linalg.norm(res.coef[0][i] - ref) <= 1e-8 * np.linalg.norm(ref), N
+        assert res.test_sq[0, i] == pytest.approx(te, rel=1e-8)
+        assert res.coef_norm[0, i] == pytest.approx(norm, rel=1e-8)
+        assert res.train_sq[0, i] == pytest.approx(tr, rel=1e-8, abs=1e-20)
         assert res.rank[0, i] == min(60, N)
     assert np.isnan(res.test_error).all()  # regression targets: no zero-one error
 
 
-def test_rank_aware_path_agrees_with_cholesky_path():
+def _ill_conditioned_problem():
+    """n = 60 points, RFF s = 8: kappa(Phi) = 3.5e6, 1.1e7, 5.5e6 at N = 59, 60, 61 (measured)."""
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((60, 5)), rng.standard_normal((60, 2))
+    Xt, Yt = rng.standard_normal((30, 5)), rng.standard_normal((30, 2))
+    return X, Y, Xt, Yt
+
+
+def test_sweep_at_threshold_equals_independent_pinv_on_ill_conditioned_phi():
+    X, Y, Xt, Yt = _ill_conditioned_problem()
+    widths = [30, 59, 60, 61, 120]
+    res = R.double_descent_sweep(X, Y, Xt, Yt, widths, bandwidth=8.0, seeds=[1], kernel_limit=False,
+                                 options=R.SweepOptions(keep_coef=True))
+    fm = R.draw_random_features(5, 120, bandwidth=8.0, seed=1)
+    for i, N in enumerate(widths):
+        Phi = fm.transform(X, n_features=N)
+        U, s, Vt = np.linalg.svd(Phi, full_matrices=False)  # independent oracle: Phi^+ Y from the SVD of Phi
+        ref = Vt.T @ ((U.T @ Y) / s[:, None])
+        kappa = s[0] / s[-1]
+        # rank decided on Phi: full, although kappa^2 max(n, N) eps > 1 at N = n (a Gram cut-off drops it)
+        assert res.rank[0, i] == min(60, N)
+        # forward error of a backward-stable solve ~ kappa eps (consistent) and kappa^2 eps ||r||/(||Phi|| ||a||)
+        # for least squares; measured 2e-11 at kappa = 1.1e7. kappa eps <= 2.5e-9 here, so 1e-8 is a real test.
+        assert kappa * EPS < 2.5e-9
+        assert np.linalg.norm(res.coef[0][i] - ref) <= 1e-8 * np.linalg.norm(ref), (N, kappa)
+        # certificates computed with Phi: backward-stable levels
+        assert res.opt_residual[0, i] <= 1e-10
+        if N >= 60:
+            assert res.fit_residual[0, i] <= 1e-9
+    i_n = widths.index(60)
+    assert res.method[0, i_n] == "qr"  # the Gram factor is refused at N = n and Phi itself is factored
+    s = np.linalg.svd(fm.transform(X, n_features=60), compute_uv=False)
+    # the old sweep's cut-off (n eps lambda_max on Phi Phi^T) would have dropped a singular value here
+    assert np.sum(s**2 > 60 * EPS * s[0] ** 2) < 60
+
+
+def test_forcing_qr_everywhere_agrees_with_default_paths():
     X, y = _data(50, 4, 7), np.arange(50) % 3
     Xt, yt = _data(40, 4, 8), np.arange(40) % 3
     widths = [20, 45, 50, 55, 150]
-    base = R.double_descent_sweep(X, y, Xt, yt, widths, bandwidth=1.5, seeds=[0], kernel_limit=False)
+    opts = R.SweepOptions(keep_coef=True)
+    base = R.double_descent_sweep(X, y, Xt, yt, widths, bandwidth=1.5, seeds=[0], kernel_limit=False, options=opts)
     forced = R.double_descent_sweep(X, y, Xt, yt, widths, bandwidth=1.5, seeds=[0], kernel_limit=False,
-                                    options=replace(R.SweepOptions(), chol_rcond_factor=np.inf))
-    assert set(forced.method[0]) == {"min_norm"}
-    assert "cholesky" in set(base.method[0])
-    # both compute Phi^+ Y; away from N = n (cond(G) < 1e8 reported) they agree to 1e-6.
-    far = np.abs(np.array(widths) - 50) > 5
-    np.testing.assert_allclose(base.coef_norm[0, far], forced.coef_norm[0, far], rtol=1e-6)
-    np.testing.assert_allclose(base.test_sq[0, far], forced.test_sq[0, far], rtol=1e-6)
+                                    options=replace(opts, chol_rcond_factor=np.inf))
+    assert set(forced.method[0]) == {"qr", "lq"}
+    assert "cholesky_cgls" in set(base.method[0])
+    # both compute Phi^+ Y from Phi (cond(Phi) < 1e4 here): agreement to ~kappa eps; 1e-9 is generous.
+    for a, b in zip(base.coef[0], forced.coef[0]):
+        assert np.linalg.norm(a - b) <= 1e-9 * np.linalg.norm(b)
+    np.testing.assert_array_equal(base.rank, forced.rank)
+
+
+def test_certificates_are_recomputable_from_phi():
+    X, Y, Xt, Yt = _ill_conditioned_problem()
+    widths = [40, 60, 90]
+    res = R.double_descent_sweep(X, Y, Xt, Yt, widths, bandwidth=8.0, seeds=[1], kernel_limit=False,
+                                 options=R.SweepOptions(keep_coef=True))
+    fm = R.draw_random_features(5, 90, bandwidth=8.0, seed=1)
+    for i, N in enumerate(widths):
+        Phi = fm.transform(X, n_features=N)
+        r = Y - Phi @ res.coef[0][i]
+        opt = np.linalg.norm(Phi.T @ r) / (np.linalg.norm(Phi, 2) * np.linalg.norm(Y))
+        fit = np.linalg.norm(r) / np.linalg.norm(Y)
+        # at the rounding level these depend on the order of operations (the sweep works with Psi = sqrt(N) Phi
+        # and a power-iteration ||Phi||): same order of magnitude (factor 3), and both at backward-stable levels.
+        assert opt / 3 <= res.opt_residual[0, i] <= 3 * opt + 1e-16
+        assert fit / 3 <= res.fit_residual[0, i] <= 3 * fit + 1e-16
+        assert max(opt, res.opt_residual[0, i]) <= 1e-10
+        if N == 60:
+            # the certificate tells the truncated answer (cut-off sqrt(n eps) sigma_max, what the old sweep's Gram
+            # cut-off amounted to) from the exact one: its interpolation residual is not at rounding level
+            a_trunc = np.linalg.pinv(Phi, rcond=np.sqrt(60 * EPS)) @ Y
+            s = np.linalg.svd(Phi, compute_uv=False)
+            assert s[-1] < np.sqrt(60 * EPS) * s[0]  # kappa = 1.1e7: the cut-off drops one singular value
+            assert np.linalg.norm(Y - Phi @ a_trunc) / np.linalg.norm(Y) > 1e3 * fit
 
 
 def test_synthetic_sweep_peaks_at_interpolation_threshold():
@@ -233,8 +297,11 @@ def test_double_descent_script_smoke(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("n_train", "peak_width", "test_error_at_peak", "test_error_at_4n", "test_error_kernel_limit",
-                "seconds"):
+                "seconds", "at_n_per_seed", "at_n_spread", "rank_at_n", "max_opt_residual"):
         assert key in metrics
+    assert len(metrics["at_n_per_seed"]) == 3  # default: three feature seeds
+    assert metrics["rank_at_n"] == [metrics["n_train"]] * 3
+    assert metrics["max_opt_residual"] <= 1e-10  # every width certified with Phi
     assert 0.9 <= metrics["peak_width"] / metrics["n_train"] <= 1.1
     assert json.loads((tmp_path / "m.json").read_text()) == metrics
     assert len(list(tmp_path.glob("*.png"))) >= 2

@@ -22,24 +22,29 @@ Minimum-norm fits
 :func:`min_norm_fit` is ``a = Phi^+ Y`` through :func:`kernelgen.min_norm_solve`: least
 squares below ``N = n``, minimum-norm interpolation above, rank-revealing throughout.
 
-:func:`double_descent_sweep` reuses work across widths (factor once, solve many):
+:func:`double_descent_sweep` returns ``Phi_N^+ Y`` at every width, computed from ``Phi_N`` (a rank
+cut-off on a Gram matrix would act on ``kappa(Phi)^2`` and discard singular values of ``Phi`` below
+``sqrt(cutoff) sigma_max``: at ``N = n`` on the first 3,000 MNIST images that changed the test error
+from 89.2% to 83.6% and the coefficient norm from 13,580 to 1,056). It reuses work across widths:
 
 * ``N <= n``: the leading ``N x N`` block of ``A = Psi^T Psi`` (``Psi`` the unnormalised
   features of the widest draw) is the Gram matrix of width ``N``, and the leading block of
-  the Cholesky factor of ``A`` is its Cholesky factor: one ``potrf`` serves every width below
-  ``n``; each width costs two triangular solves.
-* ``N > n``: ``S_N = Psi_N Psi_N^T`` is accumulated column block by column block (``syrk``),
-  ``G_N = S_N / N = Phi_N Phi_N^T`` is factored once per width, ``alpha = G_N^{-1} Y``,
-  ``a = Phi_N^T alpha``.
-* Rank-aware path. A width is solved by Cholesky only when the factorisation succeeds and
-  LAPACK's condition estimate certifies full numerical rank with a margin
-  (``rcond_est > SweepOptions.chol_rcond_factor * N * eps``); otherwise (near ``N = n``) the
-  Gram system goes to ``kernel_interpolate(G, ., kernel="precomputed", solver="min_norm")``, the
-  rank-revealing eigendecomposition, and the numerical rank is reported. Both paths compute
-  ``Phi^+ Y``; each width records which ran, its rank, condition number and residual.
+  the Cholesky factor ``A = R^T R`` is its factor: one ``potrf`` serves every width below ``n``.
+  ``R`` is used only as a right preconditioner: CGLS on ``Phi_N R^-1`` from the seminormal
+  solution (Bjorck 1996, sec. 7.4) converges to ``Phi_N^+ Y`` with the accuracy of a
+  backward-stable solve on ``Phi_N``.
+* ``N > n``: ``S_N = Psi_N Psi_N^T = L L^T`` is accumulated column block by column block (``syrk``)
+  and factored once per width; CGLS on ``L^-1 Phi_N`` from ``Phi_N^T S_N^-1 Y`` stays in the row
+  space of ``Phi_N`` and converges to the minimum-norm interpolant.
+* The Gram factor is used only where LAPACK's condition estimate says it is a good
+  preconditioner (``SweepOptions.chol_rcond_factor``); near ``N = n`` (and wherever CGLS does not
+  converge) a Householder QR / LQ of ``Phi_N`` solves and decides the rank on the singular values
+  of ``Phi_N`` (:class:`kernelgen.factors._rectangular.QRFactor`).
+* Every width is certified with ``Phi_N`` itself, independently of the factor used:
+  ``||Phi^T (Y - Phi a)|| / (||Phi|| ||Y||)`` and ``||Y - Phi a|| / ||Y||``.
 
-Dtype policy: everything is float64 (inputs are converted); the Gram matrices at ``N ~ n``
-have condition numbers far beyond float32's reach.
+Dtype policy: everything is float64 (inputs are converted); ``Phi`` at ``N ~ n`` has condition
+numbers of 1e5 - 1e7 (MNIST), its Gram matrices their squares, far beyond float32's reach.
 
 References
 ----------
@@ -336,30 +341,54 @@ class SweepOptions:
         matrices of the largest Gram order: Gram, factor, two transient copies) exceed this;
         the error gives the number and a remedy. MNIST n = 10^4, N <= 4n: ~9.6 GB.
     chol_rcond_factor : float
-        Cholesky is accepted for width ``N`` only if LAPACK's reciprocal condition
-        estimate exceeds ``chol_rcond_factor * m * eps`` (``m`` the Gram order): then the
-        rank-revealing solver would keep every eigenvalue and both paths give ``Phi^+ Y``.
-    rcond : float or None
-        Cutoff handed to the rank-revealing solver (None: its default).
+        The Gram Cholesky factor is used (as a preconditioner of CGLS on ``Phi``) for width
+        ``N`` only if LAPACK's reciprocal condition estimate of the Gram matrix exceeds
+        ``chol_rcond_factor * m * eps`` (``m`` its order), i.e. ``kappa(Phi)^2 m eps`` below
+        ``1 / chol_rcond_factor``: then ``Phi R^-1`` has singular values within a few per cent of 1,
+        CGLS converges in a handful of steps, and ``kappa(Phi) <= (m eps chol_rcond_factor)^-1/2``
+        (2e5 at m = 10^4) is more than a million times below the rank threshold
+        ``1 / (max(n, N) eps)``: full rank is not in doubt. Otherwise a QR / LQ factor of ``Phi``
+        decides the rank and solves (:func:`kernelgen.factors._rectangular.qr_factor`).
+    rtol : float or None
+        Relative rank threshold on the singular values of ``Phi`` for the QR / LQ path (None:
+        ``max(n, N) eps``).
+    qr_pivoting : bool
+        Column pivoting in the QR / LQ path (``dgeqp3``) or plain Householder (``dgeqrf``, ~2.5x
+        faster here); the rank decision is the same either way (singular values of ``R``).
+    cgls_tol : float or None
+        Tolerance on the backward-error criterion ``||Phi^T r|| / (||Phi|| (||r|| + ||Phi|| ||a||))``
+        (computed with ``Phi``, columnwise max) that the preconditioned CGLS must reach; None:
+        ``max(n, N) eps``, the level of a backward-stable solve.
+    cgls_maxiter : int
+        Iteration cap; a width whose CGLS does not meet ``cgls_tol`` goes to the QR / LQ path.
     max_dense_n : int
-        Largest Gram order factored by one LAPACK call; FACTS.md measured float64
-        ``potrf`` running at 21,500 and crashing at 23,000 with the bundled OpenBLAS.
+        Largest dimension of one LAPACK call (Gram factor or QR / LQ of ``Phi``); FACTS.md measured
+        float64 ``potrf`` running at 21,500 and crashing at 23,000 with the bundled OpenBLAS.
     single_thread_below : int
         Gram orders below this run BLAS/LAPACK on one thread (threaded OpenBLAS is slower
         than serial on small matrices, catastrophically so on a loaded machine).
+    keep_coef : bool
+        Keep every coefficient matrix ``a_N`` in ``SweepResult.coef`` (for tests and small runs).
     """
 
     block_bytes: int = 256 * 2**20
     max_bytes: int = 14 * 2**30
     chol_rcond_factor: float = 10.0
-    rcond: float | None = None
+    rtol: float | None = None
+    qr_pivoting: bool = False
+    cgls_tol: float | None = None
+    cgls_maxiter: int = 20
     max_dense_n: int = 16384
     single_thread_below: int = 2048
+    keep_coef: bool = False
 
 
 @dataclass
 class SweepResult:
     """Metrics of a width sweep; arrays have shape (n_seeds, n_widths).
+
+    Every width holds ``Phi_N^+ Y`` computed from ``Phi_N`` (never from a rank cut-off on a Gram
+    matrix), with its optimality certified by residuals computed with ``Phi_N`` itself.
 
     Attributes
     ----------
@@ -373,19 +402,28 @@ class SweepResult:
     coef_norm : ndarray
         ``||a||_F`` of the coefficients on the normalised features ``sqrt(2/N) cos(.)``.
     cond : ndarray
-        Condition number of the Gram matrix (``Phi^T Phi`` for ``N <= n``, ``Phi Phi^T``
-        above): LAPACK's 1-norm estimate ``1/rcond`` from the Cholesky factor (``dpocon``);
-        NaN where the factorisation itself failed (the Gram is then numerically singular).
+        Condition number of ``Phi_N`` (2-norm): ``sqrt`` of LAPACK's 1-norm estimate of the Gram
+        condition (``dpocon``) on the Cholesky-CGLS path; ``sigma_max / sigma_min`` of the QR
+        factor ``R`` (power and inverse-power iteration, an estimate from below) on the QR path.
     rank : ndarray of int
-        Numerical rank (the Gram order on the Cholesky path).
+        Numerical rank of ``Phi_N`` at ``max(n, N) eps sigma_max`` (see ``SweepOptions``).
     method : ndarray of str
-        ``"cholesky"`` or ``"min_norm"`` (rank-aware eigendecomposition).
-    residual : ndarray
-        Relative residual of the Gram system actually solved.
+        ``"cholesky_cgls"`` (CGLS on ``Phi`` preconditioned by the Gram Cholesky factor),
+        ``"qr"`` (``N <= n``) or ``"lq"`` (``N > n``).
+    cgls_iters : ndarray of int
+        CGLS iterations (0 on the QR / LQ path).
+    opt_residual : ndarray
+        ``||Phi^T (Y - Phi a)||_F / (||Phi||_2 ||Y||_F)``, the least-squares optimality residual
+        (``||Phi||_2`` from 30 power iterations on the Gram matrix, a lower bound, so this is an
+        upper estimate).
+    fit_residual : ndarray
+        ``||Y - Phi a||_F / ||Y||_F`` (the interpolation residual for ``N >= n``).
     kernel_limit : dict or None
         ``N -> infinity`` reference from :func:`kernelgen.kernel_interpolate` (keys
         ``test_error``, ``test_sq``, ``train_error``, ``train_sq``, ``rkhs_norm``, ``solver``).
     seconds : float
+    coef : list or None
+        With ``SweepOptions.keep_coef``: ``coef[seed][width]`` is ``a_N = Phi_N^+ Y``, shape (N, k).
     """
 
     widths: np.ndarray
@@ -399,10 +437,13 @@ class SweepResult:
     cond: np.ndarray
     rank: np.ndarray
     method: np.ndarray
-    residual: np.ndarray
+    cgls_iters: np.ndarray
+    opt_residual: np.ndarray
+    fit_residual: np.ndarray
     kernel_limit: dict | None = None
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
+    coef: list | None = None
 
     def mean(self, name: str) -> np.ndarray:
         """Mean over seeds of a metric: shape (n_widths,)."""
@@ -420,6 +461,8 @@ class SweepResult:
     def to_dict(self) -> dict:
         """JSON-ready dict (lists instead of arrays)."""
         d = asdict(self)
+        if d.get("coef") is not None:
+            d["coef"] = [[np.asarray(c).tolist() for c in row] for row in d["coef"]]
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
 
 
@@ -459,24 +502,117 @@ def _sym_lower_norm1(Lw: np.ndarray, m: int) -> float:
     return float(np.max(B.sum(axis=0) + B.sum(axis=1) - np.diag(B)))
 
 
-def _symmetrise_lower(Lw: np.ndarray, m: int) -> np.ndarray:
-    """Full symmetric ``m x m`` copy from a lower triangle (zeros above the diagonal)."""
-    T = np.array(Lw[:m, :m], order="F")
-    T += Lw[:m, :m].T
-    T[np.diag_indices(m)] *= 0.5
-    return T
+def _sym_lower_lmax(Lw: np.ndarray, m: int, iters: int = 30) -> float:
+    """Largest eigenvalue of the PSD matrix with lower triangle ``Lw[:m, :m]`` (power iteration).
 
-
-def _rank_aware(Gfull: np.ndarray, B: np.ndarray, rcond):
-    """``G^+ B`` by kernelgen's rank-revealing eigendecomposition (``Gfull`` is consumed).
-
-    Returns ``(x, rank, rank_tol)``.
+    A Rayleigh quotient, so a lower bound of ``lambda_max``; used only to normalise residuals.
     """
-    from .solvers import kernel_interpolate
+    x = np.ones((m, 1)) / np.sqrt(m)
+    lam = 0.0
+    for _ in range(iters):
+        y = blas.dsymm(1.0, Lw[:m, :m], x, lower=1)
+        lam = float(x[:, 0] @ y[:, 0])
+        ny = float(np.linalg.norm(y))
+        if ny == 0.0:
+            break
+        x = y / ny
+    return lam
 
-    fit = kernel_interpolate(Gfull, B, kernel="precomputed", solver="min_norm", rcond=rcond,
-                             overwrite_kernel=True)
-    return np.asarray(fit.alpha).reshape(B.shape), int(fit.rank), float(fit.rank_tol)
+
+def _cgls(op, rop, Y, x0, eta, *, tol, maxiter):
+    """CGLS for ``min ||Y - M x||_F`` columnwise from ``x0`` (``M`` given by ``op``, ``M^T`` by ``rop``).
+
+    From ``x0`` in ``range(M^T)`` the iterates stay there, so on a consistent system the limit is the
+    minimum-norm solution. At least one step is taken (the seminormal start refined once is
+    Bjorck's CSNE); the iteration stops when ``eta(x) <= tol``, where ``eta`` is the backward-error
+    criterion of the *unpreconditioned* problem computed with ``Phi`` (see :func:`_eta`), or when
+    ``eta`` has not improved for two steps (CGLS at the rounding level drifts upwards; measured on
+    MNIST), or after ``maxiter`` steps. The iterate with the smallest ``eta`` is returned.
+
+    Returns ``(x, iterations, converged, eta_best)``.
+
+    References
+    ----------
+    A. Bjorck. Numerical Methods for Least Squares Problems, SIAM 1996, sec. 6.6.5 (CSNE),
+    sec. 7.4 (CGLS).
+    """
+    x = x0.copy()
+    r = Y - op(x)
+    s = rop(r)
+    p = s.copy()
+    gamma = np.sum(s * s, axis=0)
+    tiny = np.finfo(float).tiny
+    best_x, best_eta, best_it = x.copy(), eta(x), 0
+    it = 0
+    while it < maxiter and (it == 0 or best_eta > tol) and it - best_it < 2:
+        it += 1
+        q = op(p)
+        qq = np.sum(q * q, axis=0)
+        alpha = np.where(qq > 0, gamma / np.maximum(qq, tiny), 0.0)
+        x += alpha * p
+        r -= alpha * q
+        s = rop(r)
+        gnew = np.sum(s * s, axis=0)
+        beta = np.where(gamma > 0, gnew / np.maximum(gamma, tiny), 0.0)
+        p = s + beta * p
+        gamma = gnew
+        e = eta(x)
+        if e < best_eta:
+            best_x, best_eta, best_it = x.copy(), e, it
+    return best_x, it, bool(best_eta <= tol), best_eta
+
+
+def _eta(Psi_N, u, Y, sig):
+    """Backward-error criterion of ``u`` for ``min ||Y - Psi_N u||`` computed with ``Psi_N`` itself:
+
+    ``max_j ||Psi^T r_j|| / (sigma (||r_j|| + sigma ||u_j||))``, ``r = Y - Psi_N u``, ``sigma ~ ||Psi_N||_2``.
+    A backward-stable solution (exact for ``Psi + E``, ``||E|| <= eps' ||Psi||``) has ``eta <~ eps'``
+    (from ``(Psi + E)^T (Y - (Psi + E) u) = 0``); it covers least squares and, as ``r -> 0``,
+    consistent systems.
+    """
+    r = Y - Psi_N @ u
+    num = np.linalg.norm(Psi_N.T @ r, axis=0)
+    den = sig * (np.linalg.norm(r, axis=0) + sig * np.linalg.norm(u, axis=0))
+    return float(np.max(np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)))
+
+
+def _qr_cond(f) -> float:
+    """``sigma_max / sigma_min`` of a QR factor's ``R`` (exact after an SVD of ``R``; otherwise power /
+    inverse-power iteration, 30 steps each, which approaches the ratio from below)."""
+    if f.rank == 0:
+        return np.inf
+    if f.rank_decided_by == "svd_of_R":
+        s = f.singular_values()
+        return float(s[0] / s[-1]) if s[-1] > 0 else np.inf
+    R = f._R
+    x = np.ones((R.shape[0], 1)) / np.sqrt(R.shape[0])
+    inv = 0.0
+    for _ in range(30):  # inverse power iteration on R^T R: ||R^-1 R^-T x|| -> 1 / sigma_min^2
+        y = solve_triangular(R, solve_triangular(R, x, trans="T", check_finite=False), check_finite=False)
+        inv = float(np.linalg.norm(y))
+        x = y / inv
+    return float(f.sigma_max * np.sqrt(inv))
+
+
+def _lmax_of(P: np.ndarray, iters: int = 30) -> float:
+    """``||P||_2^2`` by power iteration with ``P`` (a Rayleigh quotient: a lower bound)."""
+    x = np.ones((P.shape[1], 1)) / np.sqrt(P.shape[1])
+    lam = 0.0
+    for _ in range(iters):
+        y = P.T @ (P @ x)
+        lam = float(x[:, 0] @ y[:, 0])
+        ny = float(np.linalg.norm(y))
+        if ny == 0.0:
+            break
+        x = y / ny
+    return lam
+
+
+def _certify(Psi_N, u, Y, ynorm, lmax):
+    """Optimality residuals of ``u`` computed with the feature matrix itself (scale-free in ``Psi``)."""
+    r = Y - Psi_N @ u
+    opt = np.linalg.norm(Psi_N.T @ r) / (np.sqrt(lmax) * ynorm)
+    return float(opt), float(np.linalg.norm(r) / ynorm), Y - r  # Y - r = Psi_N u (train predictions)
 
 
 def _gram_metrics(pred_tr, Y, lab, pred_te, Yt, labt):
@@ -493,7 +629,16 @@ def _gram_metrics(pred_tr, Y, lab, pred_te, Yt, labt):
     return out
 
 
+def _solve_qr(Psi_N, Y, opts):
+    """``Psi_N^+ Y`` from a QR (tall / square) or LQ (wide) factor of ``Psi_N``; rank decided on it."""
+    from .factors._rectangular import qr_factor
+
+    f = qr_factor(Psi_N, rtol=opts.rtol, pivoting=opts.qr_pivoting, max_dim=opts.max_dense_n)
+    return f.solve(Y), f.rank, _qr_cond(f), f.kind
+
+
 def _sweep_one(fm, X, Y, lab, Xt, Yt, labt, widths, opts, verbose, timings):
+    """One seed: ``u_N = Psi_N^+ Y`` for every width, ``a_N = sqrt(N) u_N`` (``Phi_N = Psi_N / sqrt(N)``)."""
     n = X.shape[0]
     Nmax = int(widths[-1])
     t0 = time.perf_counter()
@@ -505,42 +650,42 @@ def _sweep_one(fm, X, Y, lab, Xt, Yt, labt, widths, opts, verbose, timings):
     highs = [int(N) for N in widths if N > n]
     bar = tqdm(total=len(widths), desc=f"widths (seed {fm.seed})", disable=not verbose)
     thr = opts.chol_rcond_factor * _EPS
+    ynorm = float(np.linalg.norm(Y))
 
-    # ---- N <= n: leading blocks of A = Psi^T Psi and of its Cholesky factor ----
+    def tol(N):  # backward-error level of a stable solve on an n x N matrix
+        return opts.cgls_tol if opts.cgls_tol is not None else max(n, N) * _EPS
+
+    def finish(N, u, method, rank, cond, iters, lmax, t_start, key):
+        t1 = time.perf_counter()
+        opt, fit, pred_tr = _certify(Psi[:, :N], u, Y, ynorm, lmax)
+        timings["certify"] = timings.get("certify", 0.0) + time.perf_counter() - t1
+        pred_te = Psit[:, :N] @ u
+        coef_norm = float(np.sqrt(N) * np.linalg.norm(u))  # a = sqrt(N) u for sqrt(2/N) features
+        rows.append({"width": N, "method": method, "rank": int(rank), "cond": float(cond), "cgls_iters": int(iters),
+                     "opt_residual": opt, "fit_residual": fit, "coef_norm": coef_norm,
+                     **_gram_metrics(pred_tr, Y, lab, pred_te, Yt, labt)})
+        if opts.keep_coef:
+            rows[-1]["coef"] = np.sqrt(N) * u
+        log.info("N=%d %s rank=%d cond=%.3g iters=%d opt=%.1e fit=%.1e", N, method, rank, cond, iters, opt, fit)
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t_start
+        bar.update(1)
+
+    # ---- N <= n: one Householder QR of Psi[:, :Nlo]; its leading blocks factor every narrower width ----
     if lows:
+        from .factors._rectangular import qr_factor
+
         t0 = time.perf_counter()
         Nlo = lows[-1]
-        P = Psi[:, :Nlo]
-        A = blas.dsyrk(1.0, P, trans=1, lower=1)  # lower triangle of Psi^T Psi (Nlo x Nlo)
-        C = P.T @ Y  # (Nlo, k)
-        L, info = lapack.dpotrf(A, lower=1, clean=1, overwrite_a=0)
-        valid = Nlo if info == 0 else max(0, info - 1)  # leading minors of order < info are PD
-        Z = solve_triangular(L[:valid, :valid], C[:valid], lower=True, check_finite=False) if valid else None
-        timings["gram_low"] = timings.get("gram_low", 0.0) + time.perf_counter() - t0
+        F = qr_factor(Psi[:, :Nlo], rtol=opts.rtol, pivoting=False, max_dim=opts.max_dense_n)
+        timings["qr_low"] = timings.get("qr_low", 0.0) + time.perf_counter() - t0
         for N in lows:
             t0 = time.perf_counter()
-            method, rcond_est = "min_norm", 0.0
-            if N <= valid:
-                rcond_est, _ = lapack.dpocon(L[:N, :N], _sym_lower_norm1(A, N), uplo="L")
-            if N <= valid and rcond_est > thr * N:
-                b = solve_triangular(L[:N, :N], Z[:N], lower=True, trans="T", check_finite=False)
-                method, rank, cond = "cholesky", N, 1.0 / rcond_est
-            else:
-                b, rank, _ = _rank_aware(_symmetrise_lower(A, N), C[:N], opts.rcond)
-                cond = 1.0 / rcond_est if rcond_est > 0 else np.nan  # estimate; NaN if potrf failed
-            # residual of the normal equations Psi_N^T Psi_N b = Psi_N^T Y (A's lower triangle)
-            Ab = blas.dsymm(1.0, A[:N, :N], b, lower=1)
-            res = np.linalg.norm(Ab - C[:N]) / max(np.linalg.norm(C[:N]), np.finfo(float).tiny)
-            pred_tr = Psi[:, :N] @ b
-            pred_te = Psit[:, :N] @ b
-            coef_norm = float(np.sqrt(N) * np.linalg.norm(b))  # a = sqrt(N) b for sqrt(2/N) features
-            rows.append({"width": N, "method": method, "rank": int(rank), "cond": float(cond),
-                         "residual": float(res), "coef_norm": coef_norm,
-                         **_gram_metrics(pred_tr, Y, lab, pred_te, Yt, labt)})
-            log.info("N=%d %s rank=%d cond=%.3g res=%.2e", N, method, rank, cond, res)
-            timings["solve_low"] = timings.get("solve_low", 0.0) + time.perf_counter() - t0
-            bar.update(1)
-        del A, L, C, Z
+            f = F if N == Nlo else F.leading(N)
+            u = f.solve(Y)
+            # ||Psi_N||_2 for the certificate: power iteration on Psi_N^T Psi_N through Psi_N itself
+            lmax = _lmax_of(Psi[:, :N])
+            finish(N, u, "qr", f.rank, _qr_cond(f), 0, lmax, t0, "solve_low")
+        del F
 
     # ---- N > n: accumulate S = Psi_N Psi_N^T column block by column block ----
     if highs:
@@ -555,31 +700,31 @@ def _sweep_one(fm, X, Y, lab, Xt, Yt, labt, widths, opts, verbose, timings):
             done = N
             timings["gram_high"] = timings.get("gram_high", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
-            G = S / N  # lower triangle of Phi_N Phi_N^T (Fortran order kept)
-            anorm = _sym_lower_norm1(G, n)
-            L, info = lapack.dpotrf(G, lower=1, clean=1, overwrite_a=1)
+            lmax = _sym_lower_lmax(S, n)
+            anorm = _sym_lower_norm1(S, n)
+            L, info = lapack.dpotrf(S, lower=1, clean=1, overwrite_a=0)  # S = Psi_N Psi_N^T = L L^T
             rcond_est = lapack.dpocon(L, anorm, uplo="L")[0] if info == 0 else 0.0
+            u = None
             if info == 0 and rcond_est > thr * n:
-                alpha = lapack.dpotrs(L, Y, lower=1)[0]
-                method, rank, cond = "cholesky", n, 1.0 / rcond_est
-            else:
-                del L
-                Gfull = _symmetrise_lower(S, n) / N
-                alpha, rank, _ = _rank_aware(Gfull, Y, opts.rcond)
-                del Gfull
-                method = "min_norm"
-                cond = 1.0 / rcond_est if rcond_est > 0 else np.nan  # estimate; NaN if potrf failed
-            L = G = None
-            pred_tr = blas.dsymm(1.0 / N, S, alpha, lower=1)  # G alpha = S alpha / N
-            res = np.linalg.norm(pred_tr - Y) / np.linalg.norm(Y)
-            a = Psi[:, :N].T @ alpha / np.sqrt(N)  # a = Phi_N^T alpha
-            pred_te = Psit[:, :N] @ a / np.sqrt(N)
-            rows.append({"width": N, "method": method, "rank": int(rank), "cond": float(cond),
-                         "residual": float(res), "coef_norm": float(np.linalg.norm(a)),
-                         **_gram_metrics(pred_tr, Y, lab, pred_te, Yt, labt)})
-            log.info("N=%d %s rank=%d cond=%.3g res=%.2e", N, method, rank, cond, res)
-            timings["solve_high"] = timings.get("solve_high", 0.0) + time.perf_counter() - t0
-            bar.update(1)
+                PN = Psi[:, :N]
+                # start u0 = Psi^T S^-1 Y (in range(Psi^T)); CGLS on M = L^-1 Psi_N keeps the iterates
+                # there, so it converges to the minimum-norm solution of Psi_N u = Y.
+                u0 = PN.T @ lapack.dpotrs(L, Y, lower=1)[0]
+                LY = solve_triangular(L, Y, lower=True, check_finite=False)
+                op = lambda v: solve_triangular(L, PN @ v, lower=True, check_finite=False)  # noqa: E731
+                rop = lambda r: PN.T @ solve_triangular(L, r, lower=True, trans="T", check_finite=False)  # noqa: E731
+                sig = np.sqrt(lmax)
+                eta = lambda v: _eta(PN, v, Y, sig)  # noqa: E731
+                uu, iters, ok, e = _cgls(op, rop, LY, u0, eta, tol=tol(N), maxiter=opts.cgls_maxiter)
+                if ok:
+                    u, method, rank, cond = uu, "cholesky_cgls", n, float(np.sqrt(1.0 / rcond_est))
+                else:
+                    log.info("N=%d: CGLS reached eta=%.1e > %.1e in %d steps; LQ of Phi instead", N, e, tol(N), iters)
+            del L
+            if u is None:
+                u, rank, cond, method = _solve_qr(Psi[:, :N], Y, opts)
+                iters = 0
+            finish(N, u, method, rank, cond, iters, lmax, t0, "solve_high")
         del S
     bar.close()
     return rows
@@ -714,8 +859,9 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
         test_error=stack("test_error"), train_error=stack("train_error"),
         test_sq=stack("test_sq"), train_sq=stack("train_sq"), coef_norm=stack("coef_norm"),
         cond=stack("cond"), rank=stack("rank", np.int64), method=stack("method", object).astype(str),
-        residual=stack("residual"), kernel_limit=klim, seconds=time.perf_counter() - t_start,
-        timings=timings,
+        cgls_iters=stack("cgls_iters", np.int64), opt_residual=stack("opt_residual"),
+        fit_residual=stack("fit_residual"), kernel_limit=klim, seconds=time.perf_counter() - t_start,
+        timings=timings, coef=[[r["coef"] for r in rows] for rows in per_seed] if opts.keep_coef else None,
     )
 
 

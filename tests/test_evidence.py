@@ -538,3 +538,23 @@ def test_kernel_logistic_errors(caplog):
     r = ev.kernel_logistic_laplace_evidence(K / 1e-4, y, max_newton=1, strict=False)
     assert not r.is_map and r.newton_decrement2 > 0
     assert any("did not reach the mode" in rec.message for rec in caplog.records)
+
+
+def test_evidence_factor_is_the_package_eigh_factor(rng):
+    """One factor class for one matrix: evidence reuses kernelgen.factors.EighFactor (issue: seams)."""
+    from kernelgen.factors import EighFactor, Factor
+
+    X = rng.normal(size=(40, 3))
+    K = X @ X.T + np.eye(40)
+    fac = ev.factor_kernel(K)
+    assert isinstance(fac, EighFactor) and isinstance(fac, Factor) and ev.KernelEigenFactor is EighFactor
+    # the same factor serves the evidence scan and the minimum-norm solve (pinv = inverse here, PD)
+    y = rng.normal(size=40)
+    np.testing.assert_allclose(fac.solve(y), np.linalg.solve(K, y), rtol=1e-10)
+    res = ev.gp_type2_ml(fac, y)
+    assert res.factor is fac
+    # the symmetry rule is the package's: a large asymmetry is refused at every size
+    Kb = K.copy()
+    Kb[0, 1] += 1e-3
+    with pytest.raises(InvalidInputError):
+        ev.factor_kernel(Kb)

@@ -55,6 +55,8 @@ import scipy.optimize as sopt
 from scipy.special import expit, log_expit, logsumexp
 
 from ._validation import as_float_array, check_same_rows
+from .factors import EighFactor
+from .numerics import check_symmetric
 from .errors import (
     ConvergenceError,
     InvalidInputError,
@@ -452,49 +454,17 @@ def gp_log_evidence(K, Y, *, amplitude2: float, noise_var: float) -> GPEvidence:
     return GPEvidence(float(per.sum()), per, a2, s2, logdet, fit)
 
 
-@dataclasses.dataclass(frozen=True)
-class KernelEigenFactor:
-    """Symmetric eigendecomposition ``K = U diag(lambda) U^T`` computed once (float64).
-
-    Attributes
-    ----------
-    eigenvalues : ndarray of shape (n,)
-        Ascending; may include tiny negative values from rounding (kept as computed, never clipped).
-    eigenvectors : ndarray of shape (n, n)
-    """
-
-    eigenvalues: np.ndarray
-    eigenvectors: np.ndarray
-
-    @property
-    def n(self) -> int:
-        return self.eigenvalues.size
-
-    def project(self, Y) -> np.ndarray:
-        """``U^T Y`` of shape (n, n_targets)."""
-        Y = _as_targets(Y, self.n)
-        return self.eigenvectors.T @ Y
-
-    def log_evidence(self, Y=None, *, amplitude2: float, noise_var: float, projected=None) -> np.ndarray:
-        """Per-column log evidence at ``(a^2, sigma^2)`` in O(n k) from the stored factor.
-
-        Pass ``projected = self.project(Y)`` to reuse the projection across many calls.
-        """
-        c = self.project(Y) if projected is None else np.asarray(projected, dtype=np.float64)
-        v = amplitude2 * self.eigenvalues + noise_var
-        if np.any(v <= 0):
-            raise NotPositiveDefiniteError(
-                f"a^2 K + sigma^2 I has a non-positive eigenvalue ({v.min():.3g}); increase noise_var."
-            )
-        return -0.5 * np.sum(c * c / v[:, None], axis=0) - 0.5 * np.sum(np.log(v)) - 0.5 * self.n * LOG_2PI
-
-    def effective_dim(self, z) -> float | np.ndarray:
-        """``N_eff(K, z) = sum_i lambda_i / (lambda_i + z)``."""
-        return effective_dimension(self.eigenvalues, z)
+#: The eigendecomposition factor of a kernel matrix: one class for the whole package
+#: (:class:`kernelgen.factors.EighFactor`: eigenvalues, eigenvectors, rank, ``project``,
+#: ``log_evidence``, ``effective_dim``, pseudo-inverse ``solve`` and ``logdet``).
+KernelEigenFactor = EighFactor
 
 
-def factor_kernel(K) -> KernelEigenFactor:
-    """Eigendecompose a symmetric kernel matrix once (scipy ``eigh``, float64).
+def factor_kernel(K) -> EighFactor:
+    """Eigendecompose a symmetric kernel matrix once (scipy ``eigh``, float64): an :class:`EighFactor`.
+
+    The symmetry check and the rank / PSD rules are those of :mod:`kernelgen.numerics` (checked in
+    row blocks at every size, tolerances following the precision of K).
 
     Parameters
     ----------
@@ -502,15 +472,15 @@ def factor_kernel(K) -> KernelEigenFactor:
 
     Returns
     -------
-    KernelEigenFactor
+    EighFactor
+
+    Raises
+    ------
+    InvalidInputError
+        K not square, not symmetric, or too large for one LAPACK call.
     """
     K = _as_square(K)
-    asym = float(np.max(np.abs(K - K.T))) if K.shape[0] <= 20_000 else 0.0
-    scale = float(np.max(np.abs(K))) or 1.0
-    if asym > 1e-10 * scale:
-        raise InvalidInputError(f"K is not symmetric (max |K - K^T| = {asym:.3g}); pass a kernel matrix.")
-    lam, U = sla.eigh(K, check_finite=False, driver="evd")
-    return KernelEigenFactor(lam, U)
+    return EighFactor.factor(K)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1261,7 +1231,7 @@ def kernel_logistic_laplace_evidence(
     ShapeMismatchError
         ``K`` not square, or ``y`` / ``a`` of the wrong length.
     InvalidInputError
-        ``K`` not symmetric (to 1e-12 relative), labels outside {0, 1}.
+        ``K`` not symmetric (:func:`kernelgen.numerics.check_symmetric`), labels outside {0, 1}.
     NonFiniteInputError
         NaN/inf in ``K`` or ``a``.
     NotPositiveDefiniteError
@@ -1277,9 +1247,7 @@ def kernel_logistic_laplace_evidence(
     """
     K = _as_square(K)
     n = K.shape[0]
-    scale_k = float(np.max(np.abs(K))) if n else 0.0
-    if n and float(np.max(np.abs(K - K.T))) > 1e-12 * scale_k:
-        raise InvalidInputError("K must be symmetric (to 1e-12 relative); symmetrise it explicitly if intended.")
+    check_symmetric(K, name="K")  # kernelgen.numerics: the one symmetry rule
     yi, _ = _labels(y, n, 2)
     yf = yi.astype(np.float64)
     sgn = 2.0 * yf - 1.0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .errors import InvalidInputError, NonFiniteInputError, ShapeMismatchError
 
-__all__ = ["as_float_array", "check_finite", "check_same_rows"]
+__all__ = ["as_float_array", "check_finite", "check_same_rows", "float_dtype_name", "is_finite_real", "is_int"]
 
 _FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -78,3 +80,24 @@ def check_same_rows(X: np.ndarray, Y: np.ndarray, xname: str = "X", yname: str =
         raise ShapeMismatchError(
             f"{xname} has {X.shape[0]} rows but {yname} has {Y.shape[0]}; they must match."
         )
+
+
+def is_int(v) -> bool:
+    """True for an integer that is not a bool (options validation)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def is_finite_real(v) -> bool:
+    """True for a finite real number that is not a bool (options validation)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and bool(np.isfinite(v))
+
+
+def float_dtype_name(value, field: str) -> str:
+    """'float32' or 'float64' from any dtype-like, else InvalidInputError naming ``field`` (options validation)."""
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        dt = None
+    if dt is None or dt.type not in _FLOAT_DTYPES:
+        raise InvalidInputError(f"{field} = {value!r} is invalid: None, 'float32' or 'float64'.")
+    return dt.name

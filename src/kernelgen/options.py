@@ -12,11 +12,11 @@ naming the field, the value and what is allowed.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ._validation import float_dtype_name, is_finite_real, is_int
 from .errors import InvalidInputError
 from .numerics import CALL_LIMITS, DEFAULT_TILE, EXACT_TOL
 
@@ -97,11 +97,7 @@ class SolveOptions:
         def bad(name, value, allowed):
             raise InvalidInputError(f"SolveOptions.{name} = {value!r} is invalid: {allowed}.")
 
-        def is_int(v):
-            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-        def is_real(v):
-            return isinstance(v, numbers.Real) and not isinstance(v, bool)
+        is_real = is_finite_real
 
         if not is_real(self.tol) or not (0.0 < float(self.tol) < 1.0):
             bad("tol", self.tol, "a float in (0, 1)")
@@ -110,13 +106,7 @@ class SolveOptions:
         if self.refinement not in _REFINEMENTS:
             bad("refinement", self.refinement, f"one of {_REFINEMENTS}")
         if self.dtype is not None:
-            try:
-                dt = np.dtype(self.dtype)
-            except TypeError:
-                dt = None
-            if dt is None or dt.type not in (np.float32, np.float64):
-                bad("dtype", self.dtype, "None, 'float32' or 'float64'")
-            object.__setattr__(self, "dtype", dt.name)
+            object.__setattr__(self, "dtype", float_dtype_name(self.dtype, "SolveOptions.dtype"))
         if not is_int(self.float64_max_n) or self.float64_max_n < 0:
             bad("float64_max_n", self.float64_max_n, "an integer >= 0")
         if self.rcond is not None and (not is_real(self.rcond) or not (0.0 <= float(self.rcond) < 1.0)):

@@ -142,7 +142,6 @@ def tiled_cholesky(P: LowerPanels, *, verbose: bool = False, desc: str = "choles
     """
     potrf, trsm, gemm = _blas("potrf", P.dtype), _blas("trsm", P.dtype), _blas("gemm", P.dtype)
     syrk = _blas("syrk", P.dtype)
-    lim = CALL_LIMITS[P.dtype]
     b, T = P.bounds, P.n_tiles
     flops = P.n**3 / 3.0
     clock = time.perf_counter

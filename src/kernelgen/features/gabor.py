@@ -52,13 +52,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import numbers
 from typing import Sequence
 
 import numpy as np
 import scipy.fft
 
-from .._validation import as_float_array
+from .._validation import as_float_array, float_dtype_name, is_finite_real, is_int
 from ..errors import InvalidInputError, MemoryBudgetError, ShapeMismatchError
 from ..numerics import WORKING_MEMORY_BYTES
 
@@ -87,13 +86,7 @@ _POOL_METHODS = ("mean", "max")
 _NORMALIZATIONS = ("l2", "none")
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_finite_real(v) -> bool:
-    return (isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-            and math.isfinite(float(v)))
+_is_int, _is_finite_real = is_int, is_finite_real
 
 
 def _check_bank(n_orientations, wavelengths, bandwidth, aspect_ratio, bad):
@@ -237,13 +230,7 @@ class GaborOptions:
         if not isinstance(self.normalize, str) or self.normalize not in _NORMALIZATIONS:
             bad("normalize", self.normalize, f"one of {_NORMALIZATIONS}")
         if self.dtype is not None:
-            try:
-                dt = np.dtype(self.dtype)
-            except TypeError:
-                dt = None
-            if dt is None or dt.type not in (np.float32, np.float64):
-                bad("dtype", self.dtype, "None, 'float32' or 'float64'")
-            put("dtype", dt.name)
+            put("dtype", float_dtype_name(self.dtype, "GaborOptions.dtype"))
         if not _is_int(self.memory_budget) or self.memory_budget < 1:
             bad("memory_budget", self.memory_budget, "a positive integer number of bytes")
         put("memory_budget", int(self.memory_budget))

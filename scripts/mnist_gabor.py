@@ -10,7 +10,7 @@ script makes the claim reproducible with settings chosen without the test set:
   disjoint validation subset (``--select-n-val``, default 10,000). Every Gabor setting of
   ``SELECT_GRID`` and every bandwidth multiple of ``SELECT_MULTS`` (bandwidth = multiple x
   median pairwise feature distance) is fitted by exact interpolation and scored on the
-  validation subset. Output: ``benchmarks/gabor_selection.json`` and figures.
+  validation subset. Output: ``src/kernelgen/data/gabor_selection.json`` (package data) and figures.
 * default run: features with ``DEFAULT_FEATURES`` (the settings the selection chose),
   exact interpolation on the first ``--n-train`` training images (default all 60,000)
   with ``kernelgen.kernel_interpolate``; the test set is touched once, at the end.
@@ -42,6 +42,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import os
@@ -61,7 +62,8 @@ from kernelgen.features import GaborOptions, gabor_features, plot_gabor_bank
 from kernelgen.kernels import Gaussian
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SELECTION = ROOT / "benchmarks" / "gabor_selection.json"
+# shipped as package data, so that an installed kernelgen has the selection the final run uses
+DEFAULT_SELECTION = Path(str(importlib.resources.files("kernelgen") / "data" / "gabor_selection.json"))
 
 # The base setting of the selection grid (fixed: the grid below is defined relative to it).
 # ``bandwidth`` here is the Gabor filters' octave bandwidth; the kernel bandwidth is separate
@@ -80,7 +82,7 @@ SELECT_BASE = GaborOptions(
     normalize="l2",
 )
 
-# Settings chosen by `--select` (benchmarks/gabor_selection.json, 2026-11-23: "lambda 3,5,8"
+# Settings chosen by `--select` (kernelgen/data/gabor_selection.json, 2026-11-23: "lambda 3,5,8"
 # at 1.0 x median distance, validation error 0.58% at n_fit = 10,000); the final run uses
 # exactly these and reports whether they still match the saved selection.
 DEFAULT_FEATURES = replace(SELECT_BASE, wavelengths=(3.0, 5.0, 8.0))

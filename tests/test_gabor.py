@@ -389,9 +389,11 @@ def test_dtype_option_sets_the_working_precision():
 
 
 def test_saved_selection_settings_load_as_options():
-    # benchmarks/gabor_selection.json stores the feature settings of each grid entry and the
+    # kernelgen/data/gabor_selection.json (package data) stores the feature settings of each grid entry and the
     # feature dimension the earlier implementation produced: both must survive the options API
-    sel = json.loads((ROOT / "benchmarks" / "gabor_selection.json").read_text())
+    import importlib.resources
+
+    sel = json.loads((importlib.resources.files("kernelgen") / "data" / "gabor_selection.json").read_text())
     entries = sel["results"] + [sel["chosen"]]
     assert len(entries) >= 2
     for r in entries:

@@ -61,6 +61,7 @@ import numpy as np
 from scipy.special import log_expit
 from scipy.stats import pearsonr, spearmanr
 
+import kernelgen
 from kernelgen import evidence as ev
 
 log = logging.getLogger("smith_le")
@@ -263,6 +264,9 @@ def run(args):
         "models": out,
         "seconds": time.perf_counter() - t0,
         "smoke": bool(args.smoke),
+        "provenance": kernelgen.provenance(seeds={
+            "random_label_seeds": [args.seed + s for s in range(args.random_seeds)],
+            "feature_seeds": {k: v["config"].get("feature_seed") for k, v in out.items()}}),
     }
 
 

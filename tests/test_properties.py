@@ -259,9 +259,6 @@ def test_non_finite_inputs_elsewhere_raise_named_errors(bad, i, j):
             call()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Kernel.apply / symmetric_apply do not check V: Gaussian(1).apply(X, X, V) with V[0] = nan returns "
-    "an all-NaN array instead of raising NonFiniteInputError"))
 @pytest.mark.parametrize("method", ["apply", "symmetric_apply"])
 def test_kernel_products_refuse_a_non_finite_vector(method):
     X, Y = _data(6)

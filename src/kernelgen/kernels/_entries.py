@@ -333,7 +333,7 @@ def fill_panels(kernel, P, X, *, verbose=False, desc="kernel") -> None:
 def symmetric_apply(kernel, X, V, *, tile=DEFAULT_TILE, verbose=False, desc="float64 K @ V") -> np.ndarray:
     """k(X, X) @ V in float64; every off-diagonal block computed once and used for both products."""
     dtype = np.dtype(np.float64)
-    V = np.asarray(V, dtype=dtype)
+    V = as_float_array(V, "V", ndim=(1, 2), dtype=dtype)
     src = kernel.entries(X, None, dtype=dtype)
     n = src.shape[0]
     if V.shape[0] != n:
@@ -363,7 +363,7 @@ def symmetric_apply(kernel, X, V, *, tile=DEFAULT_TILE, verbose=False, desc="flo
 def apply(kernel, A, B, V, *, verbose=False, desc="K @ V") -> np.ndarray:
     """k(A, B) @ V in float64, blockwise, without forming k(A, B)."""
     dtype = np.dtype(np.float64)
-    V = np.asarray(V, dtype=dtype)
+    V = as_float_array(V, "V", ndim=(1, 2), dtype=dtype)
     src = kernel.entries(A, B, dtype=dtype)
     na, nb = src.shape
     if V.shape[0] != nb:

@@ -37,10 +37,31 @@ def block_jax(kernel: Kernel, Ab, B, diag_offset, log2_scale: int = 0):
         mask = c == r + diag_offset
     if kernel.stationary:
         d2 = jnp.maximum(sq_r[:, None] + sq_c[None, :] - 2.0 * G, 0.0)
+        d2 = _near_duplicates_by_differences(d2, Ab, B, sq_r, sq_c)
         if mask is not None:
             d2 = jnp.where(mask, 0.0, d2)
         return kernel._from_sqdist_jax(d2, log2_scale)
     return kernel._from_gram_jax(G, sq_r, sq_c, mask, Ab.shape[1])
+
+
+def _near_duplicates_by_differences(d2, Ab, B, sq_r, sq_c):
+    """Recompute by differences the squared distances that the expansion cannot resolve (as the NumPy entries do).
+
+    The expansion's error is ~u (|x - c|^2 + |z - c|^2); entries below ``_CLOSE`` times the block's scale are
+    gathered (their count is data-dependent, so this runs eagerly) and recomputed as sum (x - z)^2 on the device.
+    """
+    import jax.numpy as jnp
+
+    from ._entries import _CLOSE
+
+    thr = _CLOSE * (jnp.max(sq_r) + jnp.max(sq_c))
+    close = d2 < thr
+    count = int(jnp.sum(close))
+    if count == 0:
+        return d2
+    rr, cc = jnp.nonzero(close, size=count)
+    diff = Ab[rr] - B[cc]
+    return d2.at[rr, cc].set(jnp.sum(diff * diff, axis=1))
 
 
 def _centred(kernel, A, B, dtype=np.float64):

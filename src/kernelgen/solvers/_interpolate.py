@@ -31,7 +31,7 @@ from ..errors import (
 )
 from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
 from ..kernels import Precomputed, as_kernel
-from ..numerics import check_symmetric
+from ..numerics import check_symmetric, unit_roundoff
 from ..options import SolveOptions
 from ..provenance import provenance
 from ._planner import plan_kernel_solve
@@ -402,11 +402,19 @@ def _pinv_refine(factor: EighFactor, system: _System, Y2, tol, max_steps: int = 
 
 
 def check_interpolates(res, factor, opts):
-    """min_norm: warn (or raise, by option) when the minimum-norm solution is not an interpolant."""
-    if res.relative_residual <= opts.tol:
+    """min_norm: warn (or raise, by option) when the minimum-norm solution is not an interpolant.
+
+    The threshold follows the precision the kernel matrix carries: ``opts.tol`` for float64; for a
+    float32 matrix its own rounding (~u32 * cond of the kept spectrum) already limits how well any Y
+    in its range can be reproduced, so max(tol, 10 * u32 * cond) is used.
+    """
+    tol = opts.tol
+    if factor.matrix_dtype != np.float64 and factor.condition_number is not None:
+        tol = max(tol, 10.0 * unit_roundoff(factor.matrix_dtype) * factor.condition_number)
+    if res.relative_residual <= tol:
         return
     msg = (f"the minimum-norm solution does not interpolate: relative residual {res.relative_residual:.3g} > tol "
-           f"{opts.tol:.1e} with numerical rank {factor.rank} of {factor.shape[0]}. Y is not in the range of K (for "
+           f"{tol:.1e} with numerical rank {factor.rank} of {factor.shape[0]}. Y is not in the range of K (for "
            "example repeated inputs with conflicting targets), so this is the minimum-norm least-squares fit.")
     if opts.require_interpolation:
         raise SingularSystemError(msg + " (SolveOptions(require_interpolation=True))")

@@ -43,6 +43,16 @@ and ``lambda_1 = lambda_max(H)`` (``lambda_max(K) / N``):
 For B > 1 the bounds are sufficient, not necessary. A step above the bound raises
 :class:`~kernelgen.errors.UnstableStepSizeError` unless ``allow_unstable=True``.
 
+Rates and the row space
+-----------------------
+:func:`predicted_contraction` gives the per-step factor theory predicts for a recorded GD or
+SGD run (GD: ``max(|1 - eta lambda+_min|, |1 - eta lambda_max|)``, exact; SGD with replacement:
+the same factor for the mean error and an upper bound on the root-mean-square error), and
+:func:`measured_contraction` the factor fitted on the run's recorded distances. A run counts as
+at its limit only when its distance is actually small; scripts report the steps still needed
+otherwise. ``Trajectory.out_of_span`` measures the null-space component of the float64 primal
+iterate (see :class:`Trajectory` for where that can and cannot be nonzero).
+
 Default path
 ------------
 ``form="auto"`` runs the dual form when ``n < d`` and ``K`` fits in
@@ -96,6 +106,9 @@ __all__ = [
     "gd_closed_form",
     "gradient_flow_predictions",
     "default_record_steps",
+    "PredictedContraction",
+    "predicted_contraction",
+    "measured_contraction",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,9 +139,40 @@ class Trajectory:
     distance : ndarray of shape (R,)
         Relative distance to the limit, ``||w_t - limit|| / ||limit||`` (in alpha for kernel runs).
     out_of_span : ndarray of shape (R,)
-        ``||(I - P) (w_t - w0)|| / ||w_t||`` with P the projector on the row space of X
-        (for kernel runs: the component of ``alpha_t - alpha0`` in the numerical null space
-        of K, relative to ``||alpha_t||``; exactly 0 when K has full numerical rank).
+        ``||(I - P) w_t|| / ||w_t||``: the component of the float64 primal iterate outside the
+        row space of X (P the orthogonal projector on it, from an SVD of X), relative to
+        ``||w_t||``. In the dual form ``w_t`` is reconstructed as ``w0 + X^T alpha_t`` before it is
+        projected. What it measures:
+
+        - from ``w0 = 0`` in the **primal** form: the null-space component the iteration itself
+          produced (round-off of the primal updates; Zhang et al.'s claim is that it stays 0);
+        - from ``w0 = 0`` in the **dual** form: nothing about the iteration -- the iterate is
+          ``X^T alpha`` by construction, and the value is the round-off of the reconstruction and
+          the projector (~1e-16). ``span_by_construction`` is True for such runs;
+        - from a start with a null-space component (either form): ``||(I - X^+ X) w0|| / ||w_t||``,
+          whose numerator GD and SGD keep constant (FACTS.md: the limit is
+          ``X^+ y + (I - X^+ X) w0``). This is how a test checks that the metric detects an
+          out-of-span component.
+
+        Kernel runs: ``||P_0 alpha_t|| / ||alpha_t||`` with ``P_0`` the projector on the numerical
+        null space of K; identically 0 when K has full numerical rank (nothing to measure: the
+        function ``sum_i alpha_i k(x_i, .)`` is in the span of the data by construction).
+        NaN when ``metrics=False``.
+    span_drift : ndarray of shape (R,) or None
+        ``||(I - P)(w_t - w0)|| / ||w_t||``: the out-of-span part of the displacement only (the
+        start's own null-space component removed). Zero by construction (round-off of the
+        reconstruction) in the dual form and for kernel runs; in the primal form it measures the
+        drift the updates produce. NaN when ``metrics=False``.
+    span_by_construction : bool
+        True when the displacement ``w_t - w0`` is ``X^T alpha_t`` by construction (dual form,
+        kernel runs): ``span_drift`` then cannot detect anything and ``out_of_span`` only reports
+        the start's null-space component. Report the "stays in the span" claim only from runs
+        where this is False.
+    lambda_min, lambda_max : float
+        Smallest nonzero and largest eigenvalue of the Hessian ``H = X^T X / N`` (``K / N``),
+        over the numerical rank; NaN when ``metrics=False`` (no SVD).
+    beta : float
+        ``max_i ||x_i||^2`` (``max K_ii``), the B = 1 curvature in :func:`stability_bound`.
     iterates : ndarray of shape (R, d) or (R, d, k)
         Recorded primal iterates ``w_t`` (least squares) or ``alpha_t`` (kernel runs).
     w, alpha : ndarray or None
@@ -188,6 +232,11 @@ class Trajectory:
     gradient_flow: np.ndarray | None = None
     distance_rkhs: np.ndarray | None = None
     seconds: float = 0.0
+    span_drift: np.ndarray | None = None
+    span_by_construction: bool = False
+    lambda_min: float = float("nan")
+    lambda_max: float = float("nan")
+    beta: float = float("nan")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -565,7 +614,7 @@ def _apply(M: np.ndarray, V: np.ndarray) -> np.ndarray:
 
 
 def _linear_metrics(p: _LinearProblem, W: np.ndarray):
-    """loss, distance, out_of_span, predictions for recorded primal iterates W (R, d[, k])."""
+    """loss, distance, out_of_span, span_drift, predictions for recorded primal iterates W (R, d[, k])."""
     R = W.shape[0]
     F = _apply(p.X, W)  # predictions X w_t
     loss = 0.5 * np.sum((F - p.y[None]).reshape(R, -1) ** 2, axis=1) / p.X.shape[0]
@@ -575,12 +624,19 @@ def _linear_metrics(p: _LinearProblem, W: np.ndarray):
         lim_norm = max(float(np.linalg.norm(p.limit)), np.finfo(float).tiny)
         distance = _relnorm(W - p.limit[None]) / lim_norm
     if p.Vr is None:
-        return loss, distance, np.full(R, np.nan), F
-    D = W - p.w0[None]  # displacement: in the row space in exact arithmetic
-    perp = D - _apply(p.Vr.T, _apply(p.Vr, D))
+        return loss, distance, np.full(R, np.nan), np.full(R, np.nan), F
+
+    def null_part(M):  # ||(I - P) m|| for every record, P = Vr^T Vr (orthonormal rows)
+        return _relnorm(M - _apply(p.Vr.T, _apply(p.Vr, M)))
+
     wn = _relnorm(W)
-    out = np.where(wn > 0, _relnorm(perp) / np.where(wn > 0, wn, 1.0), 0.0)
-    return loss, distance, out, F
+    safe = np.where(wn > 0, wn, 1.0)
+    # the iterate itself: nonzero when w0 has a null-space component (kept by GD/SGD), or
+    # when the primal updates drift out of the row space
+    out = np.where(wn > 0, null_part(W) / safe, 0.0)
+    # the displacement w_t - w0 only: in the row space in exact arithmetic
+    drift = np.where(wn > 0, null_part(W - p.w0[None]) / safe, 0.0)
+    return loss, distance, out, drift, F
 
 
 def _closed_form_linear(p: _LinearProblem, eta: float, steps_rec: np.ndarray) -> np.ndarray:
@@ -760,7 +816,7 @@ def _run_linear(
         alpha = final
         w_final = p.w0 + np.tensordot(p.X, final, axes=(0, 0))
 
-    loss, distance, out, F = _linear_metrics(p, W)
+    loss, distance, out, drift, F = _linear_metrics(p, W)
     closed = gap = flow = None
     if method == "gd" and np.ndim(report) == 0 and metrics:
         closed = _closed_form_linear(p, float(report), rec)
@@ -793,6 +849,11 @@ def _run_linear(
         closed_form_gap=gap,
         gradient_flow=flow,
         seconds=seconds,
+        span_drift=drift,
+        span_by_construction=form == "dual",
+        lambda_min=float(p.s[-1] ** 2 / n) if p.s is not None and p.s.size else float("nan"),
+        lambda_max=float(p.s[0] ** 2 / n) if p.s is not None and p.s.size else float("nan"),
+        beta=p.beta,
     )
 
 
@@ -1059,11 +1120,16 @@ def _run_kernel(
     knorm = lambda M: np.sqrt(np.clip(np.sum(M * np.matmul(K, M), axis=(1, 2)), 0, None))  # noqa: E731
     lim_k = float(knorm(limit.reshape(1, n, -1))[0])
     dist_k = knorm(E) / max(lim_k, np.finfo(float).tiny)
-    Qn = Q[:, ~pos]  # numerical null space of K
-    Dv = (A - alpha0[None]).reshape(R, n, -1)
-    null = np.sqrt(np.sum(np.matmul(Qn.T, Dv) ** 2, axis=(1, 2))) if Qn.shape[1] else np.zeros(R)
+    Qn = Q[:, ~pos]  # numerical null space of K (empty when K has full numerical rank)
+
+    def null_part(M):
+        M = M.reshape(R, n, -1)
+        return np.sqrt(np.sum(np.matmul(Qn.T, M) ** 2, axis=(1, 2))) if Qn.shape[1] else np.zeros(R)
+
     an = _relnorm(A)
-    out = np.where(an > 0, null / np.where(an > 0, an, 1.0), 0.0)
+    safe = np.where(an > 0, an, 1.0)
+    out = np.where(an > 0, null_part(A) / safe, 0.0)
+    drift = np.where(an > 0, null_part(A - alpha0[None]) / safe, 0.0)
     closed = gap = flow = None
     if method == "gd" and np.ndim(report) == 0:
         eta = float(report)
@@ -1110,6 +1176,11 @@ def _run_kernel(
         gradient_flow=flow,
         distance_rkhs=dist_k,
         seconds=seconds,
+        span_drift=drift,
+        span_by_construction=True,
+        lambda_min=float(lam[pos][0] / n) if rank else float("nan"),
+        lambda_max=float(lam[-1] / n),
+        beta=beta,
     )
 
 
@@ -1219,3 +1290,162 @@ def kernel_kaczmarz(
         relaxation=float(relaxation), alpha0=alpha0, record_steps=record_steps,
         allow_unstable=allow_unstable, reference=reference, indices=indices,
     )
+
+
+# ----------------------------------------------------------------------------- rates
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictedContraction:
+    """Predicted per-step contraction of the distance to the limit (see :func:`predicted_contraction`).
+
+    Attributes
+    ----------
+    mean : float
+        ``max(|1 - eta lambda_min|, |1 - eta lambda_max|)`` over the nonzero spectrum of H. For
+        full-batch GD this is the exact asymptotic factor of ``||w_t - w_inf||`` (FACTS.md); for
+        SGD with replacement it is the factor of the *mean* error, since
+        ``E[w_{t+1} - w_inf | w_t] = (I - eta H)(w_t - w_inf)``.
+    rms_bound : float
+        GD: equal to ``mean``. SGD with replacement: an upper bound on the factor of the root
+        mean square error ``sqrt(E ||w_t - w_inf||^2)``,
+        ``sqrt(1 - eta (2 - eta c_B) lambda_min)`` with ``c_B = (beta + (B - 1) lambda_max) / B``,
+        from ``E[H_B^2] <= c_B H`` (the module docstring's stability bound). By Jensen the root mean
+        square decays no faster than the mean, so in expectation the factor lies in
+        ``[mean, rms_bound]``; a single trajectory scatters around it.
+    exact : bool
+        True for GD (``mean`` is the exact asymptotic factor), False for SGD (expectations).
+    lambda_min, lambda_max, beta, step_size : float
+        The quantities used.
+    """
+
+    mean: float
+    rms_bound: float
+    exact: bool
+    lambda_min: float
+    lambda_max: float
+    beta: float
+    step_size: float
+
+    def steps_to(self, level: float, *, distance: float = 1.0, rate: str = "mean") -> float:
+        """Further steps for the distance to fall from ``distance`` to ``level`` at ``rate``.
+
+        Parameters
+        ----------
+        level, distance : float
+            Target and current relative distance.
+        rate : {"mean", "rms_bound"}
+
+        Returns
+        -------
+        float
+            ``ln(level / distance) / ln(factor)`` (0 if already below; ``inf`` if the factor is 1).
+        """
+        if rate not in ("mean", "rms_bound"):
+            raise InvalidInputError(f"rate must be 'mean' or 'rms_bound', got {rate!r}.")
+        f = self.mean if rate == "mean" else self.rms_bound
+        if distance <= level:
+            return 0.0
+        if f >= 1.0:
+            return float("inf")
+        return float(np.log(level / distance) / np.log(f))
+
+
+def predicted_contraction(tr: Trajectory) -> PredictedContraction:
+    """The per-step contraction that theory predicts for a recorded GD or SGD run.
+
+    Parameters
+    ----------
+    tr : Trajectory
+        From :func:`gd`, :func:`sgd`, :func:`kernel_gd` or :func:`kernel_sgd` with a constant step
+        size (and, for SGD, sampling with replacement) and metrics on (the spectrum comes from the
+        run's SVD / eigendecomposition: ``tr.lambda_min``, ``tr.lambda_max``, ``tr.beta``).
+
+    Returns
+    -------
+    PredictedContraction
+
+    Raises
+    ------
+    InvalidInputError
+        Kaczmarz, a scheduled step, sampling without replacement (consecutive batches are not
+        independent, so the one-step expectations do not chain), or a run without metrics.
+
+    Notes
+    -----
+    Error ``e = w - w_inf`` in the row space (``w_inf`` keeps the start's null-space component,
+    which no step touches). GD: ``e_{t+1} = (I - eta H) e_t``, factor
+    ``max |1 - eta lambda|`` over the nonzero spectrum. SGD with replacement, batch B:
+    ``E[e_{t+1}] = (I - eta H) E[e_t]`` and
+    ``E||e_{t+1}||^2 = e^T (I - 2 eta H + eta^2 E[H_B^2]) e <= (1 - eta (2 - eta c_B) lambda_min) ||e||^2``
+    (``1 - eta (2 - eta c_B) lambda`` is decreasing in lambda for ``eta < 2 / c_B``). Kernel runs use
+    ``H = K / N``; their ``distance_rkhs`` is the feature-space error the bound is about, and the
+    distance in alpha has the same asymptotic factor (the slowest eigen-direction).
+
+    References
+    ----------
+    FACTS.md "Gradient descent on least squares"; Ma, Bassily, Belkin, ICML 2018, Theorem 1 and
+    the bound ``E[H_m^2] <= (beta + (m - 1) lambda_1) / m * H`` behind it.
+    """
+    if tr.method not in ("gd", "sgd"):
+        raise InvalidInputError(f"predicted_contraction covers gd and sgd, not {tr.method!r}.")
+    if np.ndim(tr.step_size) != 0:
+        raise InvalidInputError("predicted_contraction needs a constant step size (got a schedule).")
+    if tr.method == "sgd" and not tr.replace:
+        raise InvalidInputError("predicted_contraction covers SGD with replacement only (replace=True).")
+    lmin, lmax, beta, eta = float(tr.lambda_min), float(tr.lambda_max), float(tr.beta), float(tr.step_size)
+    if not (np.isfinite(lmin) and np.isfinite(lmax) and lmin > 0):
+        raise InvalidInputError("the run has no spectrum (metrics=False?); rerun with metrics=True.")
+    mean = max(abs(1.0 - eta * lmin), abs(1.0 - eta * lmax))
+    if tr.method == "gd":
+        return PredictedContraction(mean, mean, True, lmin, lmax, beta, eta)
+    B = int(tr.batch_size)
+    c_b = (beta + (B - 1) * lmax) / B
+    rho2 = 1.0 - eta * (2.0 - eta * c_b) * lmin
+    return PredictedContraction(mean, float(np.sqrt(max(rho2, 0.0))), False, lmin, lmax, beta, eta)
+
+
+def measured_contraction(steps, distance, *, floor: float = 1e-10, start_fraction: float = 0.5) -> float | None:
+    """Per-step contraction factor measured on a recorded run.
+
+    ``exp(slope)`` of a least-squares line through ``(t, ln distance_t)`` over the records with
+    ``t`` in ``[start_fraction * t_b, t_b]``, where ``t_b`` is the last record before the distance
+    first falls to ``floor`` (below it round-off, not the iteration, sets the distance).
+
+    Parameters
+    ----------
+    steps : array of int, shape (R,)
+    distance : array of float, shape (R,)
+        Relative distances to the limit (``Trajectory.distance`` or ``distance_rkhs``).
+    floor : float
+        Records at or below it are excluded (default 1e-10: above the float64 round-off floor
+        ``~kappa * eps`` of the problems in this package's scripts).
+    start_fraction : float in [0, 1)
+        The window starts at this fraction of ``t_b``.
+
+    Returns
+    -------
+    float or None
+        None when fewer than two records fall in the window (record more steps in the tail).
+
+    Raises
+    ------
+    InvalidInputError
+        Shapes differ, or a distance is not finite (a NaN/inf distance is an error, not a rate).
+    """
+    t = np.asarray(steps, dtype=np.float64).ravel()
+    d = np.asarray(distance, dtype=np.float64).ravel()
+    if t.shape != d.shape:
+        raise InvalidInputError(f"steps {t.shape} and distance {d.shape} differ in shape.")
+    if not np.all(np.isfinite(d)):
+        raise InvalidInputError("distance has NaN/inf entries (metrics=False, or a diverged run).")
+    below = np.nonzero(d <= floor)[0]
+    end = below[0] if below.size else d.size  # records [0, end) are above the floor
+    if end < 2:
+        return None
+    t_b = t[end - 1]
+    m = (t[:end] >= start_fraction * t_b) & (d[:end] > 0)
+    if m.sum() < 2 or np.ptp(t[:end][m]) == 0:
+        return None
+    slope = np.polyfit(t[:end][m], np.log(d[:end][m]), 1)[0]
+    return float(np.exp(slope))

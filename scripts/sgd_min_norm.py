@@ -15,9 +15,10 @@ Three experiments, one-hot targets (10 right-hand sides), pixels / 255, iterates
    effectively a 500 x 579 matrix, nearly square, and its smallest singular value collapses
    (kappa(X X^T) = 7.0e7); the first 200 images touch 528 pixels (aspect 0.38) and
    kappa(X X^T) = 2.6e4. The number of steps is ~ln(1e8) / (eta lambda_min), proportional to
-   kappa: 2.1e6-4.2e6 SGD steps at n = 200 against 6.4e9-1.3e10 at n = 500 (about 40-80 minutes
-   at ~2.8e6 dual steps/s; not run here). Nothing else changes: same pixels, same scaling, same
-   targets, same step-size rule.
+   kappa: 1.9e6 SGD B = 1 steps recorded at n = 200 (bound 4.2e6) against an estimated 6.3e9 (bound
+   1.3e10) at n = 500 -- 70 minutes to 2.4 hours at the 1.4e6-1.5e6 dual steps/s measured here with
+   10 targets, so it is not run. Nothing else changes: same pixels, same scaling, same targets,
+   same step-size rule.
 3. ``gaussian-2000``: Gaussian kernel (s = 5), n = 2,000, dual coordinates: kernel SGD at several
    batch sizes, kernel GD with its closed form; distance in alpha to ``kernel_interpolate``'s alpha.
 
@@ -40,10 +41,11 @@ out-of-span component: SGD (dual form) on pixels-200 from ``w0`` = a unit null-s
 reports ``||(I - P) w_t||`` = 1 at every record (constant: FACTS.md, the limit keeps
 ``(I - X^+ X) w0``).
 
-    python scripts/sgd_min_norm.py            # MNIST defaults (measured 147 s on 2 cores)
+    python scripts/sgd_min_norm.py            # MNIST defaults (measured 90 s wall, 122 s CPU, 2 cores)
     python scripts/sgd_min_norm.py --smoke    # seconds, synthetic data (used by the tests)
 
-Figures (PNG) go to --out-dir (default results/sgd_min_norm/). The last line of stdout is one JSON
+Figures (PNG) go to --out-dir (default results/sgd_min_norm/; the README copy is
+benchmarks/figures/sgd_min_norm.png). The last line of stdout is one JSON
 object with the per-run fields above, kappas, the out-of-span demonstration and seconds.
 """
 

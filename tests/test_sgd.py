@@ -476,3 +476,36 @@ def test_script_smoke(tmp_path):
     assert demo["null_component_max_change"] <= 1e-12  # kept constant, to round-off
     assert metrics["seconds"] > 0
     assert len(list(out.glob("*.png"))) >= 1
+
+
+def test_kernel_runs_reuse_one_factor(rng):
+    """Factor once, solve many: the EighFactor kept by kernel_interpolate serves every kernel run."""
+    from kernelgen import SolveOptions, kernel_interpolate
+    from kernelgen.factors import EighFactor
+
+    X = rng.normal(size=(40, 3))
+    K = kernel_matrix(X, kernel="gaussian", bandwidth=1.5)
+    y = rng.normal(size=40)
+    fit = kernel_interpolate(K, y, kernel="precomputed", solver="min_norm", options=SolveOptions(keep_factor=True))
+    assert isinstance(fit.factor, EighFactor)
+    calls = []
+    orig = EighFactor.factor
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return orig(*a, **kw)
+
+    EighFactor.factor = staticmethod(counting)
+    try:
+        a = kernel_gd(K, y, steps=50, reference=fit.alpha, factor=fit.factor)
+        b = kernel_sgd(K, y, steps=50, key=0, reference=fit.alpha, factor=fit.factor)
+        assert not calls  # nothing refactored
+        c = kernel_gd(K, y, steps=50, reference=fit.alpha)  # without the factor: computed here, once
+        assert len(calls) == 1
+    finally:
+        EighFactor.factor = orig
+    # the same trajectory whether the factor is given or computed
+    np.testing.assert_array_equal(a.distance, c.distance)
+    assert b.rank == 40
+    with pytest.raises(InvalidInputError):
+        kernel_gd(K[:10, :10], y[:10], steps=5, factor=fit.factor)  # a factor of another matrix

@@ -91,6 +91,7 @@ import scipy.linalg
 from ._jax import enable_x64
 from ._validation import as_float_array, check_same_rows
 from .errors import InvalidInputError, MemoryBudgetError, ShapeMismatchError, UnstableStepSizeError
+from .factors import EighFactor
 
 __all__ = [
     "DUAL_MAX_BYTES",
@@ -677,7 +678,8 @@ def gd_closed_form(X, y, *, step_size: float, steps, w0=None) -> np.ndarray:
     return _closed_form_linear(p, float(step_size), np.asarray(steps, dtype=np.int64).ravel())
 
 
-def gradient_flow_predictions(Theta, y, f0, *, step_size: float, steps, discrete: bool = False) -> np.ndarray:
+def gradient_flow_predictions(Theta, y, f0, *, step_size: float, steps, discrete: bool = False,
+                              factor=None) -> np.ndarray:
     """Function-space trajectory of GD on the squared loss with tangent kernel ``Theta``.
 
     ``discrete=False``: gradient flow ``f(t) = y + exp(-eta t Theta / N) (f0 - y)``
@@ -690,6 +692,8 @@ def gradient_flow_predictions(Theta, y, f0, *, step_size: float, steps, discrete
     y, f0 : arrays of shape (n,) or (n, k)
     step_size : float
     steps : array of shape (R,)
+    factor : kernelgen.factors.EighFactor, optional
+        The eigendecomposition of Theta, reused when given (default: computed here).
 
     Returns
     -------
@@ -705,8 +709,9 @@ def gradient_flow_predictions(Theta, y, f0, *, step_size: float, steps, discrete
     n = Theta.shape[0]
     if Theta.shape != (n, n) or y.shape[0] != n or f0.shape != y.shape:
         raise ShapeMismatchError(f"Theta {Theta.shape}, y {y.shape}, f0 {f0.shape} do not agree.")
-    lam, Q = scipy.linalg.eigh(Theta)
-    lam = np.clip(lam, 0.0, None)  # PSD: negative round-off eigenvalues are zero
+    eig = _kernel_factor(Theta, factor)
+    lam, Q = eig.eigenvalues, eig.eigenvectors
+    lam = np.where(eig.keep, lam, 0.0)  # PSD: eigenvalues at or below the rank cut-off are zero
     t = np.asarray(steps, dtype=np.float64).ravel()
     eta = float(step_size)
     if discrete:
@@ -1036,9 +1041,25 @@ def kaczmarz(
 # ----------------------------------------------------------------------------- kernel (dual only)
 
 
+def _kernel_factor(K, factor):
+    """The eigendecomposition of K: the one given (checked to be of this K's order), or computed once here.
+
+    The symmetry and PSD rules are kernelgen.numerics' (via :class:`kernelgen.factors.EighFactor`).
+    """
+    if factor is None:
+        fac = EighFactor.factor(K)
+    else:
+        if not isinstance(factor, EighFactor) or factor.shape != K.shape:
+            raise InvalidInputError(f"factor must be the EighFactor of this K (order {K.shape[0]}), "
+                                    f"got {type(factor).__name__} of shape {getattr(factor, 'shape', None)}.")
+        fac = factor
+    fac.require_psd("K")
+    return fac
+
+
 def _run_kernel(
     K, y, *, method, steps, key, batch_size, step_size, replace, relaxation, alpha0, record_steps,
-    allow_unstable, reference, indices,
+    allow_unstable, reference, indices, factor=None,
 ) -> Trajectory:
     K = as_float_array(K, "K", ndim=(2,), dtype=np.float64)
     y = as_float_array(y, "y", ndim=(1, 2), dtype=np.float64)
@@ -1046,8 +1067,7 @@ def _run_kernel(
     if K.shape != (n, n):
         raise ShapeMismatchError(f"K must be square (n, n), got {K.shape}.")
     check_same_rows(K, y, "K", "y")
-    if not np.allclose(K, K.T, rtol=1e-12, atol=1e-12 * float(np.max(np.abs(K)))):
-        raise InvalidInputError("K is not symmetric; pass a symmetric PSD kernel matrix.")
+    eig = _kernel_factor(K, factor)
     ashape = y.shape
     if alpha0 is None:
         alpha0 = np.zeros(ashape)
@@ -1057,14 +1077,9 @@ def _run_kernel(
             raise ShapeMismatchError(f"alpha0 has shape {alpha0.shape}, expected {ashape}.")
     steps = int(steps)
     rec = _record_steps(record_steps, steps)
-    lam, Q = scipy.linalg.eigh(K)
-    if lam[0] < -1e-8 * max(lam[-1], 0.0):
-        raise InvalidInputError(
-            f"K has eigenvalue {lam[0]:.3e} < 0 (largest {lam[-1]:.3e}): not PSD; check the kernel."
-        )
-    tol = max(lam[-1], 0.0) * n * np.finfo(np.float64).eps
-    pos = lam > tol
-    rank = int(pos.sum())
+    lam, Q = eig.eigenvalues, eig.eigenvectors
+    pos = eig.keep
+    rank = eig.rank
     kappa = float(lam[-1] / lam[pos][0]) if rank else float("nan")
     beta = float(np.max(np.diag(K)))
     lam1 = float(lam[-1] / n)
@@ -1152,7 +1167,7 @@ def _run_kernel(
             closed = np.matmul(Q, C)
         scale = max(float(np.linalg.norm(limit)), float(np.linalg.norm(alpha0)), np.finfo(float).tiny)
         gap = _relnorm(A - closed) / scale
-        flow = gradient_flow_predictions(K, y, K @ alpha0, step_size=eta, steps=rec)
+        flow = gradient_flow_predictions(K, y, K @ alpha0, step_size=eta, steps=rec, factor=eig)
     return Trajectory(
         steps=rec,
         loss=loss,
@@ -1196,6 +1211,10 @@ _K_PARAMS = """
     reference : array like y, optional
         Limit for the distance (default ``alpha0 + min_norm_solve(K, y - K alpha0).coef``,
         i.e. ``K^{-1} y`` for positive-definite K; pass ``kernel_interpolate(...).alpha``).
+    factor : kernelgen.factors.EighFactor, optional
+        The eigendecomposition of this K, computed once and reused (e.g. ``fit.factor`` of
+        ``kernel_interpolate(K, y, kernel="precomputed", solver="min_norm",
+        options=SolveOptions(keep_factor=True))``); default: computed here.
 """
 
 
@@ -1214,6 +1233,7 @@ def kernel_sgd(
     allow_unstable: bool = False,
     reference=None,
     indices=None,
+    factor=None,
 ) -> Trajectory:
     """Mini-batch SGD in kernel (dual) coordinates: ``f = K alpha``, loss ``(1/2N)||K alpha - y||``^2
     in function space, step ``alpha[i_b] -= (eta / B)(K_{i_b} alpha - y_{i_b})`` (scatter-add).
@@ -1238,14 +1258,14 @@ def kernel_sgd(
     return _run_kernel(
         K, y, method="sgd", steps=steps, key=key, batch_size=batch_size, step_size=step_size,
         replace=replace, relaxation=1.0, alpha0=alpha0, record_steps=record_steps,
-        allow_unstable=allow_unstable, reference=reference, indices=indices,
+        allow_unstable=allow_unstable, reference=reference, indices=indices, factor=factor,
     )
 
 
 @_with_params
 def kernel_gd(
     K, y, *, steps: int, step_size=None, alpha0=None, record_steps=None, allow_unstable: bool = False,
-    reference=None,
+    reference=None, factor=None,
 ) -> Trajectory:
     """Full-batch GD in kernel coordinates ``alpha <- alpha - (eta/N)(K alpha - y)``, with its
     closed form in the eigenbasis of K and the gradient flow ``y + exp(-eta t K / N)(f0 - y)``.
@@ -1261,14 +1281,14 @@ def kernel_gd(
     return _run_kernel(
         K, y, method="gd", steps=steps, key=None, batch_size=None, step_size=step_size, replace=True,
         relaxation=1.0, alpha0=alpha0, record_steps=record_steps, allow_unstable=allow_unstable,
-        reference=reference, indices=None,
+        reference=reference, indices=None, factor=factor,
     )
 
 
 @_with_params
 def kernel_kaczmarz(
     K, y, *, steps: int, key=0, relaxation: float = 1.0, alpha0=None, record_steps=None,
-    allow_unstable: bool = False, reference=None, indices=None,
+    allow_unstable: bool = False, reference=None, indices=None, factor=None,
 ) -> Trajectory:
     """Randomised Kaczmarz in kernel coordinates: i with probability ``K_ii / tr K``, then
     ``alpha_i += omega (y_i - K_i alpha) / K_ii``.
@@ -1288,7 +1308,7 @@ def kernel_kaczmarz(
     return _run_kernel(
         K, y, method="kaczmarz", steps=steps, key=key, batch_size=1, step_size=None, replace=True,
         relaxation=float(relaxation), alpha0=alpha0, record_steps=record_steps,
-        allow_unstable=allow_unstable, reference=reference, indices=indices,
+        allow_unstable=allow_unstable, reference=reference, indices=indices, factor=factor,
     )
 
 

@@ -18,7 +18,7 @@ features         Gabor preprocessing
 provenance       what produced a number (versions, BLAS, CPU, git commit, seeds)
 """
 
-__version__ = "0.2.0"
+from ._version import __version__
 
 from . import (  # noqa: E402
     datasets,

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .._version import __version__
 from ..errors import DataIntegrityError, DataUnavailableError, KernelgenError
 from ._cache import (
     DatasetSpec,
@@ -323,8 +324,6 @@ def _mirror_downloader(base_url: str, options: FetchOptions) -> Downloader:
     scheme = urllib.parse.urlsplit(base_url).scheme
     if scheme == "https":
         import pooch
-
-        from .. import __version__
 
         # The timeout bounds every connect and read, so an offline machine fails in seconds.
         return pooch.HTTPDownloader(

@@ -23,6 +23,8 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..numerics import DEFAULT_TILE
+from . import _entries
+from . import _jax as _jax_entries
 
 __all__ = ["Kernel", "Precomputed", "Product", "Scaled", "Sum"]
 
@@ -161,15 +163,11 @@ class Kernel:
 
         B=None means B = A (diagonal entries of distance kernels are then exactly 1 / k(0)).
         """
-        from ._entries import KernelEntries
-
-        return KernelEntries(self, A, B, dtype=dtype)
+        return _entries.KernelEntries(self, A, B, dtype=dtype)
 
     def matrix(self, A, B=None, *, dtype=np.float64, out=None) -> np.ndarray:
         """Dense k(A, B) of shape (n_A, n_B) in ``dtype``, built in bounded blocks (see :func:`kernel_matrix`)."""
-        from ._entries import dense_matrix
-
-        return dense_matrix(self, A, B, dtype=dtype, out=out)
+        return _entries.dense_matrix(self, A, B, dtype=dtype, out=out)
 
     def symmetric_apply(self, X, V, *, tile: int = DEFAULT_TILE, verbose: bool = False,
                         desc: str = "float64 K @ V") -> np.ndarray:
@@ -184,33 +182,23 @@ class Kernel:
         -------
         ndarray of shape (n, k), float64
         """
-        from ._entries import symmetric_apply
-
-        return symmetric_apply(self, X, V, tile=tile, verbose=verbose, desc=desc)
+        return _entries.symmetric_apply(self, X, V, tile=tile, verbose=verbose, desc=desc)
 
     def apply(self, A, B, V, *, verbose: bool = False, desc: str = "K @ V") -> np.ndarray:
         """k(A, B) @ V in float64, blockwise, without forming k(A, B). V: (n_B, k) -> (n_A, k)."""
-        from ._entries import apply
-
-        return apply(self, A, B, V, verbose=verbose, desc=desc)
+        return _entries.apply(self, A, B, V, verbose=verbose, desc=desc)
 
     def fill_panels(self, P, X, *, verbose: bool = False, desc: str = "kernel") -> None:
         """Fill tiled lower-triangle storage P (a ``LowerPanels``) with k(X, X) in P's dtype."""
-        from ._entries import fill_panels
-
-        fill_panels(self, P, X, verbose=verbose, desc=desc)
+        _entries.fill_panels(self, P, X, verbose=verbose, desc=desc)
 
     def matrix_jax(self, A, B=None, *, dtype=np.float64, block_rows: int = 4096):
         """k(A, B) as a ``jax.Array`` on JAX's default device (matmuls at precision HIGHEST)."""
-        from ._jax import matrix_jax
-
-        return matrix_jax(self, A, B, dtype=dtype, block_rows=block_rows)
+        return _jax_entries.matrix_jax(self, A, B, dtype=dtype, block_rows=block_rows)
 
     def apply_jax(self, A, B, V, *, block_rows: int = 4096) -> np.ndarray:
         """k(A, B) @ V on the JAX device in float64, in row blocks; returns NumPy."""
-        from ._jax import apply_jax
-
-        return apply_jax(self, A, B, V, block_rows=block_rows)
+        return _jax_entries.apply_jax(self, A, B, V, block_rows=block_rows)
 
     # ------------------------------------------------------------------ composition
     def __add__(self, other):
@@ -291,9 +279,7 @@ class _Composite(Kernel):
         return all(k.is_resolved for k in self.kernels)
 
     def entries(self, A, B=None, *, dtype=np.float64):
-        from ._entries import CompositeEntries
-
-        return CompositeEntries(self, A, B, dtype=dtype)
+        return _entries.CompositeEntries(self, A, B, dtype=dtype)
 
 
 class Sum(_Composite):
@@ -380,9 +366,7 @@ class Scaled(Kernel):
         return self.scale * self.kernel.diag(X)
 
     def entries(self, A, B=None, *, dtype=np.float64):
-        from ._entries import CompositeEntries
-
-        return CompositeEntries(self, A, B, dtype=dtype)
+        return _entries.CompositeEntries(self, A, B, dtype=dtype)
 
     def __repr__(self):
         return f"{self.scale!r} * {self.kernel!r}"

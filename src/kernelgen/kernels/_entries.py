@@ -268,27 +268,29 @@ class KernelEntries:
 
 
 class CompositeEntries:
-    """Entries of Sum / Product / Scaled kernels: the components' accurate entries, combined."""
+    """Entries of Sum / Product / Scaled kernels: the components' accurate entries, combined.
+
+    The kernel is told apart by its registered ``name`` (``"scaled"``: one component ``kernel`` times
+    ``scale``; ``"sum"`` / ``"product"``: ``kernels`` combined by ``_combine``), not by class:
+    :mod:`kernelgen.kernels._base` imports this module, so this one does not import it.
+    """
 
     def __init__(self, kernel, A, B=None, *, dtype=np.float64):
-        from ._base import Scaled
-
         A, B, same, dtype = _validate_pair(A, B, dtype)
         self.kernel, self.dtype, self.same = kernel, dtype, same
         self.shape = (A.shape[0], B.shape[0])
         Bx = None if same else B
-        if isinstance(kernel, Scaled):
+        self.scale = float(kernel.scale) if kernel.name == "scaled" else None
+        if self.scale is not None:
             self.parts = [kernel.kernel.entries(A, Bx, dtype=dtype)]
         else:
             self.parts = [k.entries(A, Bx, dtype=dtype) for k in kernel.kernels]
         self._tmp = None
 
     def block(self, r0, r1, c0, c1, diag_offset, out):
-        from ._base import Scaled
-
         self.parts[0].block(r0, r1, c0, c1, diag_offset, out)
-        if isinstance(self.kernel, Scaled):
-            out *= self.kernel.scale
+        if self.scale is not None:
+            out *= self.scale
             return out
         shape = (r1 - r0, c1 - c0)
         if self._tmp is None or self._tmp.shape[0] < shape[0] or self._tmp.shape[1] < shape[1]:

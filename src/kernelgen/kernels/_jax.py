@@ -9,20 +9,26 @@ from __future__ import annotations
 import numpy as np
 
 from .._jax import enable_x64
-from ._base import Kernel, Product, Scaled, Sum
-from ._entries import _validate_pair
+from ._entries import _CLOSE, _power_of_two_scale, _safe_mean, _validate_pair
 
 __all__ = ["apply_jax", "block_jax", "matrix_jax"]
 
+#: Registered names of the kernels whose entries combine their components' (``Sum``, ``Product``).
+_COMBINED = ("sum", "product")
 
-def block_jax(kernel: Kernel, Ab, B, diag_offset, log2_scale: int = 0):
-    """k(Ab, B) for JAX arrays already centred and scaled by 2^-log2_scale (stationary kernels) by the caller."""
+
+def block_jax(kernel, Ab, B, diag_offset, log2_scale: int = 0):
+    """k(Ab, B) for JAX arrays already centred and scaled by 2^-log2_scale (stationary kernels) by the caller.
+
+    Composites are told apart by their registered ``name`` (``"scaled"``, ``"sum"``, ``"product"``), not
+    by class: :mod:`kernelgen.kernels._base` imports this module, so this one does not import it.
+    """
     import jax.numpy as jnp
     from jax import lax
 
-    if isinstance(kernel, Scaled):
+    if kernel.name == "scaled":
         return kernel.scale * block_jax(kernel.kernel, Ab, B, diag_offset, log2_scale)
-    if isinstance(kernel, (Sum, Product)):
+    if kernel.name in _COMBINED:
         out = block_jax(kernel.kernels[0], Ab, B, diag_offset, log2_scale)
         for k in kernel.kernels[1:]:
             out = kernel._combine_jax(out, block_jax(k, Ab, B, diag_offset, log2_scale))
@@ -52,8 +58,6 @@ def _near_duplicates_by_differences(d2, Ab, B, sq_r, sq_c):
     """
     import jax.numpy as jnp
 
-    from ._entries import _CLOSE
-
     thr = _CLOSE * (jnp.max(sq_r) + jnp.max(sq_c))
     close = d2 < thr
     count = int(jnp.sum(close))
@@ -67,15 +71,13 @@ def _near_duplicates_by_differences(d2, Ab, B, sq_r, sq_c):
 def _centred(kernel, A, B, dtype=np.float64):
     """Centre (and power-of-two scale) both operands at A's mean when every component is stationary."""
     def all_stationary(k):
-        if isinstance(k, Scaled):
+        if k.name == "scaled":
             return all_stationary(k.kernel)
-        if isinstance(k, (Sum, Product)):
+        if k.name in _COMBINED:
             return all(all_stationary(x) for x in k.kernels)
         return k.stationary
 
     if all_stationary(kernel):
-        from ._entries import _power_of_two_scale, _safe_mean
-
         c = _safe_mean(np.asarray(A, dtype=np.float64))
         Ac, Bc = np.asarray(A, np.float64) - c, np.asarray(B, np.float64) - c
         k = _power_of_two_scale(Ac, Bc, dtype)

@@ -23,6 +23,7 @@ import numpy as np
 from .._validation import as_float_array
 from ..errors import InvalidInputError
 from ._base import Kernel
+from ._relu import relu_kernel_diag, relu_kernel_from_gram, relu_kernel_from_gram_jax
 
 __all__ = ["ReluNNGP", "ReluNTK"]
 
@@ -52,26 +53,18 @@ class _ReluNetwork(Kernel):
                     bias_variance=float(self.bias_variance), which=self.which)
 
     def _from_gram(self, G, sq_rows, sq_cols, diag_offset, n_features):
-        from ._relu import relu_kernel_from_gram
-
         return relu_kernel_from_gram(G, sq_rows, sq_cols, diag_offset=diag_offset, **self._kw(n_features))
 
     def _from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):
         import jax.numpy as jnp
 
-        from ._relu import relu_kernel_from_gram_jax
-
         K = relu_kernel_from_gram_jax(G, sq_rows, sq_cols, **self._kw(n_features))
         if diag_mask is not None:  # exact diagonal (theta = 0), as in the NumPy entries
-            from ._relu import relu_kernel_diag
-
             d = relu_kernel_diag(np.asarray(sq_rows), **self._kw(n_features))
             K = jnp.where(diag_mask, jnp.asarray(d, K.dtype)[:, None], K)
         return K
 
     def diag(self, X):
-        from ._relu import relu_kernel_diag
-
         X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
         return relu_kernel_diag(np.einsum("ij,ij->i", X, X), **self._kw(X.shape[1]))
 

@@ -10,7 +10,13 @@ import pytest
 
 from kernelgen.errors import InvalidInputError, NonFiniteInputError, ShapeMismatchError
 from kernelgen.factors._base import Factor, LogDet
-from kernelgen.factors._rectangular import MAX_LAPACK_DIM, QRFactor, SVDFactor, qr_factor, svd_factor
+from kernelgen.factors._rectangular import (
+    MAX_LAPACK_DIM,
+    QRFactor,
+    SVDFactor,
+    qr_factor,
+    svd_factor,
+)
 
 EPS = np.finfo(np.float64).eps
 
@@ -173,7 +179,12 @@ def test_leading_blocks_equal_fresh_factors():
     # a leading block that is rank deficient is detected on its own R
     A2 = A.copy()
     A2[:, 5] = A2[:, 2]
-    f = qr_factor(A2, pivoting=False).leading(10)
+    F2 = qr_factor(A2, pivoting=False)
+    assert F2.rank == 39 and F2.rank_decided_by == "svd_of_R"
+    f5 = F2.leading(5)  # columns 0-4 are independent: certified from the leading block of R^-1
+    assert f5.rank == 5 and f5.rank_decided_by == "frobenius_bound"
+    assert _rel(f5.solve(B), np.linalg.lstsq(A2[:, :5], B, rcond=None)[0]) <= 1e-9
+    f = F2.leading(10)
     assert f.rank == 9 and f.rank_decided_by == "svd_of_R"
     assert _rel(f.solve(B), np.linalg.pinv(A2[:, :10], rcond=50 * EPS) @ B) <= 1e-9
 

@@ -165,7 +165,7 @@ class QRFactor(_Rectangular):
     rtol : float
         Relative threshold (default ``max(n, N) eps``).
     sigma_max : float
-        Largest singular value of ``Phi`` (power iteration on ``R``, or the SVD of ``R``).
+        Largest singular value of ``Phi`` (10 power-iteration steps on ``R``, a lower bound, or the SVD of ``R``).
     sigma_min_kept : float
         Smallest kept singular value, or its certified lower bound ``1 / ||R^-1||_F`` when full rank
         was certified without an SVD (``rank_decided_by = "frobenius_bound"``).
@@ -199,7 +199,7 @@ class QRFactor(_Rectangular):
         self.timings = {"qr": time.perf_counter() - t0}
         t1 = time.perf_counter()
         self._R = R
-        self._U = self._s = self._Vt = self._Rinv = None
+        self._U = self._s = self._Vt = self._Rinv = self._Rinv_blocks = None
         fro_R = _fro(R)
         if fro_R == 0.0:
             self.rank, self.sigma_max, self.sigma_min_kept, self.rank_decided_by = 0, 0.0, 0.0, "zero"
@@ -210,6 +210,7 @@ class QRFactor(_Rectangular):
         if np.all(np.diag(R) != 0.0):
             Rinv, info = lapack.dtrtri(R, lower=0)
             if info == 0 and np.all(np.isfinite(Rinv)):
+                self._Rinv_blocks = Rinv  # leading blocks certify leading() factors even if this one fails
                 fro_inv = _fro(Rinv)
                 # sigma_min(R) >= 1/||R^-1||_F, sigma_max(R) <= ||R||_F  ([GVL] 2.3.2)
                 if np.isfinite(fro_inv) and fro_R * fro_inv * self.rtol < 1.0:
@@ -227,7 +228,7 @@ class QRFactor(_Rectangular):
         log.info("%s factor of %s: rank %d (%s), sigma_max %.3g", self.kind, self.shape, self.rank,
                  self.rank_decided_by, self.sigma_max)
 
-    def leading(self, N: int) -> "QRFactor":
+    def leading(self, N: int) -> QRFactor:
         """The factor of the first ``N`` columns of ``Phi``, from this one (no new QR).
 
         For unpivoted QR of a tall ``Phi`` (``kind="qr"``, ``pivoting=False``) the first ``N``
@@ -257,15 +258,15 @@ class QRFactor(_Rectangular):
         f._qr, f._tau, f._perm = self._qr[:, :N], self._tau[:N], np.arange(N)
         R = self._R[:N, :N]
         f._R = R
-        f._U = f._s = f._Vt = f._Rinv = None
+        f._U = f._s = f._Vt = f._Rinv = f._Rinv_blocks = None
         f.timings = {}
         fro_R = _fro(R)
-        Rinv = self._Rinv[:N, :N] if self._Rinv is not None else None
+        Rinv = self._Rinv_blocks[:N, :N] if self._Rinv_blocks is not None else None
         if fro_R == 0.0:
             f.rank, f.sigma_max, f.sigma_min_kept, f.rank_decided_by, f.rank_tol = 0, 0.0, 0.0, "zero", 0.0
             return f
         if Rinv is not None and fro_R * _fro(Rinv) * f.rtol < 1.0:
-            f.rank, f._Rinv, f.rank_decided_by = N, Rinv, "frobenius_bound"
+            f.rank, f._Rinv, f._Rinv_blocks, f.rank_decided_by = N, Rinv, Rinv, "frobenius_bound"
             f.sigma_min_kept = 1.0 / _fro(Rinv)
             f.sigma_max = self._power_sigma_max(R, fro_R)
         else:
@@ -276,7 +277,7 @@ class QRFactor(_Rectangular):
 
     @staticmethod
     def _power_sigma_max(R: np.ndarray, upper: float) -> float:
-        """||R||_2 by power iteration on R^T R (20 steps), clipped to the bound ||R||_F."""
+        """||R||_2 by power iteration on R^T R (10 steps; a lower bound), clipped to the bound ||R||_F."""
         c = float(np.max(np.abs(R)))  # work on R / c: no overflow or underflow at any scale of Phi
         if c == 0.0:
             return 0.0
@@ -284,7 +285,7 @@ class QRFactor(_Rectangular):
         upper = upper / c
         x = np.ones(R.shape[1]) / np.sqrt(R.shape[1])
         est = 0.0
-        for _ in range(20):
+        for _ in range(10):
             y = R @ x
             est = float(np.linalg.norm(y))
             z = R.T @ y
@@ -352,7 +353,7 @@ class QRFactor(_Rectangular):
         NonFiniteInputError, ShapeMismatchError
         """
         B2, vec = _check_rhs(B, self.shape[0])
-        n, N = self.shape
+        N = self.shape[1]
         k = B2.shape[1]
         p = self._p
         if self.rank == 0 or k == 0:

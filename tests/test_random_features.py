@@ -234,11 +234,12 @@ def test_synthetic_sweep_peaks_at_interpolation_threshold():
 
 def test_large_width_approaches_kernel_interpolant():
     from kernelgen import kernel_interpolate
+    from kernelgen.kernels import Gaussian
 
     X, Y = _data(15, 3, 9, k=1)
     Xt = _data(10, 3, 10)
     s = 0.7  # small bandwidth: K well conditioned, so the error follows the Gram error
-    fitk = kernel_interpolate(X, Y, kernel="gaussian", bandwidth=s)
+    fitk = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=s))
     ref = fitk.predict(Xt)
     errs = []
     for N in (1000, 16000):

@@ -744,7 +744,9 @@ def _kernel_limit(fm, X, Y, lab, Xt, Yt, labt) -> dict:
     from .solvers import kernel_interpolate
 
     if fm.kind == "fourier":
-        fit = kernel_interpolate(X, Y, kernel="gaussian", bandwidth=fm.bandwidth)
+        from .kernels import Gaussian
+
+        fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=fm.bandwidth))
         pred_tr = fit.predict(X)
         pred_te = fit.predict(Xt)
     else:

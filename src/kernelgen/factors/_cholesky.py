@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from .._jax import enable_x64
 from ..errors import InvalidInputError, NotPositiveDefiniteError, ShapeMismatchError
 from ._base import LogDet
 from ._tiled import LowerPanels, cholesky_solve_panels, tiled_cholesky
@@ -171,8 +172,6 @@ class JaxCholeskyFactor(_CholeskyLogDet):
         """Factor a jax.Array (or array) A; raises NotPositiveDefiniteError with the first failing pivot."""
         import jax.numpy as jnp
 
-        from .._jax import enable_x64
-
         t0 = time.perf_counter()
         with enable_x64():
             Aj = jnp.asarray(A)
@@ -191,8 +190,6 @@ class JaxCholeskyFactor(_CholeskyLogDet):
         import jax.numpy as jnp
         from jax.scipy.linalg import cho_solve
 
-        from .._jax import enable_x64
-
         B = np.asarray(B)
         if B.shape[0] != self.shape[0]:
             raise ShapeMismatchError(f"B has {B.shape[0]} rows, the factor has order {self.shape[0]}.")
@@ -201,8 +198,6 @@ class JaxCholeskyFactor(_CholeskyLogDet):
 
     def logdet(self) -> LogDet:
         import jax.numpy as jnp
-
-        from .._jax import enable_x64
 
         with enable_x64():
             return self._logdet_from_diag(np.asarray(jnp.diagonal(self.L), dtype=np.float64))

@@ -10,6 +10,7 @@ import scipy.linalg as sla
 
 from ..errors import InvalidInputError, NonFiniteResultError, NotPositiveDefiniteError, ShapeMismatchError
 from ..numerics import CALL_LIMITS, spectral_cutoffs
+from ..numerics import check_symmetric as _check_sym
 from ._base import LogDet
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,6 @@ class EighFactor:
         ------
         ShapeMismatchError, InvalidInputError (not symmetric; too large for one LAPACK call)
         """
-        from ..numerics import check_symmetric as _check_sym
-
         A = np.asarray(A)
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise ShapeMismatchError(f"an eigendecomposition needs a square matrix, got shape {A.shape}.")

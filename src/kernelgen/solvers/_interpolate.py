@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -24,19 +23,18 @@ from ..errors import (
     InvalidInputError,
     MemoryBudgetError,
     NonFiniteResultError,
-    InterpolationWarning,
     NotPositiveDefiniteError,
     ShapeMismatchError,
-    SingularSystemError,
 )
-from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
+from ..factors import CholeskyFactor, EighFactor, LowerPanels
 from ..kernels import Precomputed, as_kernel
-from ..numerics import check_symmetric, unit_roundoff
+from ..numerics import check_symmetric
 from ..options import SolveOptions
-from ..provenance import provenance
+from ._jax_backend import solve_jax
 from ._planner import plan_kernel_solve
 from ._refine import refine
-from ._result import KernelInterpolant, data_fingerprint
+from ._result import KernelInterpolant, build_interpolant
+from ._system import KernelSystem, check_interpolates, pinv_refine, prepare_targets
 
 log = logging.getLogger(__name__)
 
@@ -44,40 +42,6 @@ __all__ = ["kernel_interpolate"]
 
 SOLVERS = ("auto", "cholesky", "min_norm")
 BACKENDS = ("auto", "scipy", "jax")
-
-
-def _prepare_targets(Y, n):
-    Y = as_float_array(Y, "Y", ndim=(1, 2), dtype=np.float64)
-    if Y.shape[0] != n:
-        raise ShapeMismatchError(f"X has {n} rows but Y has {Y.shape[0]}; they must match.")
-    return Y.reshape(n, -1), Y.ndim == 1
-
-
-class _System:
-    """The float64 operator of one kernel system (K + ridge I), independent of any factor."""
-
-    def __init__(self, kernel, X64, K, ridge, mode, tile, verbose, K64_panels=None):
-        self.kernel, self.X64, self.K, self.ridge = kernel, X64, K, float(ridge)
-        self.mode, self.tile, self.verbose, self.K64 = mode, tile, verbose, K64_panels
-
-    def matvec(self, V):
-        V = np.asarray(V, dtype=np.float64)
-        if self.mode == "precomputed":
-            out = self.K @ V
-        elif self.mode == "stored":
-            out = symmetric_matvec_panels(self.K64, V)
-        elif self.mode == "device":
-            out = self.K(V)
-        else:
-            out = self.kernel.symmetric_apply(self.X64, V, tile=self.tile, verbose=self.verbose)
-        return out + self.ridge * V if self.ridge else out
-
-
-def _certify(alpha, R, Y2, ridge):
-    """alpha_j^T K alpha_j from the verified product K alpha = Y - R - ridge alpha."""
-    KA = Y2 - R - ridge * alpha
-    aka = np.einsum("ij,ij->j", alpha, KA)
-    return KA, aka, float(np.sqrt(max(0.0, float(aka.sum()))))
 
 
 def kernel_interpolate(
@@ -184,7 +148,7 @@ def kernel_interpolate(
         kern = kern.resolve(X64)
         A = X64
         opts = _check_kernel_scale(kern, X64, opts)
-    Y2, squeeze = _prepare_targets(Y, n)
+    Y2, squeeze = prepare_targets(Y, n)
     if solver == "auto":
         solver = "cholesky"
         log.info("solver='auto' chose 'cholesky' (raises NotPositiveDefiniteError if K is not positive definite)")
@@ -193,8 +157,6 @@ def kernel_interpolate(
         log.info("backend='auto' chose %r", backend)
 
     if backend == "jax":
-        from ._jax_backend import solve_jax
-
         out = solve_jax(A, Y2, kernel=kern, precomputed=precomputed, solver=solver, ridge=ridge, opts=opts,
                         verbose=verbose)
     elif solver == "min_norm":
@@ -203,7 +165,7 @@ def kernel_interpolate(
         out = _solve_cholesky(A, Y2, kernel=kern, precomputed=precomputed, n=n, d=d, ridge=ridge, opts=opts,
                               verbose=verbose)
     out["timings"]["total"] = time.perf_counter() - t_start
-    fit = _build(out, Y2, squeeze, kern, X64, A if precomputed else None, ridge, opts, backend)
+    fit = build_interpolant(out, Y2, squeeze, kern, X64, A if precomputed else None, ridge, opts, backend)
     log.info("kernel_interpolate: n=%d solver=%s backend=%s factor=%s residual %.3e in %.1f s",
              n, fit.solver, fit.backend, fit.factor_dtype, fit.relative_residual, fit.timings["total"])
     return fit
@@ -238,69 +200,6 @@ def _check_kernel_scale(kern, X64, opts):
     return opts
 
 
-def _build(out, Y2, squeeze, kern, X64, K, ridge, opts, backend, *, prov=None, data_sha=None):
-    res = out["result"]
-    KA, aka, norm = _certify(res.alpha, res.residual, Y2, ridge)
-    fit = KernelInterpolant(
-        alpha=res.alpha[:, 0] if squeeze else res.alpha, kernel=kern, relative_residual=res.relative_residual,
-        alpha_K_alpha=aka, rkhs_norm=norm, ridge=ridge, solver=out["solver"], backend=backend,
-        factor_dtype=out["factor_dtype"], residual_mode=out["residual_mode"], rank=out.get("rank"),
-        rank_tol=out.get("rank_tol"), condition_number=out.get("condition_number"), history=tuple(res.history),
-        n_matvecs=res.n_matvecs, timings=out["timings"], plan=out.get("plan"),
-        fitted=KA[:, 0] if squeeze else KA, options=opts,
-        factor=out.get("factor") if opts.keep_factor else None,
-        provenance=prov if prov is not None else provenance(),
-        X_train=X64, data_sha256=data_sha or data_fingerprint(K if X64 is None else X64))
-    if opts.keep_factor and out.get("system") is not None:
-        fit = _with_resolver(fit, out["system"], out["factor"], out.get("precond"))
-    return fit
-
-
-def _with_resolver(fit, system, factor, precond=None):
-    opts = fit.options
-    precond = precond or factor.solve
-
-    def resolve(Y_new, tol_new):
-        t0 = time.perf_counter()
-        Yn, sq = _prepare_targets(Y_new, fit.n_train)
-        if fit.solver == "min_norm":
-            r = _pinv_refine(factor, system, Yn, opts.tol if tol_new is None else tol_new)
-            check_interpolates(r, factor, opts if tol_new is None else replace(opts, tol=tol_new))
-        else:
-            r = refine(system.matvec, precond, Yn, tol=opts.tol if tol_new is None else tol_new,
-                       max_iter=opts.max_iter, method=opts.refinement)
-        out = {"result": r, "solver": fit.solver, "factor_dtype": fit.factor_dtype, "residual_mode": fit.residual_mode,
-               "rank": fit.rank, "rank_tol": fit.rank_tol, "condition_number": fit.condition_number,
-               "timings": {"refine": time.perf_counter() - t0}, "plan": fit.plan, "factor": factor, "system": system,
-               "precond": precond}
-        return _build(out, Yn, sq, fit.kernel, fit.X_train, system.K, fit.ridge, opts, fit.backend,
-                      data_sha=fit.data_sha256)
-
-    object.__setattr__(fit, "_resolve", resolve)
-    return fit
-
-
-def attach_resolver(fit):
-    """After loading a saved factor: rebuild the float64 operator and allow ``fit.solve``."""
-    opts = fit.options
-    system = _System(fit.kernel, fit.X_train, None, fit.ridge, "on-the-fly", opts.tile, False)
-    return _with_resolver(fit, system, fit.factor)
-
-
-def float64_refactor(fit, *, verbose=False):
-    """A float64 tiled Cholesky factor of the fit's K + ridge I (planner-checked), for an exact log-det."""
-    if fit.X_train is None:
-        raise InvalidInputError("a float64 refactor needs the training data (or refit a precomputed K in float64).")
-    n, d = fit.X_train.shape
-    plan = plan_kernel_solve(n, d, 1, solver="cholesky", dtype="float64", memory_budget=fit.options.memory_budget,
-                             tile=fit.options.tile, store_kernel=False)
-    P = LowerPanels(n, plan.tile, np.float64)
-    fit.kernel.fill_panels(P, fit.X_train, verbose=verbose, desc="kernel (float64)")
-    if fit.ridge:
-        P.add_to_diagonal(fit.ridge)
-    return CholeskyFactor.from_panels(P, verbose=verbose)
-
-
 # ----------------------------------------------------------------------------- Cholesky (SciPy)
 def _solve_cholesky(A, Y2, *, kernel, precomputed, n, d, ridge, opts, verbose):
     timings = {}
@@ -311,13 +210,13 @@ def _solve_cholesky(A, Y2, *, kernel, precomputed, n, d, ridge, opts, verbose):
     t0 = time.perf_counter()
     K64 = None
     if precomputed:
-        system = _System(kernel, None, A, ridge, "precomputed", plan.tile, verbose)
+        system = KernelSystem(kernel, None, A, ridge, "precomputed", plan.tile, verbose)
     elif plan.residual == "stored":
         K64 = LowerPanels(n, plan.tile, np.float64)
         kernel.fill_panels(K64, A, verbose=verbose, desc="kernel (float64)")
-        system = _System(kernel, A, None, ridge, "stored", plan.tile, verbose, K64)
+        system = KernelSystem(kernel, A, None, ridge, "stored", plan.tile, verbose, K64)
     else:
-        system = _System(kernel, A, None, ridge, "on-the-fly", plan.tile, verbose)
+        system = KernelSystem(kernel, A, None, ridge, "on-the-fly", plan.tile, verbose)
 
     def build_factor_input(fdt):
         if precomputed:
@@ -373,55 +272,6 @@ def _solve_cholesky(A, Y2, *, kernel, precomputed, n, d, ridge, opts, verbose):
 
 
 # ----------------------------------------------------------------------------- min_norm (eigh)
-def _pinv_refine(factor: EighFactor, system: _System, Y2, tol, max_steps: int = 5):
-    """alpha = A^+ Y from the eigendecomposition, refined with the pseudo-inverse.
-
-    Refinement keeps alpha in the span of the kept eigenvectors (so it stays the minimum-norm
-    solution) and removes the cond * eps error; it stops when the residual stops shrinking
-    (targets outside the range of K). The residual is the system's independent float64 product.
-    """
-    from ._refine import RefinementResult, _rel
-
-    t0 = time.perf_counter()
-    ny = float(np.linalg.norm(Y2))
-    alpha = factor.solve(Y2)
-    R = Y2 - system.matvec(alpha)
-    rel = _rel(R, ny)
-    history = [{"step": 0, "kind": "eigh", "relative_residual": rel, "seconds": time.perf_counter() - t0}]
-    while rel > tol and len(history) <= max_steps:
-        cand = alpha + factor.solve(R)
-        R2 = Y2 - system.matvec(cand)
-        rel2 = _rel(R2, ny)
-        if rel2 > 0.5 * rel:
-            break
-        alpha, R, rel = cand, R2, rel2
-        history.append({"step": len(history), "kind": "pinv refinement", "relative_residual": rel,
-                        "seconds": time.perf_counter() - t0})
-    return RefinementResult(alpha=alpha, residual=R, relative_residual=rel, history=history,
-                            n_matvecs=len(history))
-
-
-def check_interpolates(res, factor, opts):
-    """min_norm: warn (or raise, by option) when the minimum-norm solution is not an interpolant.
-
-    The threshold follows the precision the kernel matrix carries: ``opts.tol`` for float64; for a
-    float32 matrix its own rounding (~u32 * cond of the kept spectrum) already limits how well any Y
-    in its range can be reproduced, so max(tol, 10 * u32 * cond) is used.
-    """
-    tol = opts.tol
-    if factor.matrix_dtype != np.float64 and factor.condition_number is not None:
-        tol = max(tol, 10.0 * unit_roundoff(factor.matrix_dtype) * factor.condition_number)
-    if res.relative_residual <= tol:
-        return
-    msg = (f"the minimum-norm solution does not interpolate: relative residual {res.relative_residual:.3g} > tol "
-           f"{tol:.1e} with numerical rank {factor.rank} of {factor.shape[0]}. Y is not in the range of K (for "
-           "example repeated inputs with conflicting targets), so this is the minimum-norm least-squares fit.")
-    if opts.require_interpolation:
-        raise SingularSystemError(msg + " (SolveOptions(require_interpolation=True))")
-    log.warning(msg)
-    warnings.warn(msg, InterpolationWarning, stacklevel=4)
-
-
 def _solve_min_norm(A, Y2, *, kernel, precomputed, ridge, opts, verbose):
     n = A.shape[0]
     plan = plan_kernel_solve(n, 0 if precomputed else A.shape[1], Y2.shape[1], solver="min_norm",
@@ -432,11 +282,11 @@ def _solve_min_norm(A, Y2, *, kernel, precomputed, ridge, opts, verbose):
         mdt = A.dtype
         in_place = opts.overwrite_kernel and A.dtype == np.float64
         work = A if in_place else np.array(A, dtype=np.float64)
-        system = _System(kernel, None, None if in_place else A, ridge, "precomputed", opts.tile, verbose)
+        system = KernelSystem(kernel, None, None if in_place else A, ridge, "precomputed", opts.tile, verbose)
     else:
         mdt = np.dtype(np.float64)
         work = kernel.matrix(A, dtype=np.float64)
-        system = _System(kernel, A, None, ridge, "on-the-fly", opts.tile, verbose)
+        system = KernelSystem(kernel, A, None, ridge, "on-the-fly", opts.tile, verbose)
     timings["kernel"] = time.perf_counter() - t0
     if ridge:
         work[np.diag_indices(n)] += ridge
@@ -449,13 +299,13 @@ def _solve_min_norm(A, Y2, *, kernel, precomputed, ridge, opts, verbose):
     factor.require_psd()
     if system.mode == "precomputed" and system.K is None:
         # the caller's K was used as workspace: the residual can only come from the factor (reported)
-        system = _System(kernel, None, None, ridge, "device", opts.tile, verbose)
+        system = KernelSystem(kernel, None, None, ridge, "device", opts.tile, verbose)
         system.K = lambda V: factor.apply(V) - ridge * V
         mode = "eigh (K overwritten)"
     else:
         mode = "precomputed" if precomputed else "recomputed"
     t0 = time.perf_counter()
-    res = _pinv_refine(factor, system, Y2, opts.tol)
+    res = pinv_refine(factor, system, Y2, opts.tol)
     timings["refine"] = time.perf_counter() - t0
     check_interpolates(res, factor, opts)
     if factor.rank < n:

@@ -25,6 +25,7 @@ from ..factors import EighFactor, JaxCholeskyFactor
 from ..numerics import available_memory
 from ._planner import BASE_OVERHEAD
 from ._refine import refine
+from ._system import KernelSystem, check_interpolates, pinv_refine
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,6 @@ def solve_jax(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
     import jax.numpy as jnp
     from jax import lax
 
-    from ._interpolate import _pinv_refine, _System, check_interpolates
-
     n = A.shape[0]
     avail = int(opts.memory_budget) if opts.memory_budget is not None else device_memory()
     n2 = n * n
@@ -82,11 +81,11 @@ def solve_jax(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
             timings["factor"] = factor.seconds
             factor.require_psd()
             if precomputed:
-                system = _System(kernel, None, np.asarray(A), ridge, "precomputed", opts.tile, verbose)
+                system = KernelSystem(kernel, None, np.asarray(A), ridge, "precomputed", opts.tile, verbose)
             else:
-                system = _System(kernel, A, None, ridge, "on-the-fly", opts.tile, verbose)
+                system = KernelSystem(kernel, A, None, ridge, "on-the-fly", opts.tile, verbose)
             t0 = time.perf_counter()
-            res = _pinv_refine(factor, system, Y2, opts.tol)
+            res = pinv_refine(factor, system, Y2, opts.tol)
             timings["refine"] = time.perf_counter() - t0
             check_interpolates(res, factor, opts)
             return {"result": res, "solver": "min_norm", "factor_dtype": "float64",
@@ -120,7 +119,7 @@ def solve_jax(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
                 Vj = jnp.asarray(V, dtype=jnp.float64)
                 return np.asarray(jnp.matmul(K64, Vj, precision=lax.Precision.HIGHEST))
 
-        system = _System(kernel, None, device_matvec, ridge, "device", opts.tile, verbose)
+        system = KernelSystem(kernel, None, device_matvec, ridge, "device", opts.tile, verbose)
         t0 = time.perf_counter()
         res = refine(system.matvec, factor.solve, Y2, tol=opts.tol, max_iter=opts.max_iter, method=opts.refinement,
                      verbose=verbose)

@@ -1,4 +1,9 @@
-"""The fitted kernel interpolant: immutable, certified, saveable (private; see kernelgen.solvers)."""
+"""The fitted kernel interpolant: immutable, certified, saveable (private; see kernelgen.solvers).
+
+:func:`build_interpolant` packages a backend's raw outcome into a :class:`KernelInterpolant` (the
+RKHS norm from the verified product, and ``solve`` for new targets when the factor is kept);
+:meth:`KernelInterpolant.load` gives a loaded factor the same ``solve`` (:func:`attach_resolver`).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,23 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 
 from .._validation import as_float_array
+from .._version import __version__
 from ..errors import FormatVersionError, InvalidInputError, NonFiniteResultError, ShapeMismatchError
+from ..factors import CholeskyFactor
 from ..kernels import Kernel, Precomputed
 from ..options import SolveOptions
+from ..provenance import provenance
+from ._refine import refine
+from ._system import KernelSystem, check_interpolates, float64_refactor, pinv_refine, prepare_targets
 
-__all__ = ["KernelInterpolant", "FORMAT_VERSION", "data_fingerprint"]
+__all__ = ["KernelInterpolant", "FORMAT_VERSION", "attach_resolver", "build_interpolant", "data_fingerprint"]
 
 #: Version of the file format written by :meth:`KernelInterpolant.save`.
 FORMAT_VERSION = 1
@@ -189,8 +200,6 @@ class KernelInterpolant:
             raise InvalidInputError("no factor kept; refit with options=SolveOptions(keep_factor=True).")
         if not float64 or self.factor.dtype == np.float64 or self.factor.kind != "cholesky":
             return self.factor.logdet()
-        from ._interpolate import float64_refactor
-
         return float64_refactor(self, verbose=verbose).logdet()
 
     # ---------------------------------------------------------------- persistence
@@ -218,8 +227,6 @@ class KernelInterpolant:
             arrays.update(self.factor.to_arrays())
             fac_meta = {"kind": self.factor.kind, "n": self.factor.shape[0], "tile": self.factor.panels.tile,
                         "dtype": self.factor.dtype.name}
-        from .. import __version__
-
         meta = {
             "format": _FORMAT_NAME, "version": FORMAT_VERSION, "kernelgen_version": __version__,
             "kernel": self.kernel.to_dict(), "data_sha256": self.data_sha256,
@@ -261,9 +268,6 @@ class KernelInterpolant:
             Not a kernelgen interpolant, another format version, or X_train differs from the data
             the interpolant was fitted on.
         """
-        from ..factors import CholeskyFactor
-        from ..provenance import provenance
-
         with np.load(os.fspath(path), allow_pickle=False) as z:
             if "__meta__" not in z.files:
                 raise FormatVersionError(f"{path} is not a kernelgen interpolant file (no metadata).")
@@ -302,10 +306,67 @@ class KernelInterpolant:
             options=SolveOptions(**meta["options"]), factor=factor, provenance=prov, X_train=X64,
             data_sha256=meta["data_sha256"])
         if factor is not None and X64 is not None:
-            from ._interpolate import attach_resolver
-
             fit = attach_resolver(fit)
         return fit
+
+
+# ---------------------------------------------------------------- building from a solve
+def _certify(alpha, R, Y2, ridge):
+    """alpha_j^T K alpha_j from the verified product K alpha = Y - R - ridge alpha."""
+    KA = Y2 - R - ridge * alpha
+    aka = np.einsum("ij,ij->j", alpha, KA)
+    return KA, aka, float(np.sqrt(max(0.0, float(aka.sum()))))
+
+
+def build_interpolant(out, Y2, squeeze, kern, X64, K, ridge, opts, backend, *, prov=None, data_sha=None):
+    """The KernelInterpolant of a backend's raw outcome ``out`` (certified norms; a resolver when the factor is kept)."""
+    res = out["result"]
+    KA, aka, norm = _certify(res.alpha, res.residual, Y2, ridge)
+    fit = KernelInterpolant(
+        alpha=res.alpha[:, 0] if squeeze else res.alpha, kernel=kern, relative_residual=res.relative_residual,
+        alpha_K_alpha=aka, rkhs_norm=norm, ridge=ridge, solver=out["solver"], backend=backend,
+        factor_dtype=out["factor_dtype"], residual_mode=out["residual_mode"], rank=out.get("rank"),
+        rank_tol=out.get("rank_tol"), condition_number=out.get("condition_number"), history=tuple(res.history),
+        n_matvecs=res.n_matvecs, timings=out["timings"], plan=out.get("plan"),
+        fitted=KA[:, 0] if squeeze else KA, options=opts,
+        factor=out.get("factor") if opts.keep_factor else None,
+        provenance=prov if prov is not None else provenance(),
+        X_train=X64, data_sha256=data_sha or data_fingerprint(K if X64 is None else X64))
+    if opts.keep_factor and out.get("system") is not None:
+        fit = _with_resolver(fit, out["system"], out["factor"], out.get("precond"))
+    return fit
+
+
+def _with_resolver(fit, system, factor, precond=None):
+    """Give ``fit`` its ``solve`` for new targets: the kept factor and the float64 operator of its system."""
+    opts = fit.options
+    precond = precond or factor.solve
+
+    def resolve(Y_new, tol_new):
+        t0 = time.perf_counter()
+        Yn, sq = prepare_targets(Y_new, fit.n_train)
+        if fit.solver == "min_norm":
+            r = pinv_refine(factor, system, Yn, opts.tol if tol_new is None else tol_new)
+            check_interpolates(r, factor, opts if tol_new is None else replace(opts, tol=tol_new))
+        else:
+            r = refine(system.matvec, precond, Yn, tol=opts.tol if tol_new is None else tol_new,
+                       max_iter=opts.max_iter, method=opts.refinement)
+        out = {"result": r, "solver": fit.solver, "factor_dtype": fit.factor_dtype, "residual_mode": fit.residual_mode,
+               "rank": fit.rank, "rank_tol": fit.rank_tol, "condition_number": fit.condition_number,
+               "timings": {"refine": time.perf_counter() - t0}, "plan": fit.plan, "factor": factor, "system": system,
+               "precond": precond}
+        return build_interpolant(out, Yn, sq, fit.kernel, fit.X_train, system.K, fit.ridge, opts, fit.backend,
+                      data_sha=fit.data_sha256)
+
+    object.__setattr__(fit, "_resolve", resolve)
+    return fit
+
+
+def attach_resolver(fit):
+    """After loading a saved factor: rebuild the float64 operator and allow ``fit.solve``."""
+    opts = fit.options
+    system = KernelSystem(fit.kernel, fit.X_train, None, fit.ridge, "on-the-fly", opts.tile, False)
+    return _with_resolver(fit, system, fit.factor)
 
 
 def _json_default(o):

@@ -1,0 +1,112 @@
+"""The float64 operator of one kernel system, and the solves every backend shares (private).
+
+:class:`KernelSystem` is ``(K + ridge I) V`` computed independently of any factor (the certificate's
+product); :func:`pinv_refine` and :func:`check_interpolates` are the minimum-norm (eigh) solve and its
+interpolation check, used by the SciPy and the JAX backends alike; :func:`float64_refactor` builds a
+float64 tiled Cholesky factor of a fitted system (an exact log-determinant). Both
+:mod:`._interpolate` and :mod:`._jax_backend` import this module, and it imports neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+import numpy as np
+
+from .._validation import as_float_array
+from ..errors import InterpolationWarning, InvalidInputError, ShapeMismatchError, SingularSystemError
+from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
+from ..numerics import unit_roundoff
+from ._planner import plan_kernel_solve
+from ._refine import RefinementResult, _rel
+
+log = logging.getLogger(__name__)
+
+__all__ = ["KernelSystem", "check_interpolates", "float64_refactor", "pinv_refine", "prepare_targets"]
+
+
+def prepare_targets(Y, n):
+    Y = as_float_array(Y, "Y", ndim=(1, 2), dtype=np.float64)
+    if Y.shape[0] != n:
+        raise ShapeMismatchError(f"X has {n} rows but Y has {Y.shape[0]}; they must match.")
+    return Y.reshape(n, -1), Y.ndim == 1
+
+class KernelSystem:
+    """The float64 operator of one kernel system (K + ridge I), independent of any factor."""
+
+    def __init__(self, kernel, X64, K, ridge, mode, tile, verbose, K64_panels=None):
+        self.kernel, self.X64, self.K, self.ridge = kernel, X64, K, float(ridge)
+        self.mode, self.tile, self.verbose, self.K64 = mode, tile, verbose, K64_panels
+
+    def matvec(self, V):
+        V = np.asarray(V, dtype=np.float64)
+        if self.mode == "precomputed":
+            out = self.K @ V
+        elif self.mode == "stored":
+            out = symmetric_matvec_panels(self.K64, V)
+        elif self.mode == "device":
+            out = self.K(V)
+        else:
+            out = self.kernel.symmetric_apply(self.X64, V, tile=self.tile, verbose=self.verbose)
+        return out + self.ridge * V if self.ridge else out
+
+def float64_refactor(fit, *, verbose=False):
+    """A float64 tiled Cholesky factor of the fit's K + ridge I (planner-checked), for an exact log-det."""
+    if fit.X_train is None:
+        raise InvalidInputError("a float64 refactor needs the training data (or refit a precomputed K in float64).")
+    n, d = fit.X_train.shape
+    plan = plan_kernel_solve(n, d, 1, solver="cholesky", dtype="float64", memory_budget=fit.options.memory_budget,
+                             tile=fit.options.tile, store_kernel=False)
+    P = LowerPanels(n, plan.tile, np.float64)
+    fit.kernel.fill_panels(P, fit.X_train, verbose=verbose, desc="kernel (float64)")
+    if fit.ridge:
+        P.add_to_diagonal(fit.ridge)
+    return CholeskyFactor.from_panels(P, verbose=verbose)
+
+def pinv_refine(factor: EighFactor, system: KernelSystem, Y2, tol, max_steps: int = 5):
+    """alpha = A^+ Y from the eigendecomposition, refined with the pseudo-inverse.
+
+    Refinement keeps alpha in the span of the kept eigenvectors (so it stays the minimum-norm
+    solution) and removes the cond * eps error; it stops when the residual stops shrinking
+    (targets outside the range of K). The residual is the system's independent float64 product.
+    """
+    t0 = time.perf_counter()
+    ny = float(np.linalg.norm(Y2))
+    alpha = factor.solve(Y2)
+    R = Y2 - system.matvec(alpha)
+    rel = _rel(R, ny)
+    history = [{"step": 0, "kind": "eigh", "relative_residual": rel, "seconds": time.perf_counter() - t0}]
+    while rel > tol and len(history) <= max_steps:
+        cand = alpha + factor.solve(R)
+        R2 = Y2 - system.matvec(cand)
+        rel2 = _rel(R2, ny)
+        if rel2 > 0.5 * rel:
+            break
+        alpha, R, rel = cand, R2, rel2
+        history.append({"step": len(history), "kind": "pinv refinement", "relative_residual": rel,
+                        "seconds": time.perf_counter() - t0})
+    return RefinementResult(alpha=alpha, residual=R, relative_residual=rel, history=history,
+                            n_matvecs=len(history))
+
+
+def check_interpolates(res, factor, opts):
+    """min_norm: warn (or raise, by option) when the minimum-norm solution is not an interpolant.
+
+    The threshold follows the precision the kernel matrix carries: ``opts.tol`` for float64; for a
+    float32 matrix its own rounding (~u32 * cond of the kept spectrum) already limits how well any Y
+    in its range can be reproduced, so max(tol, 10 * u32 * cond) is used.
+    """
+    tol = opts.tol
+    if factor.matrix_dtype != np.float64 and factor.condition_number is not None:
+        tol = max(tol, 10.0 * unit_roundoff(factor.matrix_dtype) * factor.condition_number)
+    if res.relative_residual <= tol:
+        return
+    msg = (f"the minimum-norm solution does not interpolate: relative residual {res.relative_residual:.3g} > tol "
+           f"{tol:.1e} with numerical rank {factor.rank} of {factor.shape[0]}. Y is not in the range of K (for "
+           "example repeated inputs with conflicting targets), so this is the minimum-norm least-squares fit.")
+    if opts.require_interpolation:
+        raise SingularSystemError(msg + " (SolveOptions(require_interpolation=True))")
+    log.warning(msg)
+    warnings.warn(msg, InterpolationWarning, stacklevel=4)

@@ -16,11 +16,33 @@ theory           asymptotic risk formulas (Hastie et al., Belkin-Hsu-Xu, Mei-Mon
 evidence         exact and Laplace evidence, Occam factors, effective dimension
 features         Gabor preprocessing
 provenance       what produced a number (versions, BLAS, CPU, git commit, seeds)
+
+Layers
+------
+Imports point downwards only, with no cycles (checked by ``tests/test_layers.py``)::
+
+    0  errors, _validation, numerics, options, provenance, _jax, _version   (the foundation)
+    1  kernels, datasets
+    2  factors
+    3  solvers
+    4  estimators, sgd, evidence, random_features, theory, features         (the experiments)
+    5  kernelgen (this package: re-exports only; nothing inside the package imports it)
+
+Randomness
+----------
+Only through explicit arguments, never global state, and one name per layer:
+
+- NumPy-level functions take ``seed`` (an int, fed to ``numpy.random.default_rng``):
+  :func:`kernelgen.kernels.default_bandwidth`, the finite ReLU network of
+  ``kernelgen.kernels._relu.empirical_relu_kernels``,
+  :mod:`kernelgen.random_features`, and :mod:`kernelgen.theory` (``seeds``: one run per seed);
+- JAX-level functions take ``key`` (a ``jax.random`` key, or an int that is turned into one):
+  :mod:`kernelgen.sgd` (``sample_indices`` and every sampled run).
 """
 
 from ._version import __version__
 
-from . import (  # noqa: E402
+from . import (
     datasets,
     errors,
     estimators,
@@ -34,12 +56,12 @@ from . import (  # noqa: E402
     solvers,
     theory,
 )
-from .datasets import load_idx, load_mnist, read_idx  # noqa: E402
-from .factors import Factor, LogDet  # noqa: E402
-from .kernels import Kernel, default_bandwidth, kernel_matrix  # noqa: E402
-from .options import SolveOptions  # noqa: E402
-from .provenance import provenance  # noqa: E402
-from .solvers import (  # noqa: E402
+from .datasets import load_idx, load_mnist, read_idx
+from .factors import Factor, LogDet
+from .kernels import Kernel, default_bandwidth, kernel_matrix
+from .options import SolveOptions
+from .provenance import provenance
+from .solvers import (
     KernelInterpolant,
     MinNormSolution,
     kernel_interpolate,

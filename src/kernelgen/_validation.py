@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import InvalidInputError, NonFiniteInputError, ShapeMismatchError
 
-__all__ = ["as_float_array", "check_finite", "check_same_rows", "float_dtype_name", "is_finite_real", "is_int"]
+__all__ = ["as_float_array", "check_same_rows", "float_dtype_name", "is_finite_real", "is_int"]
 
 _FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -67,11 +67,6 @@ def _check_finite(a: np.ndarray, name: str) -> None:
             f"{name} contains {n_nan} NaN and {n_inf} infinite value(s); "
             "remove or impute them before solving."
         )
-
-
-def check_finite(a: np.ndarray, name: str) -> None:
-    """Raise :class:`NonFiniteInputError` if ``a`` holds NaN or inf."""
-    _check_finite(np.asarray(a), name)
 
 
 def check_same_rows(X: np.ndarray, Y: np.ndarray, xname: str = "X", yname: str = "y") -> None:

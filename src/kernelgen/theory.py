@@ -55,6 +55,7 @@ from scipy import optimize
 from threadpoolctl import threadpool_limits
 
 from .errors import InvalidInputError
+from .solvers import min_norm_solve
 
 __all__ = [
     "mp_stieltjes",
@@ -626,8 +627,6 @@ def _summarise(risks, ranks) -> SimulationResult:
 
 
 def _min_norm(A, y):
-    from .solvers import min_norm_solve
-
     # Simulation sizes (d ~ 100-1000) run faster on one BLAS thread than on a threaded
     # OpenBLAS, which is pathologically slow on small matrices when the machine is loaded.
     with threadpool_limits(limits=1 if max(A.shape) < 4096 else None, user_api="blas"):

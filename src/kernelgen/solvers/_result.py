@@ -133,10 +133,6 @@ class KernelInterpolant:
         """Always 0.0: kernelgen never adds jitter (``ridge`` is what was asked)."""
         return 0.0
 
-    @property
-    def kernel_name(self) -> str:
-        return self.kernel.name
-
     # ---------------------------------------------------------------- prediction
     def predict(self, X_new, *, verbose: bool = False) -> np.ndarray:
         """Predictions k(X_new, X_train) @ alpha in float64, computed blockwise. Changes nothing.

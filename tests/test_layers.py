@@ -11,11 +11,12 @@ statements. The checks:
    import hides a dependency; where it would create a cycle, the layering is what needs fixing).
    Function-level imports stay only for optional heavy third-party dependencies (jax, matplotlib,
    mpi4py), which this test does not restrict;
-4. every public module (no path component starting with ``_``) declares ``__all__``.
+4. every public module (no path component starting with ``_``) declares ``__all__``;
+5. no module is longer than :data:`MAX_LINES` unless its docstring says why ("Length: ...").
 
 The test is its own oracle check: :func:`test_checker_detects_violations` feeds the checker a
-small synthetic package with a cycle, an upward import, a function-level sibling import and a
-public module without ``__all__``, and asserts that each is reported.
+small synthetic package with a cycle, an upward import, a function-level sibling import, a public
+module without ``__all__`` and an over-long module, and asserts that each is reported.
 """
 
 from __future__ import annotations
@@ -63,14 +64,21 @@ LAYERS: dict[str, int] = {
     "kernelgen": 5,
 }
 
-#: Function-level imports of kernelgen modules that are allowed, as (importer, imported) pairs.
-#: PENDING (not a technical exception): ``random_features.py`` was owned by another engineer while
-#: the layering was fixed; its lazy imports of kernels / solvers / factors are of lower layers (no
-#: cycle), so they can move to the top of the module. Remove these entries when they do.
-FUNCTION_LEVEL_ALLOWED: set[tuple[str, str]] = {
+#: Function-level imports of kernelgen modules that are allowed for a technical reason, as
+#: (importer, imported) pairs, each with its reason. None today: every function-level import of a
+#: kernelgen module either closed a cycle (fixed by layering) or was a lower layer (moved up).
+FUNCTION_LEVEL_ALLOWED: set[tuple[str, str]] = set()
+
+#: PENDING, not technical exceptions: modules that other engineers owned while the layering was
+#: fixed (``random_features.py``, ``cli.py``). Their lazy imports are of lower layers (no cycle), so
+#: they can move to the top of their modules; delete each entry when it does (these entries are not
+#: checked for staleness, so that the owners' edits never break this test).
+PENDING_FUNCTION_LEVEL: set[tuple[str, str]] = {
     ("kernelgen.random_features", "kernelgen.kernels"),
     ("kernelgen.random_features", "kernelgen.solvers"),
     ("kernelgen.random_features", "kernelgen.factors._rectangular"),
+    ("kernelgen.cli", "kernelgen.provenance"),
+    ("kernelgen.cli", "kernelgen.datasets"),
 }
 
 
@@ -213,7 +221,7 @@ def test_no_upward_imports():
 
 def test_no_function_level_imports_of_kernelgen_modules():
     bad = [f"{m}:{line} imports {t} inside a function" for m, t, line in FUNCTION_LEVEL
-           if (m, t) not in FUNCTION_LEVEL_ALLOWED]
+           if (m, t) not in FUNCTION_LEVEL_ALLOWED | PENDING_FUNCTION_LEVEL]
     assert not bad, "\n".join(bad)
 
 
@@ -225,6 +233,32 @@ def test_function_level_allow_list_is_not_stale():
 
 def test_public_modules_declare_all():
     assert not missing_all(MODS), f"public modules without __all__: {missing_all(MODS)}"
+
+
+#: Longest module a newcomer is expected to read in one sitting, in lines. A longer module must say
+#: why in its docstring, in a line starting with "Length:".
+MAX_LINES = 800
+
+#: PENDING: ``random_features.py`` (about 970 lines) was owned by another engineer while modules were
+#: split; it needs a split or a "Length:" reason. Not checked for staleness (see above).
+PENDING_LONG: set[str] = {"kernelgen.random_features"}
+
+
+def long_modules(mods, max_lines: int = MAX_LINES) -> list[str]:
+    """Modules over ``max_lines`` lines whose docstring gives no "Length:" reason."""
+    out = []
+    for m, (path, _) in sorted(mods.items()):
+        text = path.read_text()
+        n = text.count("\n")
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if n > max_lines and not any(line.strip().startswith("Length:") for line in doc.splitlines()):
+            out.append(f"{m} ({n} lines)")
+    return out
+
+
+def test_modules_readable_in_one_sitting():
+    bad = [m for m in long_modules(MODS) if m.split(" ")[0] not in PENDING_LONG]
+    assert not bad, f"split these modules or state the reason in a 'Length:' docstring line: {bad}"
 
 
 def test_all_names_exist():
@@ -265,6 +299,9 @@ def test_checker_detects_violations(tmp_path):
     assert upward_imports(edges, layers) == ["kernelgen.low (layer 0) imports kernelgen.high (layer 1)"]
     assert fn == [("kernelgen.high", "kernelgen.low", 2)]
     assert missing_all(mods) == ["kernelgen.high"]
+    assert long_modules(mods, max_lines=3) == ["kernelgen.low (4 lines)"]
+    _write(tmp_path, {"kernelgen/low.py": '"""Low.\n\nLength: one idea, kept whole."""\n' + "x = 1\n" * 5})
+    assert long_modules(import_graph(tmp_path)[0], max_lines=3) == []
     # and a clean graph passes
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 

@@ -337,9 +337,10 @@ class SweepOptions:
     block_bytes : int
         Bound on the temporaries of one feature block.
     max_bytes : int
-        Refuse a sweep whose arrays (train and test features of the widest model, plus four
-        matrices of the largest Gram order: Gram, factor, two transient copies) exceed this;
-        the error gives the number and a remedy. MNIST n = 10^4, N <= 4n: ~9.6 GB.
+        Refuse a sweep whose arrays (train and test features of the widest model, plus five
+        matrices of the largest Gram order: below n the QR copy of Phi, R and R^-1; above n the
+        Gram matrix, its factor and, near N = n, the LQ copy of Phi) exceed this; the error gives
+        the number and a remedy. MNIST n = 10^4, N <= 4n: ~9.7 GiB; n = 5,000: ~3.2 GiB.
     chol_rcond_factor : float
         The Gram Cholesky factor is used (as a preconditioner of CGLS on ``Phi``) for width
         ``N`` only if LAPACK's reciprocal condition estimate of the Gram matrix exceeds
@@ -831,9 +832,9 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
             f"Gram order {max(n, m_low)} exceeds SweepOptions.max_dense_n={opts.max_dense_n} "
             "(largest single LAPACK factorisation allowed); subsample the training set."
         )
-    # stored: train + test features; peak besides them: Gram, factor and two transient copies
-    # (condition estimate / rank-aware workspace), each of the largest Gram order.
-    need = 8 * ((n + Xt.shape[0]) * Nmax + 4 * max(n, m_low) ** 2)
+    # stored: train + test features; peak besides them: five matrices of the largest Gram order
+    # (QR copy of Phi, R, R^-1 below n; Gram, factor, LQ copy of Phi and its R above n).
+    need = 8 * ((n + Xt.shape[0]) * Nmax + 5 * max(n, m_low) ** 2)
     if need > opts.max_bytes:
         raise MemoryBudgetError(
             f"the sweep needs ~{need / 2**30:.1f} GiB (train/test features for {Nmax} widths and Gram "

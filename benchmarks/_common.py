@@ -1,14 +1,21 @@
-"""Shared helpers for the benchmarks: BLAS rates measured in the same run, machine info."""
+"""Shared helpers for the benchmarks: BLAS rates measured in the same run, machine info.
+
+Argument parsing, the final JSON line (with provenance) and peak RSS come from
+:mod:`kernelgen.cli`, as for the scripts; ``peak_rss_gb`` is re-exported here for the benchmarks
+that import it from this module.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
-import resource
-import sys
 import time
 
 import numpy as np
+
+from kernelgen.cli import peak_rss_gb
+
+__all__ = ["gemm_rate", "machine", "peak_rss_gb"]
 
 
 def gemm_rate(dtype, n: int = 4096, reps: int = 3) -> float:
@@ -24,11 +31,6 @@ def gemm_rate(dtype, n: int = 4096, reps: int = 3) -> float:
         np.matmul(A, B, out=C)
         best = min(best, time.perf_counter() - t)
     return 2.0 * n**3 / best / 1e9
-
-
-def peak_rss_gb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb * 1024 / 1e9 if sys.platform != "darwin" else kb / 1e9
 
 
 def machine() -> str:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Benchmark (a): the exact MNIST solve, phase by phase, against the floor of this machine.
+"""Benchmark: the exact MNIST solve, phase by phase, against the floor of this machine.
 
-    python benchmarks/bench_mnist_full.py                  # n = 60,000 (~10 min, < 16 GB)
+    python benchmarks/bench_mnist_full.py                  # n = 60,000 (the full job)
     python benchmarks/bench_mnist_full.py --n-train 20000
 
 It measures the SGEMM and DGEMM rates, then runs ``scripts/mnist_kernel.py`` (the README's
@@ -9,12 +9,11 @@ main job, unchanged, in its own process so peak RSS is its own) and reads its JS
 The floor (FACTS.md), each term at the rates measured in this run: float32 kernel triangle
 n^2 d flop at the SGEMM rate + factor n^3/3 at the SGEMM rate + 5 float64 residuals of
 n^2 d flop each (symmetry) at the DGEMM rate + test predictions 2 m n d flop at the DGEMM
-rate. The last line of stdout is one JSON object.
+rate. The last line of stdout is one JSON object (with the measured rates in its provenance).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -26,15 +25,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import gemm_rate, machine  # noqa: E402
 
+from kernelgen import cli  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--n-train", type=int, default=60000)
-    p.add_argument("--script-args", default="", help="extra arguments for scripts/mnist_kernel.py")
-    p.add_argument("--json-out", default=None)
-    args = p.parse_args(argv)
+def build_parser():
+    p = cli.make_parser(__doc__, script=__file__)
+    p.add_argument("--n-train", type=int, default=60000, help="training images passed to scripts/mnist_kernel.py")
+    p.add_argument("--script-args", default="", help="extra arguments for scripts/mnist_kernel.py (default: none)")
+    return p
+
+
+def _main(args):
     info = machine()
     sgemm = gemm_rate(np.float32)
     dgemm = gemm_rate(np.float64)
@@ -68,11 +71,12 @@ def main(argv=None):
           f"{run['seconds']:.1f}s = {out['time_over_floor']:.2f} x floor {floor['total']:.1f}s; factor "
           f"{factor_gflops:.0f} GFLOPS = {100 * factor_gflops / sgemm:.0f}% of SGEMM {sgemm:.0f} (DGEMM {dgemm:.0f}); "
           f"peak RSS {run['peak_rss_gb']:.2f} GB")
-    line = json.dumps(out)
-    if args.json_out:
-        Path(args.json_out).write_text(line + "\n")
-    print(line)
+    return cli.emit(out, json_out=args.json_out, rates={"sgemm_gflops": sgemm, "dgemm_gflops": dgemm})
+
+
+def main(argv=None) -> int:
+    return cli.run(_main, build_parser(), argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

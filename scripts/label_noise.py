@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Corrupted labels: which measures track generalization? (issue 6, item 2)
+"""Corrupted labels: which measures track generalization?
 
 For each corruption level p (a fraction p of the training labels replaced by labels drawn
 uniformly from the 10 classes, seeded and nested: the corrupted set at p is contained in the one
@@ -17,19 +17,17 @@ at p' > p):
   scale ``g = eps (N/B - 1)`` (Smith & Le 2018), and the Laplace log evidence at the point each run
   reaches next to that at the MAP (found by Newton).
 
-Outputs in ``--out-dir`` (default ``results/label_noise/``): PNG figures, ``table.md`` (every measure
-against test error, Spearman rank correlations), and the JSON metrics line (last line of stdout).
+Outputs in ``--out-dir``: PNG figures, ``table.md`` (every measure against test error, Spearman
+rank correlations), and the JSON metrics line (last line of stdout).
 
 Usage::
 
-    flock /tmp/kernelgen-heavy.lock python scripts/label_noise.py            # MNIST, ~minutes
-    python scripts/label_noise.py --smoke                                      # synthetic, seconds
+    python scripts/label_noise.py            # the first 5,000 MNIST training images (minutes)
+    python scripts/label_noise.py --smoke    # synthetic data, seconds
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from kernelgen import cli
 from kernelgen import evidence as ev
 
 log = logging.getLogger("label_noise")
@@ -60,13 +59,9 @@ def load_data(args):
         Xtr, ytr = draw(args.n_train)
         Xte, yte = draw(args.n_test)
         return Xtr, ytr, Xte, yte, None
-    from kernelgen import load_mnist
-
-    Xtr, ytr, Xte, yte = load_mnist()
-    n = args.n_train
-    Xtr = Xtr[:n].astype(np.float64) / 255.0
-    Xte = Xte[: args.n_test].astype(np.float64) / 255.0
-    return Xtr, ytr[:n].astype(np.int64), Xte, yte[: args.n_test].astype(np.int64), 28
+    Xtr, ytr, Xte, yte = cli.load_mnist_scaled(n_train=args.n_train, n_test=args.n_test,
+                                               data_home=args.data_home, verbose=not args.quiet)
+    return Xtr, ytr, Xte, yte, 28
 
 
 def corrupt_labels(y, p, n_classes, seed):
@@ -169,11 +164,11 @@ def run(args):
     n_params = d_feat * C
 
     rows, runs = [], []
-    for p in args.corruptions:
+    for p in cli.progress(args.corruptions, quiet=args.quiet, desc="corruption levels", unit="level"):
         t_p = time.perf_counter()
         y_p = corrupt_labels(ytr, p, C, args.seed)
         frac_changed = float(np.mean(y_p != ytr))
-        Y = np.eye(C)[y_p]
+        Y = cli.one_hot(y_p, C)
         # exact interpolant (precomputed kernel, float64 Cholesky factor, residual reported)
         fit = kernelgen.kernel_interpolate(K, Y, kernel="precomputed", solver="cholesky",
                                            options=kernelgen.SolveOptions(dtype="float64"))
@@ -254,7 +249,7 @@ def run(args):
         "eigh_seconds": t_eigh,
         "seconds": total,
         "smoke": bool(args.smoke),
-        "provenance": kernelgen.provenance(seeds=_seeds(args)),
+        "peak_rss_gb": cli.peak_rss_gb(),
     }
 
 
@@ -352,10 +347,7 @@ def write_table(path, rows, runs, spear, args, n_params):
 
 
 def make_figures(out, rows, runs, args):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = cli.pyplot()
 
     ps = [r["corruption"] for r in rows]
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
@@ -373,8 +365,7 @@ def make_figures(out, rows, runs, args):
         ax.set_xlabel("corruption p")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "kernel_measures.png", dpi=110)
-    plt.close(fig)
+    cli.save_figure(fig, out / "kernel_measures.png", dpi=110)
 
     ok = [r for r in runs if not r.get("diverged")]
     if ok:
@@ -404,8 +395,7 @@ def make_figures(out, rows, runs, args):
         axes[1].set_title("Laplace evidence at SGD end point (markers) vs at MAP (dotted)")
         axes[1].grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / "sgd_noise_scale.png", dpi=110)
-        plt.close(fig)
+        cli.save_figure(fig, out / "sgd_noise_scale.png", dpi=110)
 
         fig, ax = plt.subplots(figsize=(6, 4.5))
         sc = ax.scatter([r["laplace_at_end"] for r in ok], [r["test_error"] for r in ok],
@@ -419,29 +409,35 @@ def make_figures(out, rows, runs, args):
         ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / "evidence_vs_test_error.png", dpi=110)
-        plt.close(fig)
+        cli.save_figure(fig, out / "evidence_vs_test_error.png", dpi=110)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-train", type=int, default=5000)
-    ap.add_argument("--n-test", type=int, default=10000)
-    ap.add_argument("--corruptions", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    ap.add_argument("--bandwidth", type=float, default=5.0)
-    ap.add_argument("--pool", type=int, default=2, help="average-pool the 28x28 images by this factor")
+def build_parser():
+    # One BLAS thread by default: on the shared 2-core development machine OpenBLAS's threaded path
+    # was several times slower than one thread for these mid-sized problems (softmax Laplace with
+    # 1,970 parameters: 31 s with 2 threads against 4.3 s with 1, measured under load).
+    ap = cli.make_parser(__doc__, script=__file__, seed=0, data_home=True, out_dir="results/label_noise",
+                         blas_threads=1,
+                         seed_help="seed of the label corruption and of the SGD batches (batch size B uses "
+                                   "seed + 17 B)",
+                         smoke="synthetic blobs in 24 dimensions, 4 classes, 240 training points, p in "
+                               "{0, 0.5, 1}, 3 epochs, s = 2: seconds (these replace --n-train, --n-test, "
+                               "--corruptions, --batch-sizes, --epochs and --bandwidth)")
+    ap.add_argument("--n-train", type=int, default=5000, help="training images (the first N)")
+    ap.add_argument("--n-test", type=int, default=10000, help="test images (the first N)")
+    ap.add_argument("--corruptions", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+                    help="fractions p of corrupted training labels")
+    ap.add_argument("--bandwidth", type=float, default=5.0, help="Gaussian kernel scale s")
+    ap.add_argument("--pool", type=int, default=2, help="average-pool the 28x28 images by this factor for softmax")
     ap.add_argument("--prior-precision", type=float, default=1.0,
                     help="Gaussian prior precision of the softmax weights (fixed in advance)")
-    ap.add_argument("--lrs", type=float, nargs="+", default=[0.25, 1.0])
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 100, 1000, 5000])
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out-dir", default="results/label_noise")
-    ap.add_argument("--json-out", default=None)
-    ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads (threadpoolctl)")
-    ap.add_argument("--smoke", action="store_true", help="synthetic data, seconds")
-    ap.add_argument("--verbose", action="store_true")
-    args = ap.parse_args(argv)
+    ap.add_argument("--lrs", type=float, nargs="+", default=[0.25, 1.0], help="SGD step sizes")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 100, 1000, 5000], help="SGD batch sizes")
+    ap.add_argument("--epochs", type=int, default=30, help="SGD epochs per run")
+    return ap
+
+
+def _main(args):
     args.n_classes_smoke = 4
     if args.smoke:
         args.n_train, args.n_test = 240, 400
@@ -449,14 +445,7 @@ def main(argv=None):
         args.batch_sizes = [8, 240]
         args.epochs = 3
         args.bandwidth = 2.0
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    # On the shared 2-core machine OpenBLAS's threaded path was several times slower than one thread
-    # for these mid-sized problems (softmax Laplace with 1,970 parameters: 31 s with 2 threads vs 4.3 s
-    # with 1, measured under load), so one BLAS thread by default.
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=args.blas_threads):
-        metrics = run(args)
+    metrics = run(args)
     print(f"label_noise: n={metrics['n_train']} (test {metrics['n_test']}), kernel s={metrics['bandwidth']}, "
           f"eigh {metrics['eigh_seconds']:.1f} s, total {metrics['seconds']:.1f} s")
     print(f"{'p':>4} {'train':>6} {'test':>7} {'rkhs':>8} {'logev/n':>9} {'a2':>9} {'s2':>9} {'Neff':>7} {'smx err':>8}")
@@ -465,13 +454,12 @@ def main(argv=None):
               f"{r['log_evidence_per_sample']:9.4f} {r['amplitude2']:9.3g} {r['noise_var']:9.3g} "
               f"{r['effective_dim']:7.1f} {r['softmax_map_test_error']:8.4f}")
     print(f"figures and table.md in {args.out_dir}")
-    line = json.dumps(metrics)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(line + "\n")
-    print(line)
-    return metrics
+    return cli.emit(metrics, json_out=args.json_out, seeds=_seeds(args))
+
+
+def main(argv=None) -> int:
+    return cli.run(_main, build_parser(), argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

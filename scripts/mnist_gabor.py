@@ -1,67 +1,58 @@
 #!/usr/bin/env python
-"""Gabor features + exact Gaussian-kernel interpolation on MNIST (Zhang et al. 2017, §5).
+"""Gabor features + exact Gaussian-kernel interpolation on MNIST (Zhang et al. 2017, section 5).
 
 Zhang et al. (2017): "By first applying a Gabor wavelet transform to the data and then
 solving (3) [K alpha = y], the error on MNIST drops to 0.6%" -- no parameters given. This
 script makes the claim reproducible with settings chosen without the test set:
 
 * ``--select``: a selection run on the TRAINING set only. A seeded permutation of the
-  60,000 training images gives a fit subset (``--select-n-train``, default 10,000) and a
-  disjoint validation subset (``--select-n-val``, default 10,000). Every Gabor setting of
-  ``SELECT_GRID`` and every bandwidth multiple of ``SELECT_MULTS`` (bandwidth = multiple x
-  median pairwise feature distance) is fitted by exact interpolation and scored on the
-  validation subset. Output: ``src/kernelgen/data/gabor_selection.json`` (package data) and figures.
-* default run: features with ``DEFAULT_FEATURES`` (the settings the selection chose),
-  exact interpolation on the first ``--n-train`` training images (default all 60,000)
-  with ``kernelgen.kernel_interpolate``; the test set is touched once, at the end.
-  ``validation_error`` in its JSON is read from the saved selection output.
+  60,000 training images gives a fit subset (``--select-n-train``) and a disjoint validation
+  subset (``--select-n-val``). Every Gabor setting of the selection grid (one departure at a
+  time from a base setting) and every bandwidth multiple of 0.5, 0.7, 1.0, 1.4 (bandwidth =
+  multiple x median pairwise feature distance) is fitted by exact interpolation and scored on
+  the validation subset. Output: the selection JSON (by default the package's
+  ``kernelgen/data/gabor_selection.json``) and figures.
+* default run: features with the settings the selection chose (wavelengths 3, 5, 8), exact
+  interpolation on the first ``--n-train`` training images with ``kernelgen.kernel_interpolate``;
+  the test set is touched once, at the end. ``validation_error`` in its JSON is read from the
+  saved selection.
 
-The last line of stdout is one JSON object of metrics (also written to ``--json-out``).
+The float32 factor must succeed at the final n. If it fails (the kernel matrix gets worse
+conditioned as n grows), the run steps down to the next smaller bandwidth multiple of the
+grid -- a rule that uses no test data -- and reports it. The default multiple, 0.7, is that
+rule's result at n = 60,000 (the selection chose 1.0, whose factor fails there).
 
-Cost model (the floor the final run cannot beat on a 2-core machine): at n = 60,000 the
-float32 kernel costs n^2 D flop (half for the lower triangle), each float64 residual
-~2 n^2 D flop at the DGEMM rate (~119 GFLOPS), ~5 of them, and the float32 Cholesky
-n^3/3 = 7.2e13 flop (~300 s at ~220 GFLOPS) whatever D is. With the chosen D = 1,176:
-5 x 2 x 3.6e9 x 1176 / 119e9 = 356 s of residuals, kernel ~9-17 s, factor ~330 s,
-test predictions ~12 s: floor ~ 700 s (``floor_model_seconds`` in the JSON), so
-20 minutes bounds D at roughly 1,500-2,000 once real (lower) rates are counted.
-
-The float32 factor must succeed at the final n: with the selected 1.0 x median bandwidth
-it failed at n = 60,000 (pivot 51,033; it succeeded at 10,000 and 20,000). The rule, which
-uses no test data: step down to the next smaller multiple of the grid (0.7, validation
-0.59%). The default is that result; a failing factor at another n steps down the same way.
+The default run (60,000 images, a feature dimension of 1,176) is long: time grows as n^3 and
+memory as n^2. Try ``--n-train 10000`` first.
 
 Examples
 --------
-    python scripts/mnist_gabor.py --smoke
-    flock /tmp/kernelgen-heavy.lock python scripts/mnist_gabor.py --select
-    flock /tmp/kernelgen-heavy.lock python scripts/mnist_gabor.py --n-train 20000
-    flock /tmp/kernelgen-heavy.lock python scripts/mnist_gabor.py        # all 60,000
+    python scripts/mnist_gabor.py --smoke                # synthetic strokes: select, then final
+    python scripts/mnist_gabor.py --select               # the selection, training set only
+    python scripts/mnist_gabor.py --n-train 20000
+    python scripts/mnist_gabor.py                        # all 60,000 training images
+
+The last line of stdout is one JSON object of metrics (also written to ``--json-out``).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.resources
 import json
 import logging
 import os
 import platform
-import resource
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-import kernelgen
-from kernelgen import SolveOptions, kernel_interpolate
+from kernelgen import SolveOptions, cli, kernel_interpolate, provenance
 from kernelgen.errors import NotPositiveDefiniteError
 from kernelgen.features import GaborOptions, gabor_features, plot_gabor_bank
 from kernelgen.kernels import Gaussian
 
-ROOT = Path(__file__).resolve().parents[1]
 # shipped as package data, so that an installed kernelgen has the selection the final run uses
 DEFAULT_SELECTION = Path(str(importlib.resources.files("kernelgen") / "data" / "gabor_selection.json"))
 
@@ -117,11 +108,6 @@ SMOKE_MULTS = (0.7, 1.4)
 logger = logging.getLogger("mnist_gabor")
 
 
-def peak_rss_gb() -> float:
-    """Peak resident set size of this process in GB (Linux: ru_maxrss is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-
-
 # ---------------------------------------------------------------- data
 def synthetic_strokes(n, seed, n_classes=4):
     """Smoke data: 28x28 images of a short bar at class-dependent orientation plus noise."""
@@ -139,15 +125,12 @@ def synthetic_strokes(n, seed, n_classes=4):
     return X, y
 
 
-def load_data(smoke: bool, seed: int):
+def load_data(smoke: bool, seed: int, data_home=None, verbose=False):
     if smoke:
         Xtr, ytr = synthetic_strokes(300, seed)
         Xte, yte = synthetic_strokes(200, seed + 1)
         return Xtr, ytr, Xte, yte
-    from kernelgen.datasets import load_mnist
-
-    Xtr, ytr, Xte, yte = load_mnist()
-    return Xtr / 255.0, ytr.astype(np.int64), Xte / 255.0, yte.astype(np.int64)
+    return cli.load_mnist_scaled(data_home=data_home, verbose=verbose)
 
 
 # ---------------------------------------------------------------- fitting
@@ -166,7 +149,7 @@ def fit_predict(F_train, y_train, F_eval, bandwidth, n_classes, *, memory_budget
 
     Raises NotPositiveDefiniteError when the float32 factor fails (the caller's step-down rule).
     """
-    Y = np.eye(n_classes)[y_train]
+    Y = cli.one_hot(y_train, n_classes)
     t0 = time.perf_counter()
     # float32 factor (with float64 CG refinement) above 4,096 points, as in the selection:
     # no silent float64 refactor, which cannot fit at n = 60,000 in 16 GB
@@ -206,20 +189,17 @@ def features(X, opts: GaborOptions, verbose=False):
 # ---------------------------------------------------------------- figures
 def plot_filters(out_dir, opts):
     """Draw the bank of ``opts`` (a GaborOptions, or a saved selection's ``features`` dict)."""
-    import matplotlib.pyplot as plt
-
+    cli.pyplot()
     bank = GaborOptions.coerce(opts).bank()
     paths = []
     for part, name in (("real", "gabor_filters.png"), ("spectrum", "gabor_spectra.png")):
         fig = plot_gabor_bank(bank, part=part)
-        fig.savefig(out_dir / name, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(str(out_dir / name))
+        paths.append(str(cli.save_figure(fig, out_dir / name, dpi=110, bbox_inches="tight")))
     return paths
 
 
 def plot_selection(out_dir, results, chosen):
-    import matplotlib.pyplot as plt
+    plt = cli.pyplot()
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.2), width_ratios=(1.25, 1))
     styles = ["-", "--", ":", "-."]
@@ -254,10 +234,7 @@ def plot_selection(out_dir, results, chosen):
     ax2.legend(fontsize=7, loc="lower right")
     ax2.set_title("Gabor settings (one departure from base each)")
     fig.tight_layout()
-    path = out_dir / "validation_error.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return str(cli.save_figure(fig, out_dir / "validation_error.png", dpi=110))
 
 
 # ---------------------------------------------------------------- modes
@@ -309,9 +286,9 @@ def run_select(args, X, y):
                         "val = perm[n_fit:n_fit+n_val]"),
         bandwidth_rule="bandwidth = mult * median pairwise distance of 2,000 fit features (seeded)",
         selection_rule="lowest validation error; ties -> smaller D, then earlier grid entry",
-        results=results, chosen=chosen, seconds=seconds, peak_rss_gb=peak_rss_gb(),
+        results=results, chosen=chosen, seconds=seconds, peak_rss_gb=cli.peak_rss_gb(),
         smoke=bool(args.smoke), machine=dict(platform=platform.platform(), cpus=os.cpu_count()),
-        provenance=kernelgen.provenance(seeds=_seeds(args)),
+        provenance=provenance(seeds=_seeds(args)),
     )
     sel_path = Path(args.selection) if args.selection else (
         args.out_dir / "gabor_selection_smoke.json" if args.smoke else DEFAULT_SELECTION)
@@ -323,7 +300,7 @@ def run_select(args, X, y):
     print(f"saved {sel_path} and {', '.join(figs)}")
     return dict(mode="select", validation_error=e, chosen=chosen["name"],
                 bandwidth_mult=chosen["bandwidth_mult"], feature_dim=chosen["feature_dim"],
-                selection_json=str(sel_path), seconds=seconds, peak_rss_gb=peak_rss_gb())
+                selection_json=str(sel_path), seconds=seconds, peak_rss_gb=cli.peak_rss_gb())
 
 
 def run_final(args, X, y, Xte, yte, selection_path):
@@ -338,8 +315,8 @@ def run_final(args, X, y, Xte, yte, selection_path):
         logger.warning("script defaults differ from the selection's choice in %s", selection_path)
     n = min(args.n_train, X.shape[0])
     t0 = time.perf_counter()
-    F = features(X[:n], opts, verbose=args.verbose)
-    Fte = features(Xte, opts, verbose=args.verbose)
+    F = features(X[:n], opts, verbose=not args.quiet)
+    Fte = features(Xte, opts, verbose=not args.quiet)
     t_feat = time.perf_counter() - t0
     med = median_distance(F, args.seed)
     bw = mult * med
@@ -352,7 +329,7 @@ def run_final(args, X, y, Xte, yte, selection_path):
     while True:
         try:
             pred, info = fit_predict(F, y[:n], Fte, bw, int(y.max()) + 1, memory_budget=budget,
-                                     verbose=args.verbose)
+                                     verbose=not args.quiet)
             break
         except NotPositiveDefiniteError as exc:
             smaller = [m for m in SELECT_MULTS if m < mult]
@@ -374,7 +351,7 @@ def run_final(args, X, y, Xte, yte, selection_path):
     D = int(F.shape[1])
     floor = _floor_seconds(n, D)
     print(f"n_train={n}  test error {100 * test_error:.2f}%  (validation {100 * chosen['validation_error']:.2f}%"
-          f" at n={chosen['n_fit']})  {seconds:.0f} s  peak RSS {peak_rss_gb():.1f} GB  solver {info['solver']}")
+          f" at n={chosen['n_fit']})  {seconds:.0f} s  peak RSS {cli.peak_rss_gb():.1f} GB  solver {info['solver']}")
     figs = plot_filters(args.out_dir, opts)
     print(f"saved {', '.join(figs)}")
     return dict(
@@ -385,7 +362,7 @@ def run_final(args, X, y, Xte, yte, selection_path):
         defaults_match_selection=bool(match), bandwidth_mult_selected=chosen["bandwidth_mult"],
         validation_error_at_used_bandwidth=val_used, selection_seconds=sel.get("seconds"),
         feature_seconds=t_feat, **info,
-        floor_model_seconds=floor, seconds=seconds, peak_rss_gb=peak_rss_gb(), smoke=bool(args.smoke),
+        floor_model_seconds=floor, seconds=seconds, peak_rss_gb=cli.peak_rss_gb(), smoke=bool(args.smoke),
     )
 
 
@@ -398,44 +375,48 @@ def _seeds(args) -> dict:
 
 
 def _floor_seconds(n, D, sgemm=247e9, dgemm=119e9, spotrf=220e9, n_residuals=5):
-    """Cost model of the exact solve (FACTS.md rates): kernel + factor + float64 residuals."""
+    """Cost model of the exact solve (FACTS.md rates): kernel + factor + float64 residuals.
+
+    The floor the final run cannot beat on the 2-core development machines: at n = 60,000 the
+    float32 kernel costs n^2 D flop (half for the lower triangle), each float64 residual ~2 n^2 D
+    flop at the DGEMM rate, ~5 of them, and the float32 Cholesky n^3/3 = 7.2e13 flop whatever D
+    is. With D = 1,176 that is ~700 s, which bounds D at roughly 1,500-2,000 for a 20-minute run.
+    """
     return n * n * D / sgemm + n**3 / 3 / spotrf + n_residuals * 2 * n * n * D / dgemm
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--select", action="store_true", help="run the selection on training-set subsets")
-    p.add_argument("--n-train", type=int, default=60000, help="training images for the final fit")
+def build_parser():
+    p = cli.make_parser(__doc__, script=__file__, data_home=True, out_dir="results/mnist_gabor",
+                        seed=0, seed_help="seed of the selection's fit/validation split and of the median-distance "
+                                          "subsample (and of the synthetic data in --smoke)",
+                        smoke="synthetic strokes: runs a small selection, then the final fit, in seconds")
+    p.add_argument("--select", action="store_true",
+                   help="run the selection on training-set subsets instead of the final fit")
+    p.add_argument("--n-train", type=int, default=60000, help="training images for the final fit (the first N)")
     p.add_argument("--select-n-train", type=int, default=10000, help="fit subset size in --select")
     p.add_argument("--select-n-val", type=int, default=10000, help="validation subset size in --select")
-    p.add_argument("--selection", default=None,
-                   help=f"selection JSON to write (--select) or read (default {DEFAULT_SELECTION})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--selection", default=None, metavar="PATH",
+                   help="selection JSON to write (--select) or read (default: the package's "
+                        "kernelgen/data/gabor_selection.json; in --smoke: OUT_DIR/gabor_selection_smoke.json)")
     p.add_argument("--bandwidth-mult", type=float, default=None,
-                   help=f"override the chosen bandwidth multiple ({DEFAULT_BANDWIDTH_MULT}); reported")
+                   help="kernel bandwidth as a multiple of the median pairwise feature distance "
+                        f"(default: {DEFAULT_BANDWIDTH_MULT}, the selection's choice after the step-down rule)")
     p.add_argument("--memory-budget-gb", type=float, default=15.0,
-                   help="memory the final solve may use (passed to kernel_interpolate)")
+                   help="memory (10^9 bytes) the final solve may plan for; kernel_interpolate refuses beyond it")
     p.add_argument("--replot", action="store_true",
                    help="redraw the selection figures from the saved selection JSON and exit")
-    p.add_argument("--smoke", action="store_true", help="synthetic data, runs select then final in seconds")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "results" / "mnist_gabor")
-    p.add_argument("--json-out", type=Path, default=None)
-    p.add_argument("--verbose", action="store_true")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    import matplotlib
+    return p
 
-    matplotlib.use("Agg")
+
+def _main(args):
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.replot:
         sel = json.loads(Path(args.selection or DEFAULT_SELECTION).read_text())
         figs = [plot_selection(args.out_dir, sel["results"], sel["chosen"])]
         figs += plot_filters(args.out_dir, sel["chosen"]["features"])
         print(f"saved {', '.join(figs)}")
-        print(json.dumps({"mode": "replot", "figures": figs, "provenance": kernelgen.provenance()}))
-        return 0
-    X, y, Xte, yte = load_data(args.smoke, args.seed)
+        return cli.emit({"mode": "replot", "figures": figs}, json_out=args.json_out)
+    X, y, Xte, yte = load_data(args.smoke, args.seed, data_home=args.data_home, verbose=not args.quiet)
     if args.smoke:
         sel = run_select(args, X, y)
         metrics = run_final(args, X, y, Xte, yte, sel["selection_json"])
@@ -443,13 +424,12 @@ def main(argv=None):
         metrics = run_select(args, X, y)
     else:
         metrics = run_final(args, X, y, Xte, yte, args.selection or DEFAULT_SELECTION)
-    metrics["provenance"] = kernelgen.provenance(seeds=_seeds(args))
-    line = json.dumps(metrics)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(line + "\n")
-    print(line)
+    return cli.emit(metrics, json_out=args.json_out, seeds=_seeds(args))
+
+
+def main(argv=None) -> int:
+    return cli.run(_main, build_parser(), argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

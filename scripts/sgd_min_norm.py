@@ -16,8 +16,7 @@ Three experiments, one-hot targets (10 right-hand sides), pixels / 255, iterates
    (kappa(X X^T) = 7.0e7); the first 200 images touch 528 pixels (aspect 0.38) and
    kappa(X X^T) = 2.6e4. The number of steps is ~ln(1e8) / (eta lambda_min), proportional to
    kappa: 1.9e6 SGD B = 1 steps recorded at n = 200 (bound 4.2e6) against an estimated 6.3e9 (bound
-   1.3e10) at n = 500 -- 70 minutes to 2.4 hours at the 1.4e6-1.5e6 dual steps/s measured here with
-   10 targets, so it is not run. Nothing else changes: same pixels, same scaling, same targets,
+   1.3e10) at n = 500 -- hours of computation, so it is not run. Nothing else changes: same pixels, same scaling, same targets,
    same step-size rule.
 3. ``gaussian-2000``: Gaussian kernel (s = 5), n = 2,000, dual coordinates: kernel SGD at several
    batch sizes, kernel GD with its closed form; distance in alpha to ``kernel_interpolate``'s alpha.
@@ -33,7 +32,7 @@ the run (``measured_contraction``: slope of ln distance over the second half of 
 A measured factor smaller than the predicted one on an unconverged run means the run is still
 in its transient (faster modes decaying), not that the prediction failed.
 
-Out of span (Task "Certified exactness"): ``out_of_span = ||(I - P) w_t|| / ||w_t||`` of the float64
+Out of span: ``out_of_span = ||(I - P) w_t|| / ||w_t||`` of the float64
 primal iterate. It is reported only for primal-form runs, where the updates themselves could
 leave the row space; in the dual form and for kernel runs it is zero by construction and is
 reported as ``null`` with that reason. One extra run shows that the metric detects an
@@ -41,23 +40,21 @@ out-of-span component: SGD (dual form) on pixels-200 from ``w0`` = a unit null-s
 reports ``||(I - P) w_t||`` = 1 at every record (constant: FACTS.md, the limit keeps
 ``(I - X^+ X) w0``).
 
-    python scripts/sgd_min_norm.py            # MNIST defaults (measured 90 s wall, 122 s CPU, 2 cores)
-    python scripts/sgd_min_norm.py --smoke    # seconds, synthetic data (used by the tests)
+    python scripts/sgd_min_norm.py            # MNIST defaults (minutes)
+    python scripts/sgd_min_norm.py --smoke    # synthetic data, seconds
 
-Figures (PNG) go to --out-dir (default results/sgd_min_norm/; the README copy is
-benchmarks/figures/sgd_min_norm.png). The last line of stdout is one JSON
-object with the per-run fields above, kappas, the out-of-span demonstration and seconds.
+The figure (PNG) goes to --out-dir. The last line of stdout is one JSON object with the per-run
+fields above, kappas, the out-of-span demonstration and seconds.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import time
 from pathlib import Path
 
 import numpy as np
+
+from kernelgen import cli
 
 LIMIT = 1e-8  # relative distance at which the limit counts as reached
 FLOOR = 1e-10  # contraction is measured above this (round-off floor ~ kappa * eps is below it)
@@ -69,7 +66,7 @@ def _synthetic(n: int, d: int, kappa: float, seed: int):
     U = np.linalg.qr(rng.standard_normal((n, n)))[0]
     V = np.linalg.qr(rng.standard_normal((d, n)))[0]
     X = (U * np.geomspace(1.0, kappa**-0.5, n)) @ V.T
-    return X, np.eye(10)[rng.integers(0, 10, n)]
+    return X, cli.one_hot(rng.integers(0, 10, n), 10)
 
 
 def _records(steps: int, n_log: int = 150, n_lin: int = 41) -> np.ndarray:
@@ -177,8 +174,11 @@ def _linear_experiment(name, X, Y, *, batches, samples, gd_steps, gd_form, seed,
     return lin, g, far, cf_dist, recs, gap
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    p = cli.make_parser(__doc__, script=__file__, data_home=True, out_dir="results/sgd_min_norm",
+                        seed=0, seed_help="PRNG seed (jax.random key) of the sampled indices; the null-space start "
+                                          "uses seed and seed + 1 (and the synthetic data seed .. seed + 2 in --smoke)",
+                        smoke="tiny synthetic problems, seconds; no MNIST needed")
     p.add_argument("--n-linear", type=int, default=500, help="images for the ill-conditioned linear run")
     p.add_argument("--n-reach", type=int, default=200, help="images for the linear run taken to its limit")
     p.add_argument("--n-kernel", type=int, default=2000, help="images for the kernel run")
@@ -191,19 +191,17 @@ def main(argv=None) -> dict:
     p.add_argument("--kernel-batches", type=int, nargs="+", default=[1, 10], help="kernel batch sizes (first is 1)")
     p.add_argument("--gd-steps", type=int, default=2000, help="simulated GD steps (pixels-500 and kernel)")
     p.add_argument("--reach-gd-steps", type=int, default=500_000, help="GD steps on the reachable run (dual form)")
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 10, 100], help="batch sizes of the pixels-500 SGD runs (first is 1)")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (jax.random key) for the sampled indices")
-    p.add_argument("--out-dir", default="results/sgd_min_norm", help="where the PNG figures go")
-    p.add_argument("--json-out", default=None, help="also write the JSON metrics here")
-    p.add_argument("--smoke", action="store_true", help="tiny synthetic run in seconds (no MNIST)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 10, 100],
+                   help="batch sizes of the pixels-500 SGD runs (first is 1)")
+    return p
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def main(argv=None) -> int:
+    return cli.run(_main, build_parser(), argv)
+
+
+def _main(args) -> dict:
+    plt = cli.pyplot()
     import scipy.linalg
 
     from kernelgen import SolveOptions, kernel_interpolate
@@ -219,27 +217,22 @@ def main(argv=None) -> dict:
         sections[name] = {"wall": w - mark[0], "cpu": c - mark[1]}
         mark[:] = [w, c]
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     if args.smoke:
         X, Y = _synthetic(30, 80, 1e2, args.seed)
         Xr, Yr = _synthetic(20, 80, 30.0, args.seed + 2)
         rng = np.random.default_rng(args.seed + 1)
-        Xk, Yk = rng.standard_normal((40, 6)), np.eye(10)[rng.integers(0, 10, 40)]
+        Xk, Yk = rng.standard_normal((40, 6)), cli.one_hot(rng.integers(0, 10, 40), 10)
         bandwidth, lin_samples, ker_samples, gd_steps, batches = 1.0, 1e5, 1e5, 3000, [1, 5]
         ker_batch_samples, ker_batches = 1e5, [1, 5]
         reach_steps, reach_gd_steps = 100_000, 3000
         data = "synthetic (--smoke)"
     else:
-        from kernelgen.datasets import load_mnist
-
-        Xtr, ytr, _, _ = load_mnist()
-        X = Xtr[: args.n_linear].astype(np.float64) / 255.0
-        Y = np.eye(10)[ytr[: args.n_linear]]
-        Xr = Xtr[: args.n_reach].astype(np.float64) / 255.0
-        Yr = np.eye(10)[ytr[: args.n_reach]]
-        Xk = Xtr[: args.n_kernel].astype(np.float64) / 255.0
-        Yk = np.eye(10)[ytr[: args.n_kernel]]
+        Xtr, ytr, _, _ = cli.load_mnist_scaled(n_train=max(args.n_linear, args.n_reach, args.n_kernel), n_test=0,
+                                               data_home=args.data_home, verbose=not args.quiet)
+        X, Y = Xtr[: args.n_linear], cli.one_hot(ytr[: args.n_linear], 10)
+        Xr, Yr = Xtr[: args.n_reach], cli.one_hot(ytr[: args.n_reach], 10)
+        Xk, Yk = Xtr[: args.n_kernel], cli.one_hot(ytr[: args.n_kernel], 10)
         bandwidth, lin_samples, ker_samples = args.bandwidth, args.linear_samples, args.kernel_samples
         ker_batch_samples, ker_batches = args.kernel_batch_samples, args.kernel_batches
         gd_steps, batches = args.gd_steps, args.batches
@@ -386,9 +379,7 @@ def main(argv=None) -> dict:
     panel(ax[2], ker, kg, far_k, kcf_dist, f"Gaussian s={bandwidth:g}, n={nk}: kappa(K)={kappa_K:.1e}, B=1 reaches 1e-8")
     ax[2].set_ylabel(r"$\|\alpha_t - \alpha^*\| / \|\alpha^*\|$")
     fig.tight_layout()
-    fig_path = out_dir / "sgd_min_norm.png"
-    fig.savefig(fig_path, dpi=110)
-    plt.close(fig)
+    fig_path = cli.save_figure(fig, out_dir / "sgd_min_norm.png", dpi=110)
 
     lap("figure")
     runs = recs_ill + recs_reach + recs_ker
@@ -423,12 +414,11 @@ def main(argv=None) -> dict:
           f"{cpu_seconds:.1f} s CPU; sections (wall/CPU s): "
           + ", ".join(f"{k} {v['wall']:.0f}/{v['cpu']:.0f}" for k, v in sections.items()) + "; "
           f"figure {fig_path}")
-    line = json.dumps(metrics)
-    if args.json_out:
-        Path(args.json_out).write_text(line + "\n")
-    print(line)
-    return metrics
+    seeds = {"sgd_indices": args.seed, "null_space_start": args.seed, "null_space_sgd": args.seed + 1}
+    if args.smoke:
+        seeds.update(synthetic_linear=args.seed, synthetic_reach=args.seed + 2, synthetic_kernel=args.seed + 1)
+    return cli.emit(metrics, json_out=args.json_out, seeds=seeds)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

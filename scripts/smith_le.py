@@ -6,8 +6,8 @@ Claim tested (Smith & Le, ICLR 2018, sections 2-3): a small linear model memoris
 the evidence of informative labels on the same inputs is above it; and across the regularisation
 strength the evidence tracks the test cross-entropy.
 
-Design, FIXED BEFORE LOOKING AT ANY TEST RESULT of this design (constants below; change them only for
-a new, stated experiment):
+Design, FIXED BEFORE LOOKING AT ANY TEST RESULT of this design (constants in this script; change them
+only for a new, stated experiment):
 
 * Task (as in the paper): MNIST zeros vs ones. Training set: the first ``n/2`` zeros and the first
   ``n/2`` ones of the training set. Test set: all 980 test zeros and the first 980 test ones (balanced,
@@ -21,9 +21,9 @@ a new, stated experiment):
     size): ``D > n``, so every labelling can be fitted.
   - ``pixels`` (secondary, the paper's pixel model): the 784 pixels in [0, 1] plus a bias
     (785 parameters), ``n = 400``. At the paper's ``n = 800`` the training design has rank 461 only,
-    so random labels cannot be memorised (the previous version of this script measured 75-80% train
-    accuracy there); at ``n = 400`` it has full row rank 400 (smallest singular value 0.0085,
-    largest 134). Both numbers were computed from the training images only.
+    so random labels cannot be memorised (75-80% train accuracy was measured there); at ``n = 400``
+    it has full row rank 400 (smallest singular value 0.0085, largest 134). Both numbers were
+    computed from the training images only.
 
 * Prior precisions: ``lam in {10^-6, 10^-5.5, ..., 10^4}`` (21 values) for both models: for
   ``rff`` (``||phi(x)||^2 ~ 1``) the prior logit standard deviation runs from 1000 to 0.01; for
@@ -38,20 +38,17 @@ a new, stated experiment):
   every run on the pixel model and in the tests). Null model: the parameter-free model with
   ``p = 1/2`` for every label, ``ln p(y | null) = -N ln 2``.
 
-Verdict criteria: the constant ``VERDICT_CRITERIA`` below, decided with the design and applied by
-:func:`verdict_for`; the JSON line carries ``verdict`` and the criteria with their numbers.
+Verdict criteria: decided with the design (``VERDICT_CRITERIA`` in this script, applied by
+``verdict_for``); the JSON line carries ``verdict`` and the criteria with their numbers.
 
 Usage::
 
-    python scripts/smith_le.py            # both models, 21 priors x 6 labellings; measured 20 s
-                                          # (2-core Xeon, one BLAS thread, machine under load)
+    python scripts/smith_le.py            # both models, 21 priors x 6 labellings (seconds to a minute)
     python scripts/smith_le.py --smoke    # synthetic, seconds
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import time
@@ -61,7 +58,7 @@ import numpy as np
 from scipy.special import log_expit
 from scipy.stats import pearsonr, spearmanr
 
-import kernelgen
+from kernelgen import cli
 from kernelgen import evidence as ev
 
 log = logging.getLogger("smith_le")
@@ -106,14 +103,14 @@ def load_data(args):
         models = {"rff": {"features": "rff", "n_train": 40, "n_features": 200, "bandwidth": 1.0, "feature_seed": 0},
                   "pixels": {"features": "pixels", "n_train": 24}}
         return Xtr, ytr, Xte, yte, models
-    from kernelgen.datasets import load_mnist
-
-    Xa, ya, Xb, yb = load_mnist()
     h = max(cfg["n_train"] for cfg in MODELS.values()) // 2
     # first h zeros, then first h ones: a model with n_train = 2m takes the first m of each block
-    tr = np.r_[np.flatnonzero(ya == 0)[:h], np.flatnonzero(ya == 1)[:h]]
-    te = np.r_[np.flatnonzero(yb == 0)[:N_TEST_PER_CLASS], np.flatnonzero(yb == 1)[:N_TEST_PER_CLASS]]
-    return Xa[tr] / 255.0, ya[tr].astype(np.int64), Xb[te] / 255.0, yb[te].astype(np.int64), dict(MODELS)
+    Xtr, ytr, Xte, yte = cli.load_mnist_scaled(
+        train_index=lambda y: np.r_[np.flatnonzero(y == 0)[:h], np.flatnonzero(y == 1)[:h]],
+        test_index=lambda y: np.r_[np.flatnonzero(y == 0)[:N_TEST_PER_CLASS],
+                                   np.flatnonzero(y == 1)[:N_TEST_PER_CLASS]],
+        data_home=args.data_home, verbose=not args.quiet)
+    return Xtr, ytr, Xte, yte, dict(MODELS)
 
 
 def balanced_subset(y, n):
@@ -227,7 +224,8 @@ def run(args):
             rng = np.random.default_rng(args.seed + s)
             labellings.append(("random", args.seed + s, rng.integers(0, 2, n), rng.integers(0, 2, yte.size)))
         rows = {}
-        for kind, seed, y, yt in labellings:
+        for kind, seed, y, yt in cli.progress(labellings, quiet=args.quiet, desc=f"{name}: labellings",
+                                              unit="labelling"):
             rows[(kind, seed)] = sweep(G, C, y, yt, args.priors)
         inf_rows = rows[("informative", None)]
         rnd = [rows[("random", args.seed + s)] for s in range(args.random_seeds)]
@@ -251,9 +249,7 @@ def run(args):
                      "n_test": int(yte.size), "criteria": crit, "verdict": crit["verdict"],
                      "correlation_log_evidence_vs_test_ce": corr, "weight_space_check": check,
                      "rows": flat, "seconds": time.perf_counter() - t1}
-    outdir = Path(args.out_dir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    make_figure(outdir / "smith_le.png", out)
+    make_figure(Path(args.out_dir) / "smith_le.png", out)
     return {
         "verdict": out[PRIMARY]["verdict"],
         "verdict_model": PRIMARY,
@@ -264,17 +260,21 @@ def run(args):
         "models": out,
         "seconds": time.perf_counter() - t0,
         "smoke": bool(args.smoke),
-        "provenance": kernelgen.provenance(seeds={
-            "random_label_seeds": [args.seed + s for s in range(args.random_seeds)],
-            "feature_seeds": {k: v["config"].get("feature_seed") for k, v in out.items()}}),
+        "peak_rss_gb": cli.peak_rss_gb(),
     }
 
 
-def make_figure(path, models):
-    import matplotlib
+def _seeds(args, m) -> dict:
+    """Every seed that entered the run, by use."""
+    seeds = {"random_label_seeds": [args.seed + s for s in range(args.random_seeds)],
+             "feature_seeds": {k: v["config"].get("feature_seed") for k, v in m["models"].items()}}
+    if args.smoke:
+        seeds["synthetic_data"] = 500
+    return seeds
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def make_figure(path, models):
+    plt = cli.pyplot()
 
     names = list(models)
     fig, axes = plt.subplots(len(names), 3, figsize=(15, 4.2 * len(names)), squeeze=False)
@@ -316,8 +316,7 @@ def make_figure(path, models):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    cli.save_figure(fig, path, dpi=100)
 
 
 def _fmt_model(name, m):
@@ -363,38 +362,33 @@ def _fmt_model(name, m):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--random-seeds", type=int, default=N_RANDOM_SEEDS)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out-dir", default="results/smith_le")
-    ap.add_argument("--json-out", default=None)
-    ap.add_argument("--blas-threads", type=int, default=1, help="BLAS threads (threadpoolctl)")
-    ap.add_argument("--smoke", action="store_true", help="synthetic blobs, 3 priors, 2 random seeds: seconds")
-    ap.add_argument("--verbose", action="store_true")
-    args = ap.parse_args(argv)
+def build_parser():
+    # small dense factorisations on a shared 2-core machine: one BLAS thread by default
+    ap = cli.make_parser(__doc__, script=__file__, seed=0, data_home=True, out_dir="results/smith_le",
+                         blas_threads=1,
+                         seed_help="first seed of the random labellings (labelling k uses seed + k)",
+                         smoke="synthetic blobs, 4 priors, 2 random labellings: seconds")
+    ap.add_argument("--random-seeds", type=int, default=N_RANDOM_SEEDS, help="random labellings per model")
+    return ap
+
+
+def _main(args):
     args.priors = list(PRIORS)
     if args.smoke:
         args.random_seeds, args.priors = 2, [1e-3, 1e-1, 1.0, 10.0]
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    # small dense factorisations on a shared 2-core machine: one BLAS thread by default
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=args.blas_threads):
-        m = run(args)
+    m = run(args)
     print("smith_le: Smith & Le (2018) with a design fixed before looking at its test results; "
           f"null: {m['null_model']}; ratio = ln p(y|model) + N ln 2")
     for name, mm in m["models"].items():
         print(_fmt_model(name, mm))
     print(f"VERDICT ({m['verdict_model']}, primary): {m['verdict']}  [{m['verdict_criteria']}]")
     print(f"total {m['seconds']:.1f} s")
-    line = json.dumps(m)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(line + "\n")
-    print(line)
-    return m
+    return cli.emit(m, json_out=args.json_out, seeds=_seeds(args, m))
+
+
+def main(argv=None) -> int:
+    return cli.run(_main, build_parser(), argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -476,6 +476,7 @@ def test_script_smoke(tmp_path):
     assert demo["null_component_max_change"] <= 1e-12  # kept constant, to round-off
     assert metrics["seconds"] > 0
     assert len(list(out.glob("*.png"))) >= 1
+    assert metrics["provenance"]["seeds"]["sgd_indices"] == 0  # the JSON line says which seed drew the indices
 
 
 def test_kernel_runs_reuse_one_factor(rng):

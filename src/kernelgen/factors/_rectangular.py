@@ -58,9 +58,9 @@ import numpy as np
 from scipy.linalg import lapack, solve_triangular
 from scipy.linalg import svd as _svd
 
-from kernelgen._validation import as_float_array
-from kernelgen.errors import InvalidInputError, ShapeMismatchError
-from kernelgen.factors._base import LogDet
+from .._validation import as_float_array
+from ..errors import InvalidInputError, ShapeMismatchError
+from ._base import LogDet
 
 __all__ = ["MAX_LAPACK_DIM", "QRFactor", "SVDFactor", "qr_factor", "svd_factor"]
 

@@ -11,7 +11,7 @@ References
 Cho & Saul, "Kernel methods for deep learning", NeurIPS 2009 (arc-cosine kernels).
 Lee et al., "Deep neural networks as Gaussian processes", ICLR 2018 (NNGP).
 Jacot, Gabriel & Hongler, "Neural tangent kernel", NeurIPS 2018.
-Arora et al., "On exact computation with an infinitely wide neural net", NeurIPS 2019, §3 and App. E.
+Arora et al., "On exact computation with an infinitely wide neural net", NeurIPS 2019, §3.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class ReluNNGP(_ReluNetwork):
 
     References
     ----------
-    Cho & Saul 2009 (eq. 6, J_1); Lee et al., ICLR 2018, eq. 4.
+    Cho & Saul 2009, §2 (the degree-1 arc-cosine kernel); Lee et al., ICLR 2018, §2.
     """
 
     name = "relu_nngp"
@@ -101,7 +101,7 @@ class ReluNTK(_ReluNetwork):
 
     References
     ----------
-    Jacot et al., NeurIPS 2018, Thm. 1; Arora et al., NeurIPS 2019, eqs. (9)-(11).
+    Jacot et al., NeurIPS 2018, §4 and Thm. 1; Arora et al., NeurIPS 2019, §3.
     """
 
     name = "relu_ntk"

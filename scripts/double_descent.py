@@ -10,37 +10,31 @@
     reference is the Gaussian-kernel interpolant from :func:`kernelgen.kernel_interpolate`.
     The figure shows the mean and the min-max band over feature seeds; it is also copied to
     ``--figure-copy`` (benchmarks/figures/double_descent.png, the README figure).
-    n = 5,000 (not 10,000) so that three seeds with exact solves fit in 10 minutes on 2 cores.
 (b) Synthetic panels, each in its paper's own model, simulations over ``--seeds`` seeds
     against the asymptotic formulas of :mod:`kernelgen.theory`:
     Hastie et al. (isotropic Gaussian, p = 300 fixed, n varied; ridgeless and optimal ridge),
     Belkin-Hsu-Xu (weak features, D = 400, n = 150, p varied),
     Mei-Montanari (sphere of radius sqrt(d), d = 200, n = 2d, N varied, centred ReLU).
 
-Figures (PNG) go to ``--out-dir``; the last stdout line is a JSON object of metrics.
+Figures (PNG) go to ``--out-dir``; the last stdout line is a JSON object of metrics (with
+provenance: versions, machine and the seeds used).
 
-    python scripts/double_descent.py                 # default run (minutes, several GB: use the lock)
+    python scripts/double_descent.py                 # default run on MNIST (minutes; memory-heavy)
     python scripts/double_descent.py --smoke         # seconds, synthetic data only
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from kernelgen import theory as T  # noqa: E402
-from kernelgen.random_features import default_widths, double_descent_sweep  # noqa: E402
+from kernelgen import cli
+from kernelgen import theory as T
+from kernelgen.random_features import default_widths, double_descent_sweep
 
 log = logging.getLogger("double_descent")
 
@@ -58,17 +52,15 @@ def load_data(args):
         flip = rng.random(n) < 0.2  # label noise makes the interpolation peak visible
         yl = np.where(flip, rng.integers(0, k, n), yl)
         return X, yl, Xt, ytl, "synthetic blobs (smoke)", 4.0
-    from kernelgen.datasets import load_mnist
-
-    Xtr, ytr, Xte, yte = load_mnist()
     n, m = args.n_train, args.n_test
-    return (Xtr[:n] / 255.0, ytr[:n].astype(np.int64), Xte[:m] / 255.0, yte[:m].astype(np.int64),
-            f"MNIST (first {n} train, {m} test)", args.bandwidth)
+    X, y, Xt, yt = cli.load_mnist_scaled(n_train=n, n_test=m, data_home=args.data_home, verbose=not args.quiet)
+    return X, y, Xt, yt, f"MNIST (first {n} train, {m} test)", args.bandwidth
 
 
 def plot_sweep(res, title, path):
     """Seed mean with the min-max band over seeds of test error, test squared loss, coefficient norm;
     the fourth panel shows cond(Phi) per seed and the rank at N = n."""
+    plt = cli.pyplot()
     r = res.widths / res.n_train
     kl = res.kernel_limit
     fig, ax = plt.subplots(2, 2, figsize=(11, 8))
@@ -118,13 +110,12 @@ def plot_sweep(res, title, path):
     a.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    cli.save_figure(fig, path, dpi=110)
 
 
 # ----------------------------------------------------------------------------- (b)
 def theory_panels(args):
-    """Simulations in each paper's model against the formulas; returns (panels, summary)."""
+    """Simulations in each paper's model against the formulas; returns the panels, by paper."""
     seeds = list(range(args.seeds))
     smoke = args.smoke
     out = {}
@@ -185,6 +176,8 @@ def theory_panels(args):
 
 
 def plot_theory(panels, n_seeds, path):
+    """Three panels: each paper's formula (lines) against its simulations (mean +- sd over seeds)."""
+    plt = cli.pyplot()
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.8))
     h = panels["hmrt"]
     a = ax[0]
@@ -216,8 +209,7 @@ def plot_theory(panels, n_seeds, path):
     a.legend(fontsize=7)
     a.text(0.02, 0.02, m["label"], transform=a.transAxes, fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    cli.save_figure(fig, path, dpi=110)
 
 
 def theory_summary(panels):
@@ -236,28 +228,43 @@ def theory_summary(panels):
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true", help="seconds-long run on synthetic data")
-    ap.add_argument("--n-train", type=int, default=5_000)
-    ap.add_argument("--n-test", type=int, default=10_000)
-    ap.add_argument("--bandwidth", type=float, default=5.0)
-    ap.add_argument("--max-ratio", type=float, default=4.0, help="largest width / n")
-    ap.add_argument("--feature-seed", type=int, default=0, help="first feature seed")
-    ap.add_argument("--n-feature-seeds", type=int, default=3, help="feature draws in (a) (spread shown)")
-    ap.add_argument("--figure-copy", default="benchmarks/figures/double_descent.png",
-                    help="also save the MNIST figure here (README figure; '' to skip)")
-    ap.add_argument("--seeds", type=int, default=5, help="seeds per synthetic simulation point")
-    ap.add_argument("--skip-theory", action="store_true")
-    ap.add_argument("--skip-mnist", action="store_true")
-    ap.add_argument("--out-dir", default="results/double_descent")
-    ap.add_argument("--json-out", default=None)
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args(argv)
+def build_parser():
+    p = cli.make_parser(
+        __doc__, script=__file__, data_home=True, out_dir="results/double_descent",
+        smoke="seconds-long run: synthetic blobs (150 training points, 3 classes, s = 4) instead of MNIST, "
+              "small theory panels, at most 2 seeds per simulation point")
+    p.add_argument("--n-train", type=int, default=5_000, help="training images (the first N)")
+    p.add_argument("--n-test", type=int, default=10_000, help="test images (the first N)")
+    p.add_argument("--bandwidth", type=float, default=5.0,
+                   help="scale s of the random Fourier features and of the Gaussian kernel limit")
+    p.add_argument("--max-ratio", type=float, default=4.0, help="largest width / n")
+    p.add_argument("--feature-seed", type=int, default=0,
+                   help="first feature seed (seeds FEATURE_SEED, FEATURE_SEED + 1, ... are used)")
+    p.add_argument("--n-feature-seeds", type=int, default=3, help="feature draws in (a) (spread shown)")
+    p.add_argument("--figure-copy", default="benchmarks/figures/double_descent.png",
+                   help="also save the MNIST figure here (the README figure; '' to skip; not in --smoke)")
+    p.add_argument("--seeds", type=int, default=5,
+                   help="seeds per synthetic simulation point in (b) (seeds 0, 1, ..., SEEDS - 1)")
+    p.add_argument("--skip-theory", action="store_true", help="skip the synthetic theory panels (b)")
+    p.add_argument("--skip-mnist", action="store_true", help="skip the random-feature sweep (a)")
+    return p
+
+
+def _seeds(args) -> dict:
+    """Every seed that entered the run, by use (for the provenance of the JSON line)."""
+    seeds: dict = {}
+    if not args.skip_mnist:
+        seeds["features"] = list(range(args.feature_seed, args.feature_seed + args.n_feature_seeds))
+        if args.smoke:
+            seeds["smoke_data"] = 0
+    if not args.skip_theory:
+        seeds["theory_simulations"] = list(range(args.seeds))
+    return seeds
+
+
+def _main(args):
     if args.smoke:
         args.seeds = min(args.seeds, 2)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(message)s")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -267,9 +274,11 @@ def main(argv=None) -> int:
         X, y, Xt, yt, name, bw = load_data(args)
         n = X.shape[0]
         widths = default_widths(n, max_ratio=args.max_ratio)
+        log.info("(a) %s: %d widths from %d to %d, %d feature seeds", name, len(widths), widths[0], widths[-1],
+                 args.n_feature_seeds)
         res = double_descent_sweep(X, y, Xt, yt, widths, kind="fourier", bandwidth=bw,
                                    seeds=list(range(args.feature_seed, args.feature_seed + args.n_feature_seeds)),
-                                   verbose=args.verbose)
+                                   verbose=not args.quiet)
         fig_path = out_dir / ("mnist_double_descent.png" if not args.smoke else "smoke_double_descent.png")
         plot_sweep(res, f"Random Fourier features, s = {bw:g}, {name}, exact Phi^+ Y, seeds {res.seeds}", fig_path)
         te = res.mean("test_error")
@@ -331,12 +340,12 @@ def main(argv=None) -> int:
         )
         if not args.smoke and args.figure_copy:
             Path(args.figure_copy).parent.mkdir(parents=True, exist_ok=True)
-            import shutil
-
             shutil.copyfile(fig_path, args.figure_copy)
+            log.info("figure copied to %s", args.figure_copy)
 
     if not args.skip_theory:
         t1 = time.perf_counter()
+        log.info("(b) theory panels: %d seeds per simulation point", args.seeds)
         panels = theory_panels(args)
         plot_theory(panels, args.seeds, out_dir / ("theory_vs_simulation.png" if not args.smoke
                                                    else "smoke_theory_vs_simulation.png"))
@@ -349,12 +358,12 @@ def main(argv=None) -> int:
         metrics["theory_seconds"] = time.perf_counter() - t1
 
     metrics["seconds"] = time.perf_counter() - t0
-    line = json.dumps(metrics)
-    if args.json_out:
-        Path(args.json_out).write_text(line)
-    print(line)
-    return 0
+    return cli.emit(metrics, json_out=args.json_out, seeds=_seeds(args))
+
+
+def main(argv=None) -> int:
+    return cli.run(_main, build_parser(), argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -13,6 +13,7 @@ import pytest
 from sklearn.base import clone
 
 from kernelgen import random_features as R
+from kernelgen.estimators import RandomFeaturesClassifier, RandomFeaturesRegressor
 from kernelgen.errors import InvalidInputError, MemoryBudgetError, ShapeMismatchError
 from kernelgen.kernels import kernel_matrix
 
@@ -243,7 +244,7 @@ def test_large_width_approaches_kernel_interpolant():
     ref = fitk.predict(Xt)
     errs = []
     for N in (1000, 16000):
-        est = R.RandomFeaturesRegressor(N, bandwidth=s, seed=0).fit(X, Y)
+        est = RandomFeaturesRegressor(N, bandwidth=s, seed=0).fit(X, Y)
         errs.append(np.linalg.norm(est.predict(Xt) - ref) / np.linalg.norm(ref))
     # 16x more features: error shrinks ~4x (1/sqrt(N)); demand at least 2x and a small final error.
     assert errs[1] < errs[0] / 2 and errs[1] < 0.1, errs
@@ -252,7 +253,7 @@ def test_large_width_approaches_kernel_interpolant():
 # ------------------------------------------------------------------ estimators
 def test_regressor_matches_pinv_and_sklearn_conventions():
     X, Y = _data(30, 4, 11, k=2)
-    est = R.RandomFeaturesRegressor(80, bandwidth=2.0, seed=4)
+    est = RandomFeaturesRegressor(80, bandwidth=2.0, seed=4)
     assert not any(k.endswith("_") for k in vars(est))  # __init__ stores parameters only
     est.fit(X, Y)
     Phi = R.draw_random_features(4, 80, bandwidth=2.0, seed=4).transform(X)
@@ -266,7 +267,7 @@ def test_regressor_matches_pinv_and_sklearn_conventions():
 def test_classifier_interpolates_labels():
     X = _data(40, 3, 12)
     y = np.where(X[:, 0] > 0, "pos", "neg")
-    clf = R.RandomFeaturesClassifier(200, bandwidth=1.0, seed=0).fit(X, y)
+    clf = RandomFeaturesClassifier(200, bandwidth=1.0, seed=0).fit(X, y)
     assert list(clf.classes_) == ["neg", "pos"]
     assert clf.score(X, y) == 1.0  # min-norm interpolation of one-hot targets
     assert clf.decision_function(X).shape == (40, 2)

@@ -1,57 +1,7 @@
-"""Random-feature models, minimum-norm fits and double-descent sweeps over the width.
+"""Double-descent sweeps over the width: Phi_N^+ Y at every N, computed from Phi_N and certified with it.
 
-Features
---------
-``"fourier"`` (Rahimi & Recht): ``phi_j(x) = sqrt(2/N) cos(v_j^T x + b_j)``,
-``v_j ~ N(0, s^{-2} I_d)``, ``b_j ~ U[0, 2 pi)``. Then ``E[Phi Phi^T] = K`` with the Gaussian
-kernel ``K(x, z) = exp(-||x - z||^2 / (2 s^2))`` (proof: ``proofs/rff_gaussian_kernel.py``),
-the coefficient norm is comparable with the kernel interpolant's RKHS norm, and the
-interpolation threshold sits at ``N = n`` (Belkin, Hsu, Ma, Mandal 2019).
-
-``"relu"``: ``phi_j(x) = sqrt(2/N) max(0, v_j^T x)``, ``v_j ~ N(0, s^{-2} I_d)``; the limit
-kernel is the order-1 arc-cosine kernel ``s^{-2} ||x|| ||z|| (sin t + (pi - t) cos t) / pi``
-(Cho & Saul 2009), :func:`arccos_kernel`.
-
-A drawn map (:class:`RandomFeatureMap`) holds ``N_max`` features; the model of width ``N``
-uses its first ``N`` columns rescaled to ``sqrt(2/N)`` ("nested features"), so a sweep
-over ``N`` reuses one draw. Features are generated in row x column blocks whose
-temporaries stay below ``block_bytes``.
-
-Minimum-norm fits
------------------
-:func:`min_norm_fit` is ``a = Phi^+ Y`` through :func:`kernelgen.min_norm_solve`: least
-squares below ``N = n``, minimum-norm interpolation above, rank-revealing throughout.
-
-:func:`double_descent_sweep` returns ``Phi_N^+ Y`` at every width, computed from ``Phi_N`` (a rank
-cut-off on a Gram matrix would act on ``kappa(Phi)^2`` and discard singular values of ``Phi`` below
-``sqrt(cutoff) sigma_max``: at ``N = n`` on the first 3,000 MNIST images that changed the test error
-from 89.2% to 83.6% and the coefficient norm from 13,580 to 1,056). It reuses work across widths:
-
-* ``N <= n``: the leading ``N x N`` block of ``A = Psi^T Psi`` (``Psi`` the unnormalised
-  features of the widest draw) is the Gram matrix of width ``N``, and the leading block of
-  the Cholesky factor ``A = R^T R`` is its factor: one ``potrf`` serves every width below ``n``.
-  ``R`` is used only as a right preconditioner: CGLS on ``Phi_N R^-1`` from the seminormal
-  solution (Bjorck 1996, sec. 7.4) converges to ``Phi_N^+ Y`` with the accuracy of a
-  backward-stable solve on ``Phi_N``.
-* ``N > n``: ``S_N = Psi_N Psi_N^T = L L^T`` is accumulated column block by column block (``syrk``)
-  and factored once per width; CGLS on ``L^-1 Phi_N`` from ``Phi_N^T S_N^-1 Y`` stays in the row
-  space of ``Phi_N`` and converges to the minimum-norm interpolant.
-* The Gram factor is used only where LAPACK's condition estimate says it is a good
-  preconditioner (``SweepOptions.chol_rcond_factor``); near ``N = n`` (and wherever CGLS does not
-  converge) a Householder QR / LQ of ``Phi_N`` solves and decides the rank on the singular values
-  of ``Phi_N`` (:class:`kernelgen.factors._rectangular.QRFactor`).
-* Every width is certified with ``Phi_N`` itself, independently of the factor used:
-  ``||Phi^T (Y - Phi a)|| / (||Phi|| ||Y||)`` and ``||Y - Phi a|| / ||Y||``.
-
-Dtype policy: everything is float64 (inputs are converted); ``Phi`` at ``N ~ n`` has condition
-numbers of 1e5 - 1e7 (MNIST), its Gram matrices their squares, far beyond float32's reach.
-
-References
-----------
-.. [RR] A. Rahimi, B. Recht. Random features for large-scale kernel machines. NIPS 2007.
-.. [BHMM] M. Belkin, D. Hsu, S. Ma, S. Mandal. Reconciling modern machine-learning practice
-   and the classical bias-variance trade-off. PNAS 116(32), 2019, Fig. 2 (RFF on MNIST).
-.. [CS] Y. Cho, L. Saul. Kernel methods for deep learning. NIPS 2009, eq. (6)-(7).
+The algorithm (one QR below n, Gram-preconditioned CGLS above, QR/LQ near N = n) and its references are in
+:mod:`kernelgen.random_features`.
 """
 
 from __future__ import annotations
@@ -62,266 +12,21 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy.linalg import blas, lapack, solve_triangular
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ._validation import as_float_array, check_same_rows
-from .errors import InvalidInputError, MemoryBudgetError, ShapeMismatchError
+from .._validation import as_float_array, check_same_rows
+from ..errors import InvalidInputError, MemoryBudgetError, ShapeMismatchError
+from ..factors import qr_factor
+from ..kernels import Gaussian
+from ..solvers import kernel_interpolate
+from ._features import arccos_kernel, draw_random_features
 
-__all__ = [
-    "FEATURE_KINDS",
-    "MinNormFit",
-    "RandomFeatureMap",
-    "RandomFeaturesClassifier",
-    "RandomFeaturesRegressor",
-    "SweepOptions",
-    "SweepResult",
-    "arccos_kernel",
-    "default_widths",
-    "double_descent_sweep",
-    "draw_random_features",
-    "min_norm_fit",
-    "random_fourier_features",
-]
+__all__ = ["SweepOptions", "SweepResult", "default_widths", "double_descent_sweep"]
 
 log = logging.getLogger(__name__)
 
-FEATURE_KINDS = ("fourier", "relu")
-
 _EPS = np.finfo(np.float64).eps
-
-
-# ---------------------------------------------------------------------------------------
-# Feature maps
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RandomFeatureMap:
-    """A drawn random-feature map with ``n_features`` columns.
-
-    Attributes
-    ----------
-    kind : {"fourier", "relu"}
-    weights : ndarray of shape (n_inputs, n_features)
-        Column ``j`` is the frequency / weight vector ``v_j ~ N(0, s^{-2} I)``.
-    offsets : ndarray of shape (n_features,)
-        Phases ``b_j ~ U[0, 2 pi)`` (zeros for ``"relu"``).
-    bandwidth : float
-        ``s``.
-    seed : int
-    """
-
-    kind: str
-    weights: np.ndarray
-    offsets: np.ndarray
-    bandwidth: float
-    seed: int
-
-    @property
-    def n_features(self) -> int:
-        return int(self.weights.shape[1])
-
-    @property
-    def n_inputs(self) -> int:
-        return int(self.weights.shape[0])
-
-    def transform(self, X, *, n_features: int | None = None, normalize: bool = True,
-                  block_bytes: int = 256 * 2**20, order: str = "C") -> np.ndarray:
-        """Features of the width-``N`` model: the first ``N`` columns of this draw.
-
-        Parameters
-        ----------
-        X : array_like of shape (n_samples, n_inputs)
-        n_features : int, optional
-            Width ``N <= self.n_features`` (default: all).
-        normalize : bool
-            ``True``: ``sqrt(2/N) cos(v^T x + b)`` (``Phi``); ``False``: ``sqrt(2) cos(v^T x + b)``
-            (``Psi = sqrt(N) Phi``, the same for every width; what sweeps store).
-        block_bytes : int
-            Bound on the temporaries of one block (rows x columns x 8 bytes).
-        order : {"C", "F"}
-            Memory order of the returned array.
-
-        Returns
-        -------
-        Phi : ndarray of shape (n_samples, N), float64
-        """
-        X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
-        if X.shape[1] != self.n_inputs:
-            raise ShapeMismatchError(
-                f"X has {X.shape[1]} columns but the feature map was drawn for {self.n_inputs} inputs."
-            )
-        N = self.n_features if n_features is None else int(n_features)
-        if not 1 <= N <= self.n_features:
-            raise InvalidInputError(f"n_features must be in [1, {self.n_features}], got {N}; draw a wider map.")
-        n = X.shape[0]
-        out = np.empty((n, N), dtype=np.float64, order=order)
-        elems = max(1, int(block_bytes) // 8)
-        rows = min(n, 8192, max(1, elems // 1024))  # GEMM rows within kernelgen's tested call limits
-        cols = min(N, max(1, elems // rows))
-        scale = np.sqrt(2.0 / N) if normalize else np.sqrt(2.0)
-        for r0 in range(0, n, rows):
-            r1 = min(n, r0 + rows)
-            for c0 in range(0, N, cols):
-                c1 = min(N, c0 + cols)
-                t = X[r0:r1] @ self.weights[:, c0:c1]
-                if self.kind == "fourier":
-                    t += self.offsets[c0:c1]
-                    np.cos(t, out=t)
-                else:
-                    np.maximum(t, 0.0, out=t)
-                t *= scale
-                out[r0:r1, c0:c1] = t
-        return out
-
-    def kernel(self, X, Z=None) -> np.ndarray:
-        """The limit kernel ``E[phi(x)^T phi(z)]`` as ``N -> infinity``.
-
-        Returns
-        -------
-        K : ndarray of shape (n_x, n_z)
-            Gaussian ``exp(-||x - z||^2 / (2 s^2))`` for ``"fourier"``; :func:`arccos_kernel`
-            for ``"relu"``.
-        """
-        if self.kind == "fourier":
-            from .kernels import kernel_matrix
-
-            return kernel_matrix(X, Z, kernel="gaussian", bandwidth=self.bandwidth)
-        return arccos_kernel(X, Z, bandwidth=self.bandwidth)
-
-
-def draw_random_features(n_inputs: int, n_features: int, *, kind: str = "fourier",
-                         bandwidth: float = 5.0, seed: int) -> RandomFeatureMap:
-    """Draw a random-feature map (explicit seed, NumPy ``default_rng``).
-
-    Parameters
-    ----------
-    n_inputs : int
-        Input dimension ``d``.
-    n_features : int
-        Number of features ``N`` (the widest model; narrower ones use leading columns).
-    kind : {"fourier", "relu"}
-    bandwidth : float
-        ``s``: weights ``v ~ N(0, s^{-2} I_d)``.
-    seed : int
-
-    Returns
-    -------
-    RandomFeatureMap
-
-    Examples
-    --------
-    >>> fm = draw_random_features(3, 5, bandwidth=2.0, seed=0)
-    >>> fm.transform([[0.0, 1.0, 2.0]]).shape
-    (1, 5)
-    """
-    if kind not in FEATURE_KINDS:
-        raise InvalidInputError(f"unknown feature kind {kind!r}; choose one of {FEATURE_KINDS}.")
-    n_inputs, n_features = int(n_inputs), int(n_features)
-    if n_inputs < 1 or n_features < 1:
-        raise InvalidInputError(f"n_inputs and n_features must be >= 1, got {n_inputs}, {n_features}.")
-    bandwidth = float(bandwidth)
-    if not np.isfinite(bandwidth) or bandwidth <= 0:
-        raise InvalidInputError(f"bandwidth must be positive and finite, got {bandwidth}.")
-    if seed is None:
-        raise InvalidInputError("pass an explicit integer seed (kernelgen has no global RNG).")
-    # Two independent streams, each filled feature by feature, so that the first N features
-    # of a draw do not depend on n_features (nested widths: a draw of N_max extends one of N).
-    rng_w, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(2))
-    W = rng_w.standard_normal((n_features, n_inputs)).T / bandwidth  # [RR] Alg. 1: v ~ N(0, s^-2 I)
-    W = np.ascontiguousarray(W)
-    if kind == "fourier":
-        b = rng_b.uniform(0.0, 2.0 * np.pi, size=n_features)  # [RR] Alg. 1: b ~ U[0, 2 pi)
-    else:
-        b = np.zeros(n_features)
-    return RandomFeatureMap(kind, W, b, bandwidth, int(seed))
-
-
-def random_fourier_features(X, n_features: int, *, bandwidth: float = 5.0, seed: int) -> np.ndarray:
-    """``sqrt(2/N) cos(X V + b)`` for a fresh draw: shape (n_samples, n_features)."""
-    X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
-    return draw_random_features(X.shape[1], n_features, kind="fourier", bandwidth=bandwidth,
-                                seed=seed).transform(X)
-
-
-def arccos_kernel(X, Z=None, *, bandwidth: float = 1.0) -> np.ndarray:
-    """Order-1 arc-cosine kernel, the limit of :func:`draw_random_features` with ``"relu"``.
-
-    ``k(x, z) = s^{-2} ||x|| ||z|| (sin t + (pi - t) cos t) / pi``, ``t`` the angle between
-    ``x`` and ``z`` ([CS] eq. 6-7 with ``J_1``; ``2 E[relu(v^T x) relu(v^T z)]`` for
-    ``v ~ N(0, s^{-2} I)``).
-
-    Returns
-    -------
-    K : ndarray of shape (n_x, n_z)
-    """
-    X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
-    Z = X if Z is None else as_float_array(Z, "Z", ndim=(2,), dtype=np.float64)
-    nx = np.linalg.norm(X, axis=1)
-    nz = np.linalg.norm(Z, axis=1)
-    denom = np.outer(nx, nz)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.where(denom > 0, (X @ Z.T) / denom, 1.0)
-    c = np.clip(c, -1.0, 1.0)
-    t = np.arccos(c)
-    return denom * (np.sin(t) + (np.pi - t) * c) / (np.pi * bandwidth**2)
-
-
-# ---------------------------------------------------------------------------------------
-# Minimum-norm fit for one width
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MinNormFit:
-    """Result of :func:`min_norm_fit`.
-
-    Attributes
-    ----------
-    coef : ndarray of shape (N,) or (N, n_targets)
-        ``Phi^+ Y``.
-    rank : int
-        Numerical rank of ``Phi`` reported by the solver.
-    method : str
-        Solver that ran.
-    relative_residual : float
-        ``||Phi coef - Y|| / ||Y||`` (zero up to rounding when ``N >= n`` at full rank).
-    """
-
-    coef: np.ndarray
-    rank: int
-    method: str
-    relative_residual: float
-
-
-def min_norm_fit(Phi, Y, *, rcond=None) -> MinNormFit:
-    """Minimum-norm least-squares coefficients ``Phi^+ Y`` for any width.
-
-    Least squares when ``N < n``, minimum-norm interpolation when ``N > n``; the solve is
-    :func:`kernelgen.min_norm_solve` (rank-revealing), so ``N ~ n`` is handled too.
-
-    Parameters
-    ----------
-    Phi : array_like of shape (n_samples, N)
-    Y : array_like of shape (n_samples,) or (n_samples, n_targets)
-    rcond : float, optional
-        Relative singular-value cutoff passed to :func:`kernelgen.min_norm_solve`.
-
-    Returns
-    -------
-    MinNormFit
-    """
-    from .solvers import min_norm_solve
-
-    Phi = as_float_array(Phi, "Phi", ndim=(2,), dtype=np.float64)
-    Y = as_float_array(Y, "Y", ndim=(1, 2), dtype=np.float64)
-    check_same_rows(Phi, Y, "Phi", "Y")
-    sol = min_norm_solve(Phi, Y, rcond=rcond)
-    res = np.linalg.norm(Phi @ sol.coef - Y) / max(np.linalg.norm(Y), np.finfo(float).tiny)
-    return MinNormFit(sol.coef, int(sol.rank), str(sol.method), float(res))
-
 
 # ---------------------------------------------------------------------------------------
 # Sweeps over the width
@@ -634,7 +339,6 @@ def _gram_metrics(pred_tr, Y, lab, pred_te, Yt, labt):
 
 def _solve_qr(Psi_N, Y, opts):
     """``Psi_N^+ Y`` from a QR (tall / square) or LQ (wide) factor of ``Psi_N``; rank decided on it."""
-    from .factors._rectangular import qr_factor
 
     f = qr_factor(Psi_N, rtol=opts.rtol, pivoting=opts.qr_pivoting, max_dim=opts.max_dense_n)
     return f.solve(Y), f.rank, _qr_cond(f), f.kind
@@ -675,8 +379,7 @@ def _sweep_one(fm, X, Y, lab, Xt, Yt, labt, widths, opts, verbose, timings):
 
     # ---- N <= n: one Householder QR of Psi[:, :Nlo]; its leading blocks factor every narrower width ----
     if lows:
-        from .factors._rectangular import qr_factor
-
+    
         t0 = time.perf_counter()
         Nlo = lows[-1]
         F = qr_factor(Psi[:, :Nlo], rtol=opts.rtol, pivoting=False, max_dim=opts.max_dense_n)
@@ -742,10 +445,8 @@ def _sweep_one(fm, X, Y, lab, Xt, Yt, labt, widths, opts, verbose, timings):
 
 def _kernel_limit(fm, X, Y, lab, Xt, Yt, labt) -> dict:
     """``N -> infinity``: the kernel interpolant of the limit kernel via kernel_interpolate."""
-    from .solvers import kernel_interpolate
 
     if fm.kind == "fourier":
-        from .kernels import Gaussian
 
         fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=fm.bandwidth))
         pred_tr = fit.predict(X)
@@ -875,97 +576,3 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
         fit_residual=stack("fit_residual"), kernel_limit=klim, seconds=time.perf_counter() - t_start,
         timings=timings, coef=[[r["coef"] for r in rows] for rows in per_seed] if opts.keep_coef else None,
     )
-
-
-# ---------------------------------------------------------------------------------------
-# scikit-learn estimators
-# ---------------------------------------------------------------------------------------
-
-
-class RandomFeaturesRegressor(RegressorMixin, BaseEstimator):
-    """Minimum-norm regression on random features (scikit-learn estimator).
-
-    Parameters
-    ----------
-    n_features : int
-        Width ``N``.
-    kind : {"fourier", "relu"}
-    bandwidth : float
-    seed : int
-    rcond : float, optional
-        Cutoff for :func:`kernelgen.min_norm_solve`.
-    block_bytes : int
-
-    Attributes
-    ----------
-    feature_map_ : RandomFeatureMap
-    coef_ : ndarray of shape (n_features,) or (n_features, n_targets)
-    rank_ : int
-    relative_residual_ : float
-    n_features_in_ : int
-    """
-
-    def __init__(self, n_features: int = 1000, *, kind: str = "fourier", bandwidth: float = 5.0,
-                 seed: int = 0, rcond=None, block_bytes: int = 256 * 2**20):
-        self.n_features = n_features
-        self.kind = kind
-        self.bandwidth = bandwidth
-        self.seed = seed
-        self.rcond = rcond
-        self.block_bytes = block_bytes
-
-    def _fit_targets(self, X, Y):
-        X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
-        check_same_rows(X, Y, "X", "y")
-        self.feature_map_ = draw_random_features(X.shape[1], self.n_features, kind=self.kind,
-                                                 bandwidth=self.bandwidth, seed=self.seed)
-        Phi = self.feature_map_.transform(X, block_bytes=self.block_bytes)
-        fit = min_norm_fit(Phi, Y, rcond=self.rcond)
-        self.coef_ = fit.coef
-        self.rank_ = fit.rank
-        self.relative_residual_ = fit.relative_residual
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def fit(self, X, y):
-        """Fit ``coef_ = Phi(X)^+ y``. Returns self."""
-        Y = as_float_array(y, "y", ndim=(1, 2), dtype=np.float64)
-        return self._fit_targets(X, Y)
-
-    def _decision(self, X):
-        if not hasattr(self, "coef_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError("call fit before predict.")
-        return self.feature_map_.transform(X, block_bytes=self.block_bytes) @ self.coef_
-
-    def predict(self, X):
-        """Predictions ``Phi(X) coef_``: shape (n_samples,) or (n_samples, n_targets)."""
-        return self._decision(X)
-
-
-class RandomFeaturesClassifier(ClassifierMixin, RandomFeaturesRegressor):
-    """Minimum-norm random-feature classifier: one-hot targets, squared loss, ``argmax``.
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-    coef_ : ndarray of shape (n_features, n_classes)
-    """
-
-    def fit(self, X, y):
-        """Fit on one-hot encoded labels. Returns self."""
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ShapeMismatchError(f"y must be 1-D labels, got shape {y.shape}.")
-        self.classes_ = np.unique(y)
-        Y = (y[:, None] == self.classes_[None, :]).astype(np.float64)
-        return self._fit_targets(X, Y)
-
-    def decision_function(self, X):
-        """Scores ``Phi(X) coef_``: shape (n_samples, n_classes)."""
-        return self._decision(X)
-
-    def predict(self, X):
-        """Class of the largest score."""
-        return self.classes_[np.argmax(self._decision(X), axis=1)]

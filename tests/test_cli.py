@@ -85,7 +85,7 @@ def fake_mnist(monkeypatch):
 
     import kernelgen.datasets
 
-    monkeypatch.setattr(kernelgen.datasets, "load_mnist", load_mnist)
+    monkeypatch.setattr(kernelgen.cli, "load_mnist", load_mnist)  # the name cli imported at its top
     return Xa, ya, Xb, yb, calls
 
 

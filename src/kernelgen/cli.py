@@ -81,7 +81,9 @@ from typing import Any
 
 import numpy as np
 
+from .datasets import load_mnist
 from .errors import InvalidInputError, KernelgenError, NonFiniteResultError
+from .provenance import provenance
 
 __all__ = [
     "HelpFormatter",
@@ -336,7 +338,6 @@ def emit(metrics: Mapping[str, Any], *, json_out: str | Path | None = None, seed
     InvalidInputError
         ``metrics`` already has a ``"provenance"`` key, or holds a value JSON cannot represent.
     """
-    from .provenance import provenance
 
     if "provenance" in metrics:
         raise InvalidInputError("metrics already has a 'provenance' key; emit() adds it")
@@ -512,7 +513,6 @@ def load_mnist_scaled(
     DataUnavailableError, DataIntegrityError
         From :func:`kernelgen.datasets.load_mnist`.
     """
-    from .datasets import load_mnist
 
     Xa, ya, Xb, yb = load_mnist(data_home=data_home, verbose=verbose)
     ya, yb = ya.astype(np.int64), yb.astype(np.int64)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import kernelgen.solvers._refine as refine_mod
 from kernelgen import SolveOptions, kernel_interpolate, kernel_matrix, min_norm_solve
 from kernelgen.errors import (
+    ConvergenceError,
     InterpolationWarning,
     MemoryBudgetError,
     NonFiniteResultError,
@@ -535,3 +536,68 @@ def test_every_returned_result_meets_tol_from_starts_just_above_it(method, log_t
     # the reported residual is the residual of the returned alpha (same float64 product, recomputed here)
     assert np.linalg.norm(Y - _A_INV @ res.alpha) / np.linalg.norm(Y) == pytest.approx(res.relative_residual,
                                                                                           rel=1e-6, abs=1e-15)
+
+
+# ----------------------------------------------------------------------------- found by a newcomer's review
+@pytest.mark.parametrize("scale", [1e-300, 1e-165, 1e155, 1e200])
+def test_certificate_and_norm_at_extreme_target_scales(scale):
+    """The residual and the RKHS norm are computed with scaled norms: never 0.0 from underflow, never a refusal from
+    overflow of ||Y||^2 (the system is the same up to the scale: residual ~1e-12, norm scales with it)."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((50, 4)), rng.standard_normal((50, 2))
+    ref = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=2.0))
+    fit = kernel_interpolate(X, Y * scale, kernel=Gaussian(bandwidth=2.0))
+    assert 0.0 < fit.relative_residual <= 1e-10
+    # the RKHS norm is homogeneous of degree 1 in Y (to the solve's accuracy, cond * 1e-10 here)
+    assert fit.rkhs_norm == pytest.approx(ref.rkhs_norm * scale, rel=1e-6)
+
+
+def test_conflicting_duplicates_at_tiny_scale_still_refused():
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((50, 4)), rng.standard_normal((50, 2))
+    X2, Y2 = np.vstack([X, X[:1]]), np.vstack([Y, Y[:1] + 1])
+    with pytest.raises(SingularSystemError):
+        kernel_interpolate(X2, Y2 * 1e-165, kernel=Gaussian(bandwidth=2.0), solver="min_norm",
+                           options=SolveOptions(require_interpolation=True))
+
+
+def test_saved_file_tampering_and_corruption_are_named(tmp_path):
+    from kernelgen import load_interpolant
+    from kernelgen.errors import FormatVersionError
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((30, 3)), rng.standard_normal(30)
+    fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.5))
+    good = tmp_path / "a.npz"
+    fit.save(good)
+    arrays = dict(np.load(good))
+    arrays["alpha"] = arrays["alpha"].copy()
+    arrays["alpha"][0] += 1.0  # a changed coefficient would keep the old certificate: refused
+    np.savez(tmp_path / "t.npz", **arrays)
+    data = good.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file" * 8)
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    for name in ("t.npz", "trunc.npz", "empty.npz", "junk.npz", "single.npy"):
+        with pytest.raises(FormatVersionError):
+            load_interpolant(tmp_path / name, X)
+
+
+def test_kernel_matrix_refuses_overflowing_entries():
+    from kernelgen.errors import NonFiniteResultError
+    from kernelgen.kernels import Linear
+
+    X = np.random.default_rng(0).standard_normal((5, 3)) * 1e300
+    with pytest.raises(NonFiniteResultError):
+        kernel_matrix(X, kernel=Linear())
+
+
+def test_convergence_error_carries_its_labelled_history():
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(300, 2)), rng.normal(size=300)
+    with pytest.raises((ConvergenceError, NotPositiveDefiniteError)) as ei:
+        kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=3.0), options=SolveOptions(dtype="float32", max_iter=8))
+    if isinstance(ei.value, ConvergenceError):
+        assert ei.value.history and all("kind" in h for h in ei.value.history)
+        assert "direct float64 residuals" in str(ei.value)

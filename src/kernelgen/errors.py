@@ -75,7 +75,18 @@ class MemoryBudgetError(KernelgenError, MemoryError):
 
 
 class ConvergenceError(KernelgenError, RuntimeError):
-    """An iteration (e.g. float64 refinement) did not reach its tolerance."""
+    """An iteration (e.g. float64 refinement) did not reach its tolerance.
+
+    Attributes
+    ----------
+    history : list of dict
+        Each residual reached (step, kind, relative_residual, seconds); "kind" says whether it is a
+        direct float64 product or CG's recursive estimate.
+    """
+
+    def __init__(self, message: str, history: list | None = None):
+        super().__init__(message)
+        self.history = list(history or [])
 
 
 class DataIntegrityError(KernelgenError, ValueError):

@@ -36,6 +36,8 @@ __all__ = [
     "available_memory",
     "check_allocation",
     "check_symmetric",
+    "relative_norm",
+    "safe_norm",
     "singular_value_cutoff",
     "spectral_cutoffs",
     "unit_roundoff",
@@ -225,3 +227,25 @@ def singular_value_cutoff(singular_values: np.ndarray, shape: tuple, *, dtype=np
     if not (rc >= 0 and np.isfinite(rc)):
         raise InvalidInputError(f"rcond must be a finite number >= 0, got {rcond!r}")
     return rc * smax
+
+
+def safe_norm(A) -> float:
+    """Frobenius norm without under- or overflow: max|A| * ||A / max|A|||_F (0 for an all-zero A).
+
+    ``np.linalg.norm`` squares the entries, so it returns 0 below ~1e-154 and inf above ~1e154
+    although the norm itself is representable; a certificate must not read 0.0 for that reason.
+    Returns inf/nan when A holds inf/nan (the callers refuse those).
+    """
+    A = np.asarray(A)
+    if A.size == 0:
+        return 0.0
+    m = float(np.max(np.abs(A)))
+    if m == 0.0 or not np.isfinite(m):
+        return m
+    return m * float(np.linalg.norm(A / m))
+
+
+def relative_norm(R, Y) -> float:
+    """||R||_F / ||Y||_F computed with :func:`safe_norm` (||R||_F when Y is zero)."""
+    nr, ny = safe_norm(R), safe_norm(Y)
+    return nr / ny if ny > 0 else nr

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import as_float_array
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, NonFiniteResultError
 from ..numerics import check_allocation
 from ._base import _REGISTRY, Kernel, Precomputed, Product, Scaled, Sum
 from ._entries import CompositeEntries, KernelEntries, exact_integer_form
@@ -131,6 +131,8 @@ def kernel_matrix(X, Z=None, *, kernel="gaussian", dtype=np.float64, out: np.nda
     InvalidInputError, NonFiniteInputError, ShapeMismatchError
     MemoryBudgetError
         The n x m matrix would not fit (bytes needed and available in the message).
+    NonFiniteResultError
+        An entry overflows the dtype (e.g. a linear kernel on data of size 1e300).
 
     Examples
     --------
@@ -149,7 +151,12 @@ def kernel_matrix(X, Z=None, *, kernel="gaussian", dtype=np.float64, out: np.nda
                          "kernel matrix", memory_budget=memory_budget,
                          remedy="kernel.apply / kernel.symmetric_apply (blockwise products, no n x n matrix), "
                                 "kernelgen.kernel_interpolate (tiled, planned), or fewer rows")
-    return k.resolve(X).matrix(X, Z, dtype=dtype, out=out)
+    K = k.resolve(X).matrix(X, Z, dtype=dtype, out=out)
+    if not np.all(np.isfinite(K)):  # the dense matrix was asked for: one check over it is part of its price
+        raise NonFiniteResultError(
+            f"the {K.dtype.name} kernel matrix of {k!r} on these data is not finite (entries overflow the dtype). "
+            "Remedy: rescale the data or the kernel, or use float64.")
+    return K
 
 
 def kernel_matrix_jax(X, Z=None, *, kernel="gaussian", dtype=np.float64, block_rows: int = 4096,

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from .._validation import as_float_array, check_same_rows
-from ..numerics import singular_value_cutoff
+from ..numerics import relative_norm, singular_value_cutoff
 from ..errors import InvalidInputError, NonFiniteResultError
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,7 @@ def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
             f"rank-{rank} part of X is too small for targets of size {float(np.abs(Y2).max()):.3g} (cut-off {tol:.3g}). "
             "Remedy: rescale X (the solution scales as 1/c when X -> cX), or raise rcond to drop those directions.")
     res = X @ W - Y2
-    ny = np.linalg.norm(Y2)
-    rel = float(np.linalg.norm(res) / ny) if ny > 0 else float(np.linalg.norm(res))
+    rel = relative_norm(res, Y2)
     coef = W.reshape((d,) + y.shape[1:])
     if method == "svd":
         log.info("min_norm_solve: X is rank-deficient (rank %d of %s, tol %.3g); used the SVD", rank, X.shape, tol)

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import ConvergenceError, InvalidInputError, NonFiniteResultError
+from ..numerics import safe_norm
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class RefinementResult:
 
 
 def _rel(R, normY):
-    rel = float(np.linalg.norm(R) / normY) if normY > 0 else float(np.linalg.norm(R))
+    nr = safe_norm(R)
+    rel = float(nr / normY) if normY > 0 else float(nr)
     if not np.isfinite(rel):
         raise NonFiniteResultError(
             "the float64 residual is not finite (NaN/inf): the kernel, the factor or the iterate overflowed. "
@@ -108,7 +110,12 @@ def refine(
     """
     t0 = time.perf_counter()
     Y = np.asarray(Y, dtype=np.float64)
-    normY = float(np.linalg.norm(Y))
+    # the problem is linear: solve it for Y / 2^k with max|Y / 2^k| in [0.5, 1) (an exact scaling), so that CG's
+    # inner products of residuals cannot underflow or overflow for targets of any representable size
+    ymax = float(np.max(np.abs(Y))) if Y.size else 0.0
+    k2 = int(np.frexp(ymax)[1]) if ymax > 0 and np.isfinite(ymax) else 0
+    Y = np.ldexp(Y, -k2)
+    normY = safe_norm(Y)
     history: list = []
     n_mv = 0
 
@@ -124,7 +131,7 @@ def refine(
         if on_step is not None:
             on_step(h)
 
-    alpha = precond(Y) if alpha0 is None else np.array(alpha0, dtype=np.float64)
+    alpha = precond(Y) if alpha0 is None else np.ldexp(np.array(alpha0, dtype=np.float64), -k2)
     KA = matvec(alpha)
     n_mv += 1
     R = Y - KA
@@ -139,7 +146,7 @@ def refine(
     while not (rel <= tol):
         if n_mv > max_iter:
             bar.close()
-            raise ConvergenceError(_fail_msg(history, tol, "reached max_iter"))
+            raise ConvergenceError(_fail_msg(history, tol, "reached max_iter"), history=history)
         if method == "richardson":
             alpha = alpha + precond(R)
             KA = matvec(alpha)
@@ -157,9 +164,10 @@ def refine(
             stalls += 1
             if stalls >= 3:
                 bar.close()
-                raise ConvergenceError(_fail_msg(history, tol, "the residual stopped decreasing"))
+                raise ConvergenceError(_fail_msg(history, tol, "the residual stopped decreasing"), history=history)
     bar.close()
     spec = (min(r[0] for r in ritz), max(r[1] for r in ritz)) if ritz else None
+    alpha, R = np.ldexp(alpha, k2), np.ldexp(R, k2)
     return RefinementResult(alpha=alpha, residual=R, relative_residual=rel, history=history, n_matvecs=n_mv,
                             spectrum_estimate=spec)
 
@@ -222,9 +230,15 @@ def _pcg(matvec, precond, Y, alpha, R, normY, tol, budget, record, ritz):
 
 
 def _fail_msg(history, tol, why):
-    steps = ", ".join(f"{h['relative_residual']:.2e}" for h in history)
-    return (f"float64 refinement did not reach relative residual {tol:.1e} ({why}); residuals: {steps}. "
-            "Either the system is too ill-conditioned for the preconditioner, or tol lies below the "
+    direct = [h["relative_residual"] for h in history if "recursive" not in h["kind"]]
+    recursive = [h["relative_residual"] for h in history if "recursive" in h["kind"]]
+    shown = direct if len(direct) <= 12 else direct[:6] + direct[-6:]
+    steps = ", ".join(f"{r:.2e}" for r in shown) + (f" (of {len(direct)})" if len(direct) > 12 else "")
+    rec = (f" CG's recursive residual estimates went as low as {min(recursive):.1e}, but they are not "
+           "certificates: the direct products above are." if recursive else "")
+    return (f"float64 refinement did not reach relative residual {tol:.1e} ({why}); direct float64 residuals: "
+            f"{steps}.{rec} Either the system is too ill-conditioned for the preconditioner, or tol lies below the "
             "float64 rounding floor of the residual itself (about eps * || |K| |alpha| || / ||Y||, which "
-            "exceeds 1e-10 when cond(K) is ~1e8 or more). Remedies: dtype='float64' (a float64 factor), "
-            "a looser tol, solver='min_norm' (rank-revealing), or an explicit ridge.")
+            "exceeds 1e-10 when cond(K) is ~1e8 or more). Remedies: SolveOptions(dtype='float64') (a float64 "
+            "factor), a looser tol, solver='min_norm' (rank-revealing), or an explicit ridge. The full history is "
+            "on the exception's .history.")

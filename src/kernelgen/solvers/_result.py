@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -234,6 +235,8 @@ class KernelInterpolant:
             "timings": self.timings, "options": self.options.to_dict(), "provenance": self.provenance,
             "factor": fac_meta,
         }
+        meta_json = json.dumps(meta, default=_json_default)
+        meta["content_sha256"] = _content_hash(arrays, json.loads(meta_json))
         arrays["__meta__"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
         path = os.fspath(path)
         d = os.path.dirname(os.path.abspath(path))
@@ -264,18 +267,36 @@ class KernelInterpolant:
             Not a kernelgen interpolant, another format version, or X_train differs from the data
             the interpolant was fitted on.
         """
-        with np.load(os.fspath(path), allow_pickle=False) as z:
-            if "__meta__" not in z.files:
-                raise FormatVersionError(f"{path} is not a kernelgen interpolant file (no metadata).")
-            meta = json.loads(bytes(z["__meta__"]).decode())
-            if meta.get("format") != _FORMAT_NAME:
-                raise FormatVersionError(f"{path} holds {meta.get('format')!r}, not a {_FORMAT_NAME}.")
-            if meta.get("version") != FORMAT_VERSION:
-                raise FormatVersionError(
-                    f"{path} has format version {meta.get('version')} (written by kernelgen "
-                    f"{meta.get('kernelgen_version')}); this kernelgen reads version {FORMAT_VERSION}. Refit, or load "
-                    "it with the kernelgen version that wrote it.")
-            arrays = {k: z[k] for k in z.files if k != "__meta__"}
+        try:
+            loaded = np.load(os.fspath(path), allow_pickle=False)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise FormatVersionError(f"{path} is not a readable kernelgen interpolant file (empty, truncated, not an "
+                                     f".npz, or holding pickled objects): {type(exc).__name__}: {exc}") from exc
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise FormatVersionError(f"{path} holds a single array (.npy), not a kernelgen interpolant (.npz).")
+        try:
+            with loaded as z:
+                if "__meta__" not in z.files:
+                    raise FormatVersionError(f"{path} is not a kernelgen interpolant file (no metadata).")
+                meta = json.loads(bytes(z["__meta__"]).decode())
+                if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
+                    raise FormatVersionError(f"{path} holds {meta.get('format') if isinstance(meta, dict) else meta!r}, "
+                                             f"not a {_FORMAT_NAME}.")
+                if meta.get("version") != FORMAT_VERSION:
+                    raise FormatVersionError(
+                        f"{path} has format version {meta.get('version')} (written by kernelgen "
+                        f"{meta.get('kernelgen_version')}); this kernelgen reads version {FORMAT_VERSION}. Refit, or "
+                        "load it with the kernelgen version that wrote it.")
+                arrays = {k: z[k] for k in z.files if k != "__meta__"}
+        except (ValueError, EOFError, zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:
+            raise FormatVersionError(f"{path} is corrupt: {type(exc).__name__}: {exc}") from exc
+        stored = meta.pop("content_sha256", None)
+        if stored is None or stored != _content_hash(arrays, meta):
+            raise FormatVersionError(
+                f"{path} has been modified since it was written (its content sha256 does not match): the arrays or "
+                "the certificate were changed. Refit, or restore the original file.")
         kernel = Kernel.from_dict(meta["kernel"])
         X64 = None
         if X_train is not None:
@@ -310,8 +331,19 @@ class KernelInterpolant:
 def _certify(alpha, R, Y2, ridge):
     """alpha_j^T K alpha_j from the verified product K alpha = Y - R - ridge alpha."""
     KA = Y2 - R - ridge * alpha
-    aka = np.einsum("ij,ij->j", alpha, KA)
-    return KA, aka, float(np.sqrt(max(0.0, float(aka.sum()))))
+    # scaled: alpha^T K alpha can under- or overflow where the norm itself is representable
+    sa = float(np.max(np.abs(alpha))) if alpha.size else 0.0
+    sk = float(np.max(np.abs(KA))) if KA.size else 0.0
+    if sa == 0.0 or sk == 0.0:
+        return KA, np.zeros(alpha.shape[1]), 0.0
+    scaled = np.einsum("ij,ij->j", alpha / sa, KA / sk)
+    total = float(scaled.sum())
+    if not np.isfinite(total):
+        raise NonFiniteResultError("alpha^T K alpha is not finite: the coefficients or K alpha overflowed.")
+    with np.errstate(over="ignore", under="ignore"):
+        aka = scaled * (sa * sk)
+        norm = float(np.sqrt(max(0.0, total)) * np.sqrt(sa) * np.sqrt(sk))
+    return KA, aka, norm
 
 
 def build_interpolant(out, Y2, squeeze, kern, X64, K, ridge, opts, backend, *, prov=None, data_sha=None):
@@ -363,6 +395,17 @@ def attach_resolver(fit):
     opts = fit.options
     system = KernelSystem(fit.kernel, fit.X_train, None, fit.ridge, "on-the-fly", opts.tile, False)
     return _with_resolver(fit, system, fit.factor)
+
+
+def _content_hash(arrays: dict, meta: dict) -> str:
+    """sha256 over every stored array (name, dtype, shape, bytes) and the metadata (canonical JSON)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    h.update(json.dumps(meta, sort_keys=True, default=_json_default).encode())
+    return h.hexdigest()
 
 
 def _json_default(o):

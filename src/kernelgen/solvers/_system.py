@@ -18,7 +18,7 @@ import numpy as np
 from .._validation import as_float_array
 from ..errors import InterpolationWarning, InvalidInputError, ShapeMismatchError, SingularSystemError
 from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
-from ..numerics import unit_roundoff
+from ..numerics import safe_norm, unit_roundoff
 from ._planner import plan_kernel_solve
 from ._refine import RefinementResult, _rel
 
@@ -73,7 +73,7 @@ def pinv_refine(factor: EighFactor, system: KernelSystem, Y2, tol, max_steps: in
     (targets outside the range of K). The residual is the system's independent float64 product.
     """
     t0 = time.perf_counter()
-    ny = float(np.linalg.norm(Y2))
+    ny = safe_norm(Y2)
     alpha = factor.solve(Y2)
     R = Y2 - system.matvec(alpha)
     rel = _rel(R, ny)
@@ -103,9 +103,17 @@ def check_interpolates(res, factor, opts):
         tol = max(tol, 10.0 * unit_roundoff(factor.matrix_dtype) * factor.condition_number)
     if res.relative_residual <= tol:
         return
-    msg = (f"the minimum-norm solution does not interpolate: relative residual {res.relative_residual:.3g} > tol "
-           f"{tol:.1e} with numerical rank {factor.rank} of {factor.shape[0]}. Y is not in the range of K (for "
-           "example repeated inputs with conflicting targets), so this is the minimum-norm least-squares fit.")
+    if factor.rank < factor.shape[0]:
+        why = ("Y is not in the range of K (for example repeated inputs with conflicting targets), so this is the "
+               "minimum-norm least-squares fit.")
+    else:
+        cond = factor.condition_number
+        why = (f"K has full numerical rank but condition number {cond:.2g}: the residual sits at the float64 "
+               "rounding floor (about eps * cond), below which no tolerance can be promised; loosen tol, or add an "
+               "explicit ridge.")
+    what = "does not interpolate" if factor.rank < factor.shape[0] else "does not reach tol"
+    msg = (f"the minimum-norm solution {what}: relative residual {res.relative_residual:.3g} > tol "
+           f"{tol:.1e} with numerical rank {factor.rank} of {factor.shape[0]}. " + why)
     if opts.require_interpolation:
         raise SingularSystemError(msg + " (SolveOptions(require_interpolation=True))")
     log.warning(msg)

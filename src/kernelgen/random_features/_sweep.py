@@ -251,7 +251,7 @@ def _cgls(op, rop, Y, x0, eta, *, tol, maxiter):
     tiny = np.finfo(float).tiny
     best_x, best_eta, best_it = x.copy(), eta(x), 0
     it = 0
-    while it < maxiter and (it == 0 or best_eta > tol) and it - best_it < 2:
+    while it < maxiter and (it == 0 or not (best_eta <= tol)) and it - best_it < 2:
         it += 1
         q = op(p)
         qq = np.sum(q * q, axis=0)

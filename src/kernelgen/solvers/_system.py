@@ -78,7 +78,7 @@ def pinv_refine(factor: EighFactor, system: KernelSystem, Y2, tol, max_steps: in
     R = Y2 - system.matvec(alpha)
     rel = _rel(R, ny)
     history = [{"step": 0, "kind": "eigh", "relative_residual": rel, "seconds": time.perf_counter() - t0}]
-    while rel > tol and len(history) <= max_steps:
+    while not (rel <= tol) and len(history) <= max_steps:  # (rel is finite: _rel refuses NaN)
         cand = alpha + factor.solve(R)
         R2 = Y2 - system.matvec(cand)
         rel2 = _rel(R2, ny)

@@ -41,7 +41,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: 4  experiments -- estimators, sgd, evidence, random_features, theory, features: each built on
 #:                   the layers below, none on another experiment (same layer: allowed by rule 2,
 #:                   but none does today)
-#: 5  the package root ``kernelgen`` (re-exports; imported by nothing inside the package)
+#: 5  the package root ``kernelgen`` (re-exports; imported by nothing inside the package) and
+#:    ``kernelgen.verify`` (the claims registry: runs experiments of every layer below)
 LAYERS: dict[str, int] = {
     "kernelgen.errors": 0,
     "kernelgen._validation": 0,
@@ -61,6 +62,7 @@ LAYERS: dict[str, int] = {
     "kernelgen.theory": 4,
     "kernelgen.features": 4,
     "kernelgen.cli": 4,
+    "kernelgen.verify": 5,
     "kernelgen": 5,
 }
 

@@ -1,0 +1,180 @@
+"""One command verifies every claim: ``python -m kernelgen.verify`` writes REPORT.md, report.json and figures.
+
+Usage::
+
+    python -m kernelgen.verify                         # quick budget (<= 15 min on 2 cores), all claims
+    python -m kernelgen.verify --budget smoke          # seconds; what the default test suite runs
+    python -m kernelgen.verify --budget full --dry-run # what the paper-scale run would do, and how long
+    python -m kernelgen.verify --only C3,C6 --out DIR  # some claims only
+    kernelgen-verify ...                               # the same, as a console script
+
+Every claim (C1-C10) is registered once, in :mod:`kernelgen.verify._registry`, with its statement,
+source (paper, section / equation), the source's number, the quantity measured and, for each budget,
+the scale run and the pass criterion with a one-line justification. Verdicts: ``pass``, ``fail`` (the
+computation contradicts the claim at the stated scale, or broke), ``not reproduced`` (the setting
+could not be built, e.g. MNIST unavailable; the reason is given). Only ``fail`` makes the exit
+status non-zero (1); a usage error exits 2 (argparse), a named kernelgen error outside any claim
+exits 2 with one line (:func:`kernelgen.cli.run`).
+
+Library code logs and never prints; :func:`main` prints the summary table and, last, one JSON line
+(``kernelgen.cli.emit``, with provenance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from .. import cli
+from ..provenance import provenance
+from ._core import BUDGETS, FAIL, VERDICTS, Claim, Context, Result, Scale, clopper_pearson, run_claim, spearman, wilson
+from ._registry import CLAIMS, REGISTRY, get
+from ._report import format_measured, write_report
+
+__all__ = [
+    "BUDGETS",
+    "CLAIMS",
+    "REGISTRY",
+    "VERDICTS",
+    "Claim",
+    "Context",
+    "Result",
+    "Scale",
+    "build_parser",
+    "clopper_pearson",
+    "get",
+    "main",
+    "run_claims",
+    "spearman",
+    "wilson",
+]
+
+log = logging.getLogger("kernelgen.verify")
+
+
+def build_parser() -> cli.ScriptParser:
+    """The ``python -m kernelgen.verify`` parser (shared options from :func:`kernelgen.cli.make_parser`)."""
+    p = cli.make_parser(__doc__.split("\n\n")[0], script="kernelgen.verify", seed=0,
+                        seed_help="base seed of every random draw (feature maps, SGD keys, label corruption)",
+                        data_home=True)
+    p.prog = "python -m kernelgen.verify"
+    p.add_argument("--budget", choices=BUDGETS, default="quick",
+                   help="smoke: seconds, tiny scales; quick: <= 15 minutes on 2 cores; full: paper scale")
+    p.add_argument("--only", default=None, metavar="IDS",
+                   help="comma-separated claim ids, e.g. C3,C6 (default: all claims)")
+    p.add_argument("--out", type=Path, default=Path("results/verify"), metavar="DIR",
+                   help="directory for REPORT.md, report.json and figures/ (created if missing)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the claims, scales, criteria and estimated seconds; run nothing")
+    return p
+
+
+def _select(only: str | None) -> list[Claim]:
+    if only is None:
+        return list(CLAIMS)
+    ids = [s for s in (t.strip() for t in only.split(",")) if s]
+    if not ids:
+        raise KeyError("--only needs at least one claim id")
+    out = []
+    for i in ids:
+        c = get(i)
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def run_claims(claims: list[Claim], budget: str, out_dir: Path, *, seed: int = 0, data_home=None,
+               quiet: bool = False) -> list[Result]:
+    """Run ``claims`` at ``budget`` in order, sharing one cache; return their results.
+
+    Parameters
+    ----------
+    claims : list of Claim
+    budget : {"smoke", "quick", "full"}
+    out_dir : path-like
+        Figures go to ``out_dir / "figures"``.
+    seed : int
+        Base seed passed to every claim.
+    data_home : str, optional
+        MNIST cache directory.
+    quiet : bool
+        No progress bars.
+
+    Returns
+    -------
+    list of Result
+        Same order as ``claims``; each has its verdict and seconds.
+    """
+    cache: dict = {}
+    results = []
+    bar = cli.progress(claims, quiet=quiet, desc=f"verify ({budget})", unit="claim")
+    for claim in bar:
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(claim.id)
+        ctx = Context(budget, claim.scales[budget].params, Path(out_dir), seed=seed, data_home=data_home,
+                      cache=cache, quiet=quiet)
+        log.info("%s: %s (%s budget) ...", claim.id, claim.title, budget)
+        res = run_claim(claim, ctx)
+        log.info("%s: %s in %.1f s — %s", claim.id, res.verdict, res.seconds, res.reason)
+        results.append(res)
+    return results
+
+
+def _dry_run(claims, budget):
+    total = 0.0
+    rows = []
+    for c in claims:
+        sc = c.scales[budget]
+        total += sc.estimate_s
+        print(f"{c.id:4s} {c.title}")
+        print(f"     scale: {dict(sc.params)}")
+        print(f"     criterion: {sc.criterion}")
+        print(f"     why: {sc.why}")
+        print(f"     estimated: {sc.estimate_s:.0f} s")
+        rows.append({"id": c.id, "scale": dict(sc.params), "criterion": sc.criterion, "estimate_s": sc.estimate_s})
+    print(f"total estimated: {total:.0f} s ({total / 60:.1f} min) on a 2-core machine")
+    return rows, total
+
+
+def main(argv=None) -> int:
+    """Command-line entry point; returns the exit status (0, 1 if any claim fails, 2 on usage errors)."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    status = {"code": 0}
+
+    def body(args):
+        try:
+            claims = _select(args.only)
+        except KeyError as exc:
+            parser.error(str(exc.args[0]))
+        command = "python -m kernelgen.verify " + shlex.join(argv) if argv else "python -m kernelgen.verify"
+        if args.dry_run:
+            rows, total = _dry_run(claims, args.budget)
+            cli.emit({"budget": args.budget, "dry_run": True, "claims": rows, "estimated_seconds": total},
+                     json_out=args.json_out, seeds={"base": args.seed})
+            return
+        t0 = time.perf_counter()
+        results = run_claims(claims, args.budget, args.out, seed=args.seed, data_home=args.data_home,
+                             quiet=args.quiet)
+        wall = time.perf_counter() - t0
+        prov = provenance(seeds={"base": args.seed})
+        md, js = write_report(args.out, args.budget, claims, results, prov, command=command, wall_s=wall)
+        width = max(len(c.title) for c in claims)
+        for c, r in zip(claims, results):
+            print(f"{c.id:4s} {c.title:{width}s}  {r.verdict:15s} {r.seconds:7.1f} s  {format_measured(r)}")
+        counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
+        print(f"{counts['pass']} pass, {counts['fail']} fail, {counts['not reproduced']} not reproduced; "
+              f"{wall:.0f} s; report: {md}")
+        status["code"] = 1 if counts[FAIL] else 0
+        cli.emit({"budget": args.budget, "out": str(args.out), "report": str(md), "report_json": str(js),
+                  "counts": counts, "wall_seconds": wall,
+                  "claims": [{"id": c.id, "verdict": r.verdict, "measured": r.measured, "seconds": r.seconds}
+                             for c, r in zip(claims, results)]},
+                 json_out=args.json_out, seeds={"base": args.seed})
+
+    rc = cli.run(body, parser, argv)
+    return rc if rc else status["code"]

@@ -21,6 +21,7 @@ provenance: versions, machine and the seeds used).
 
     python scripts/double_descent.py                 # default run on MNIST (minutes; memory-heavy)
     python scripts/double_descent.py --smoke         # seconds, synthetic data only
+    python -m kernelgen.verify --only C6,C7          # the claims judged, with verdicts
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ Usage::
 
     python scripts/label_noise.py            # the first 5,000 MNIST training images (minutes)
     python scripts/label_noise.py --smoke    # synthetic data, seconds
+    python -m kernelgen.verify --only C5,C9  # the claims judged on the same code, with a verdict
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from scipy.stats import spearmanr
 
 from kernelgen import cli
 from kernelgen import evidence as ev
+from kernelgen.verify import corrupt_labels  # shared with claims C5 and C9 of kernelgen.verify
 
 log = logging.getLogger("label_noise")
 
@@ -62,22 +64,6 @@ def load_data(args):
     Xtr, ytr, Xte, yte = cli.load_mnist_scaled(n_train=args.n_train, n_test=args.n_test,
                                                data_home=args.data_home, verbose=not args.quiet)
     return Xtr, ytr, Xte, yte, 28
-
-
-def corrupt_labels(y, p, n_classes, seed):
-    """Replace a fraction p of labels by uniform random classes (nested across p for one seed).
-
-    The first round(p n) indices of one seeded permutation are corrupted, with replacement labels
-    drawn once per index, so the corrupted set at p is a subset of the one at any p' > p. A
-    replacement can coincide with the true label (probability 1/C), as in Zhang et al. (2017).
-    """
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(y.size)
-    new = rng.integers(0, n_classes, y.size)
-    k = int(round(p * y.size))
-    out = y.copy()
-    out[order[:k]] = new[order[:k]]
-    return out
 
 
 def pooled_features(X, side, pool):

@@ -42,6 +42,7 @@ reports ``||(I - P) w_t||`` = 1 at every record (constant: FACTS.md, the limit k
 
     python scripts/sgd_min_norm.py            # MNIST defaults (minutes)
     python scripts/sgd_min_norm.py --smoke    # synthetic data, seconds
+    python -m kernelgen.verify --only C1,C2   # the claims judged on the same code, with a verdict
 
 The figure (PNG) goes to --out-dir. The last line of stdout is one JSON object with the per-run
 fields above, kappas, the out-of-span demonstration and seconds.
@@ -55,18 +56,10 @@ from pathlib import Path
 import numpy as np
 
 from kernelgen import cli
+from kernelgen.verify import synthetic_design  # shared with claims C1 and C2 of kernelgen.verify
 
 LIMIT = 1e-8  # relative distance at which the limit counts as reached
 FLOOR = 1e-10  # contraction is measured above this (round-off floor ~ kappa * eps is below it)
-
-
-def _synthetic(n: int, d: int, kappa: float, seed: int):
-    """X (n, d) with kappa(X X^T) = kappa, one-hot-like targets (n, 10), from a seed."""
-    rng = np.random.default_rng(seed)
-    U = np.linalg.qr(rng.standard_normal((n, n)))[0]
-    V = np.linalg.qr(rng.standard_normal((d, n)))[0]
-    X = (U * np.geomspace(1.0, kappa**-0.5, n)) @ V.T
-    return X, cli.one_hot(rng.integers(0, 10, n), 10)
 
 
 def _records(steps: int, n_log: int = 150, n_lin: int = 41) -> np.ndarray:
@@ -219,8 +212,8 @@ def _main(args) -> dict:
     out_dir = Path(args.out_dir)
 
     if args.smoke:
-        X, Y = _synthetic(30, 80, 1e2, args.seed)
-        Xr, Yr = _synthetic(20, 80, 30.0, args.seed + 2)
+        X, Y = synthetic_design(30, 80, 1e2, args.seed)
+        Xr, Yr = synthetic_design(20, 80, 30.0, args.seed + 2)
         rng = np.random.default_rng(args.seed + 1)
         Xk, Yk = rng.standard_normal((40, 6)), cli.one_hot(rng.integers(0, 10, 40), 10)
         bandwidth, lin_samples, ker_samples, gd_steps, batches = 1.0, 1e5, 1e5, 3000, [1, 5]

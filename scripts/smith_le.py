@@ -45,6 +45,7 @@ Usage::
 
     python scripts/smith_le.py            # both models, 21 priors x 6 labellings (seconds to a minute)
     python scripts/smith_le.py --smoke    # synthetic, seconds
+    python -m kernelgen.verify --only C8,C9  # the evidence claims judged, with verdicts
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ could not be built, e.g. MNIST unavailable; the reason is given). Only ``fail`` 
 status non-zero (1); a usage error exits 2 (argparse), a named kernelgen error outside any claim
 exits 2 with one line (:func:`kernelgen.cli.run`).
 
+The experiment helpers that the claims and the scripts share are exported here
+(:func:`corrupt_labels`, :func:`median_distance`, :func:`synthetic_design`, :func:`gabor_selection`,
+:data:`GABOR_BANDWIDTH_MULT`), so that ``scripts/`` and the claims compute the same things.
+
 Library code logs and never prints; :func:`main` prints the summary table and, last, one JSON line
 (``kernelgen.cli.emit``, with provenance).
 """
@@ -31,6 +35,14 @@ from pathlib import Path
 
 from .. import cli
 from ..provenance import provenance
+from ._claims_data import (
+    GABOR_BANDWIDTH_MULT,
+    corrupt_labels,
+    gabor_selection,
+    median_distance,
+    synthetic_classes,
+    synthetic_design,
+)
 from ._core import BUDGETS, FAIL, VERDICTS, Claim, Context, Result, Scale, clopper_pearson, run_claim, spearman, wilson
 from ._registry import CLAIMS, REGISTRY, get
 from ._report import format_measured, write_report
@@ -38,6 +50,7 @@ from ._report import format_measured, write_report
 __all__ = [
     "BUDGETS",
     "CLAIMS",
+    "GABOR_BANDWIDTH_MULT",
     "REGISTRY",
     "VERDICTS",
     "Claim",
@@ -46,10 +59,15 @@ __all__ = [
     "Scale",
     "build_parser",
     "clopper_pearson",
+    "corrupt_labels",
+    "gabor_selection",
     "get",
     "main",
+    "median_distance",
     "run_claims",
     "spearman",
+    "synthetic_classes",
+    "synthetic_design",
     "wilson",
 ]
 

@@ -93,7 +93,21 @@ def corrupt_labels(y, p: float, n_classes: int, seed: int):
     """Replace a fraction ``p`` of labels by uniform draws, nested in ``p`` (as scripts/label_noise.py).
 
     The first ``round(p n)`` indices of one seeded permutation are corrupted with labels drawn once
-    per index, so the corrupted set at ``p`` is contained in the one at any ``p' > p``.
+    per index, so the corrupted set at ``p`` is contained in the one at any ``p' > p``. A replacement
+    can coincide with the true label (probability ``1 / n_classes``), as in Zhang et al. (2017).
+
+    Parameters
+    ----------
+    y : array of shape (n,), int
+    p : float
+        Fraction in [0, 1].
+    n_classes : int
+    seed : int
+        ``numpy.random.default_rng(seed)``: one permutation, then one label per index.
+
+    Returns
+    -------
+    array of shape (n,), same dtype as ``y``
     """
     y = np.asarray(y)
     rng = np.random.default_rng(seed)

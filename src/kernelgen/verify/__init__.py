@@ -44,7 +44,7 @@ from ._claims_data import (
     synthetic_design,
 )
 from ._core import BUDGETS, FAIL, VERDICTS, Claim, Context, Result, Scale, clopper_pearson, run_claim, spearman, wilson
-from ._registry import CLAIMS, REGISTRY, get
+from ._registry import CLAIMS, REGISTRY, RUN_ORDER, get
 from ._report import format_measured, write_report
 
 __all__ = [
@@ -107,7 +107,7 @@ def _select(only: str | None) -> list[Claim]:
 
 def run_claims(claims: list[Claim], budget: str, out_dir: Path, *, seed: int = 0, data_home=None,
                quiet: bool = False) -> list[Result]:
-    """Run ``claims`` at ``budget`` in order, sharing one cache; return their results.
+    """Run ``claims`` at ``budget`` (in :data:`RUN_ORDER`), sharing one cache; return their results.
 
     Parameters
     ----------
@@ -125,12 +125,13 @@ def run_claims(claims: list[Claim], budget: str, out_dir: Path, *, seed: int = 0
     Returns
     -------
     list of Result
-        Same order as ``claims``; each has its verdict and seconds.
+        Same order as ``claims`` (not the run order); each has its verdict and seconds.
     """
     cache: dict = {}
-    results = []
-    bar = cli.progress(claims, quiet=quiet, desc=f"verify ({budget})", unit="claim")
-    for claim in bar:
+    results: dict[str, Result] = {}
+    order = sorted(claims, key=lambda c: RUN_ORDER.index(c.id) if c.id in RUN_ORDER else len(RUN_ORDER))
+    bar = cli.progress(order, quiet=quiet, desc=f"verify ({budget})", unit="claim")
+    for i, claim in enumerate(bar):
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(claim.id)
         ctx = Context(budget, claim.scales[budget].params, Path(out_dir), seed=seed, data_home=data_home,
@@ -138,8 +139,13 @@ def run_claims(claims: list[Claim], budget: str, out_dir: Path, *, seed: int = 0
         log.info("%s: %s (%s budget) ...", claim.id, claim.title, budget)
         res = run_claim(claim, ctx)
         log.info("%s: %s in %.1f s — %s", claim.id, res.verdict, res.seconds, res.reason)
-        results.append(res)
-    return results
+        results[claim.id] = res
+        # free cached systems (factors) that no remaining claim shares; the data sets stay
+        needed = {kind for c in order[i + 1:] for kind in c.shares} | {"mnist"}
+        for key in [k for k in cache if isinstance(k, tuple) and k[0] not in needed]:
+            log.info("releasing %s", key[0])
+            del cache[key]
+    return [results[c.id] for c in claims]
 
 
 def _dry_run(claims, budget):

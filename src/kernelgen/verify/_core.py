@@ -162,6 +162,9 @@ class Claim:
         One per budget (``smoke``, ``quick``, ``full``).
     run : callable
         ``run(ctx) -> Result``.
+    shares : tuple of str
+        Kinds of cached objects (first element of a :meth:`Context.cached` key) the run reuses or
+        provides for other claims; the runner keeps them only while a remaining claim shares them.
     """
 
     id: str
@@ -172,6 +175,7 @@ class Claim:
     quantity: str
     scales: Mapping[str, Scale]
     run: Callable[["Context"], "Result"]
+    shares: tuple[str, ...] = ()
 
 
 @dataclass

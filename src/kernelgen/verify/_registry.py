@@ -17,7 +17,7 @@ from ._claims_data import run_c1, run_c2, run_c3, run_c4, run_c5
 from ._claims_theory import run_c6, run_c7, run_c8, run_c9, run_c10
 from ._core import Claim, Scale
 
-__all__ = ["CLAIMS", "REGISTRY", "get"]
+__all__ = ["CLAIMS", "REGISTRY", "RUN_ORDER", "get"]
 
 _ZHANG = "Zhang, Bengio, Hardt, Recht, Vinyals, ICLR 2017"
 
@@ -88,6 +88,7 @@ CLAIMS: list[Claim] = [
                           "the paper reports one number at 60k: binomial test-set noise is the honest tolerance", 650),
         },
         run_c3,
+        ("gaussian_fit",),
     ),
     Claim(
         "C4", "Gabor features ≤ 0.6%",
@@ -135,6 +136,7 @@ CLAIMS: list[Claim] = [
                           650),
         },
         run_c5,
+        ("gaussian_fit",),
     ),
     Claim(
         "C6", "Random-feature double descent peaks at N = n",
@@ -201,6 +203,7 @@ CLAIMS: list[Claim] = [
                           "the label-noise script's n = 5,000", 120),
         },
         run_c8,
+        ("kernel_system",),
     ),
     Claim(
         "C9", "Evidence tracks generalization",
@@ -219,6 +222,7 @@ CLAIMS: list[Claim] = [
                           "Spearman <= -0.8", "the issue's threshold; 11 levels", 90),
         },
         run_c9,
+        ("kernel_system",),
     ),
     Claim(
         "C10", "Every derivation in proofs/ holds",
@@ -238,6 +242,10 @@ CLAIMS: list[Claim] = [
 
 #: id -> Claim, in registry order
 REGISTRY: dict[str, Claim] = {c.id: c for c in CLAIMS}
+
+#: The order claims run in (reports keep registry order): claims that share a cached system run one
+#: after the other, so that the 60k factor C3 and C5 share is freed before C4's Gabor run needs memory.
+RUN_ORDER: tuple[str, ...] = ("C1", "C2", "C3", "C5", "C4", "C6", "C7", "C8", "C9", "C10")
 
 
 def get(claim_id: str) -> Claim:

@@ -18,6 +18,7 @@ from ._base import Factor, LogDet
 from ._cholesky import CholeskyFactor, JaxCholeskyFactor
 from ._eigh import EIGH_MAX_N, EighFactor
 from ._rectangular import MAX_LAPACK_DIM, QRFactor, SVDFactor, qr_factor, svd_factor
+from ._scalapack import ScalapackCholesky, ScalapackUnavailableError, load_scalapack
 from ._tiled import LowerPanels, cholesky_solve_panels, symmetric_matvec_panels, tiled_cholesky
 
 __all__ = [
@@ -31,7 +32,10 @@ __all__ = [
     "MAX_LAPACK_DIM",
     "QRFactor",
     "SVDFactor",
+    "ScalapackCholesky",
+    "ScalapackUnavailableError",
     "cholesky_solve_panels",
+    "load_scalapack",
     "qr_factor",
     "svd_factor",
     "symmetric_matvec_panels",

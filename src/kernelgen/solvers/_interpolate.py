@@ -31,6 +31,7 @@ from ..kernels import Precomputed, as_kernel
 from ..numerics import check_symmetric
 from ..options import SolveOptions
 from ._jax_backend import solve_jax
+from ._mpi_backend import solve_mpi
 from ._planner import plan_kernel_solve
 from ._refine import refine
 from ._result import KernelInterpolant, build_interpolant
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 __all__ = ["kernel_interpolate"]
 
 SOLVERS = ("auto", "cholesky", "min_norm")
-BACKENDS = ("auto", "scipy", "jax")
+BACKENDS = ("auto", "scipy", "jax", "mpi")
 
 
 def kernel_interpolate(
@@ -81,8 +82,9 @@ def kernel_interpolate(
         ``"cholesky"``: positive-definite K (raises NotPositiveDefiniteError at the first failing
         pivot); ``"min_norm"``: alpha = K^+ Y by a rank-revealing eigendecomposition (the
         minimum-norm interpolant of a singular K; rank reported); ``"auto"``: Cholesky (logged).
-    backend : {"auto", "scipy", "jax"}
-        ``"auto"`` picks JAX when an accelerator is visible, else SciPy/LAPACK (tiled).
+    backend : {"auto", "scipy", "jax", "mpi"}
+        ``"auto"`` picks JAX when an accelerator is visible, else SciPy/LAPACK (tiled). ``"mpi"``:
+        ScaLAPACK under ``mpiexec -n P`` (collective; every process passes the same X, Y).
     options : SolveOptions or dict, optional
         The numerical knobs (tolerance, iteration, dtype policy, memory budget, tile, what to keep);
         see :class:`kernelgen.SolveOptions`.
@@ -158,6 +160,9 @@ def kernel_interpolate(
 
     if backend == "jax":
         out = solve_jax(A, Y2, kernel=kern, precomputed=precomputed, solver=solver, ridge=ridge, opts=opts,
+                        verbose=verbose)
+    elif backend == "mpi":  # under mpiexec: every process returns the same fit (see solvers/_mpi_backend.py)
+        out = solve_mpi(A, Y2, kernel=kern, precomputed=precomputed, solver=solver, ridge=ridge, opts=opts,
                         verbose=verbose)
     elif solver == "min_norm":
         out = _solve_min_norm(A, Y2, kernel=kern, precomputed=precomputed, ridge=ridge, opts=opts, verbose=verbose)
@@ -240,7 +245,7 @@ def _solve_cholesky(A, Y2, *, kernel, precomputed, n, d, ridge, opts, verbose):
         timings["factor"] = factor.seconds
         t0 = time.perf_counter()
         res = refine(system.matvec, factor.solve, Y2, tol=opts.tol, max_iter=opts.max_iter, method=opts.refinement,
-                     verbose=verbose)
+                     verbose=verbose, matvec_error=system.matvec_error(), stop_on_bound=opts.certificate == "bound")
         timings["refine"] = time.perf_counter() - t0
         factor.spectrum_estimate = res.spectrum_estimate
         return factor, res

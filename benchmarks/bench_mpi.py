@@ -1,0 +1,173 @@
+#!/usr/bin/env python
+"""Benchmark: the distributed backend (MPI + ScaLAPACK) -- factor rates, the 60k MNIST run, a cost model.
+
+    python benchmarks/bench_mpi.py rate --n 12000 --procs 2            # p?potrf GFLOP/s (OpenBLAS vs reference)
+    python benchmarks/bench_mpi.py mnist --procs 2                     # the full 60k MNIST solve on 2 processes
+    python benchmarks/bench_mpi.py model --rate-json benchmarks/json/mpi_potrf_rate.json
+
+``rate`` starts ``mpiexec -n P`` workers that fill a Gaussian kernel (d = 10, bandwidth 2, seed 0;
+positive definite) block-cyclically and time ScaLAPACK's Cholesky on it, once with the BLAS the
+system library resolves (``libblas.so.3``: OpenBLAS once ``libopenblas0-serial`` is installed) and
+once with Debian's reference BLAS forced by ``LD_PRELOAD`` (``--reference-blas``), one BLAS thread per
+process. Rate = (n^3 / 3) / seconds (all processes together).
+
+``mnist`` runs ``scripts/mnist_kernel.py --backend mpi`` under ``mpiexec -n P`` (one BLAS thread per
+process) and reads its JSON line (time per phase, peak RSS of every process, residual, test error).
+
+``model`` turns a measured per-node rate into the cost of n = 1e5, 3e5, 1e6 on P nodes (see
+:func:`cost_model`). Each mode prints a summary and ends with one JSON line (``--json-out``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine  # noqa: E402
+
+from kernelgen import cli  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_BLAS = "/usr/lib/x86_64-linux-gnu/blas/libblas.so.3"
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def build_parser():
+    p = cli.make_parser(__doc__, script=__file__)
+    p.add_argument("mode", choices=["rate", "mnist", "model", "worker-rate"])
+    p.add_argument("--procs", type=int, default=2, help="MPI processes")
+    p.add_argument("--n", type=int, default=12000, help="order of the matrix for 'rate'")
+    p.add_argument("--nb", type=int, default=256, help="ScaLAPACK block size")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--reference-blas", action="store_true", help="'rate': also run with the reference BLAS")
+    p.add_argument("--n-train", type=int, default=60000, help="'mnist': training images")
+    p.add_argument("--rate-json", default=None, help="'model': JSON written by 'rate'")
+    p.add_argument("--efficiency", type=float, default=0.5,
+                   help="'model': assumed parallel efficiency of p?potrf across nodes")
+    return p
+
+
+def _mpiexec(procs, args, extra_env=None, timeout=3600):
+    env = dict(os.environ, **MPI_ENV, **(extra_env or {}))
+    cmd = ["mpiexec", "-n", str(procs), "--oversubscribe", "--bind-to", "none", sys.executable, "-m", "mpi4py",
+           *args]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-4000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1]), wall
+
+
+def _worker_rate(args):
+    from mpi4py import MPI
+
+    from kernelgen.factors._scalapack import ScalapackCholesky, default_grid
+    from kernelgen.kernels import Gaussian
+    from kernelgen.solvers._mpi_backend import _fill_local, _grid
+
+    comm = MPI.COMM_WORLD
+    n, nb, fdt = args.n, args.nb, np.dtype(args.dtype)
+    X = np.random.default_rng(0).normal(size=(n, 10))
+    shape = default_grid(comm.Get_size())
+    t0 = time.perf_counter()
+    local, bad = _fill_local(Gaussian(bandwidth=2.0), X, n, nb, shape, fdt, 0.0, comm.Get_rank(), False)
+    t_fill = time.perf_counter() - t0
+    grid = _grid(shape)
+    comm.Barrier()
+    t0 = time.perf_counter()
+    f = ScalapackCholesky.factor(grid, local, n, nb)
+    comm.Barrier()
+    t = time.perf_counter() - t0
+    if comm.Get_rank() == 0:
+        print(json.dumps({"n": n, "nb": nb, "dtype": fdt.name, "grid": list(shape), "seconds": t,
+                          "fill_seconds": t_fill, "gflops": n**3 / 3 / t / 1e9, "factor_seconds_rank0": f.seconds}))
+
+
+def _rate(args):
+    res = {"machine": machine(), "procs": args.procs, "runs": []}
+    blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    variants = [("system libblas.so.3 -> " + blas, {})]
+    if args.reference_blas:
+        variants.append((f"reference BLAS ({REFERENCE_BLAS}, LD_PRELOAD)", {"LD_PRELOAD": REFERENCE_BLAS}))
+    for name, env in variants:
+        out, wall = _mpiexec(args.procs, [__file__, "worker-rate", "--n", str(args.n), "--nb", str(args.nb),
+                                          "--dtype", args.dtype], env)
+        out.update(blas=name, wall=wall)
+        res["runs"].append(out)
+        print(f"p{'s' if args.dtype == 'float32' else 'd'}potrf n={args.n} nb={args.nb} P={args.procs} "
+              f"grid {out['grid']}: {out['seconds']:.2f} s = {out['gflops']:.1f} GFLOP/s with {name}")
+    return res
+
+
+def _mnist(args):
+    out_json = ROOT / "benchmarks" / "json" / f"mpi_mnist_{args.n_train // 1000}k_P{args.procs}.script.json"
+    cmd = [str(ROOT / "scripts" / "mnist_kernel.py"), "--backend", "mpi", "-q", "--json-out", str(out_json)]
+    if args.n_train != 60000:
+        cmd += ["--n-train", str(args.n_train)]
+    run, wall = _mpiexec(args.procs, cmd, timeout=4 * 3600)
+    res = {"machine": machine(), "procs": args.procs, "wall_seconds_mpiexec": wall, "run": run}
+    print(f"MNIST n={run['n_train']} on {args.procs} processes (grid {run['mpi_plan']['grid']}, nb "
+          f"{run['mpi_plan']['nb']}): test error {100 * run['test_error']:.2f}%, residual "
+          f"{run['relative_residual']:.2e}, wall {wall:.1f} s, peak RSS per process "
+          + ", ".join(f"{g:.2f}" for g in run["peak_rss_gb_per_process"]) + " GB")
+    return res
+
+
+def cost_model(node_gflops: float, efficiency: float, *, d: int = 784, k: int = 10,
+               sizes=(100_000, 300_000, 1_000_000), nodes=(4, 16, 64, 256)) -> list:
+    """Memory per node, factor time and bytes per float64 pass for n points on P nodes.
+
+    - memory per node: the float32 block-cyclic block ScaLAPACK stores (n^2 / P entries of 4 bytes,
+      both triangles) + X in float64/float32/float64 copies (20 n d bytes) -- the dominant terms;
+    - factor: (n^3 / 3) / (P * node_gflops * efficiency);
+    - one float64 pass: n^2 d flop (symmetric tiles) recomputed, spread over P nodes at the node's
+      rate (same efficiency), and two Allreduces of n k float64 (K V and the preconditioner's
+      solution): a ring Allreduce sends 2 (P - 1) / P * 8 n k bytes per node for each.
+    """
+    rows = []
+    for n in sizes:
+        for p in nodes:
+            mem = 4.0 * n * n / p + 20.0 * n * d
+            rows.append({"n": n, "nodes": p, "memory_per_node_gb": mem / 1e9,
+                         "factor_hours": n**3 / 3 / (p * node_gflops * 1e9 * efficiency) / 3600,
+                         "float64_pass_seconds": n * n * d / (p * node_gflops * 1e9 * efficiency),
+                         "bytes_sent_per_node_per_pass": 2 * 2 * (p - 1) / p * 8 * n * k,
+                         "int32_ok": 4.0 * n * n / p / 4 < 2**31})
+    return rows
+
+
+def _model(args):
+    with open(args.rate_json) as f:
+        rate = json.load(f)
+    best = max(r["gflops"] for r in rate["runs"])
+    rows = cost_model(best, args.efficiency)
+    print(f"per-node rate {best:.1f} GFLOP/s (measured: {rate['machine']}), assumed efficiency {args.efficiency}")
+    print(f"{'n':>9} {'P':>4} {'GB/node':>9} {'factor h':>9} {'pass s':>8} {'MB/pass':>8}")
+    for r in rows:
+        print(f"{r['n']:>9} {r['nodes']:>4} {r['memory_per_node_gb']:>9.1f} {r['factor_hours']:>9.2f} "
+              f"{r['float64_pass_seconds']:>8.1f} {r['bytes_sent_per_node_per_pass'] / 1e6:>8.1f}")
+    return {"node_gflops": best, "efficiency": args.efficiency, "rows": rows}
+
+
+def _main(args):
+    if args.mode == "worker-rate":
+        return _worker_rate(args)
+    res = {"rate": _rate, "mnist": _mnist, "model": _model}[args.mode](args)
+    return cli.emit(res, json_out=args.json_out)
+
+
+def main(argv=None) -> int:
+    return cli.run(_main, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

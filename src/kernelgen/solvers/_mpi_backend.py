@@ -1,0 +1,458 @@
+"""The distributed backend: ``kernel_interpolate(..., backend="mpi")`` under ``mpiexec -n P`` (private).
+
+Every process calls :func:`kernel_interpolate` with the same X and Y (checked). Then
+
+1. **plan** (per process, before allocating): the local block-cyclic block of the float32 (or
+   float64) factor as ScaLAPACK stores it, the copies of X the kernel entries hold, the entry and
+   tile workspaces and the vectors of the iteration, against this process's share of the node's
+   memory (``0.85 * MemAvailable / processes on the node``, or ``SolveOptions.memory_budget`` per
+   process); and the 32-bit index limit of LP64 ScaLAPACK (local block < 2^31 entries, else the
+   smallest P that fits is named). Any process refusing makes every process raise the same error.
+2. **kernel**: each process computes only its own ``nb x nb`` block-cyclic tiles of the lower
+   triangle with the kernel's accurate entries (:meth:`Kernel.entries`), NaN/inf checked per tile.
+3. **factor**: ScaLAPACK ``p?potrf`` (:class:`~kernelgen.factors.ScalapackCholesky`); a non-positive
+   pivot raises :class:`~kernelgen.errors.NotPositiveDefiniteError` with its global index on every
+   process. Optionally saved per process and reloaded on the next run (``KERNELGEN_MPI_CHECKPOINT``).
+4. **float64 iteration**: the same :func:`~kernelgen.solvers._refine.refine` as on one machine, on
+   replicated (n, k) vectors. The float64 operator (:class:`DistributedKernelSystem`) recomputes
+   this process's share of the float64 lower-triangle tiles on the fly and sums the shares with
+   ONE ``MPI_Allreduce`` of n x k float64 per kernel pass; the preconditioner is one ``p?potrs`` and
+   one Allreduce of n x k. The stopping rule is the recomputed float64 residual <= ``tol``.
+
+Every process returns the same :class:`~kernelgen.KernelInterpolant` (alpha checked bit-identical
+across processes); its ``predict`` is local (no communication); :func:`predict_mpi` spreads a
+prediction over the processes. Every process logs (``rank r/P`` in each message); scripts print on
+rank 0 only. An unexpected exception on one process (not one of kernelgen's named errors, which
+are raised on all processes alike) is logged and ends the whole job with ``MPI_Abort``, so that a
+failure cannot leave the other processes waiting forever in a collective.
+
+Settings (environment, so that they pass through ``mpiexec -x``): ``KERNELGEN_MPI_GRID`` (e.g.
+``2x1``; default the most nearly square P_r <= P_c), ``KERNELGEN_MPI_BLOCK`` (block size nb,
+default 256), ``KERNELGEN_MPI_CHECKPOINT`` (a directory for the per-process factor blocks),
+``KERNELGEN_SCALAPACK`` (the library, see :func:`~kernelgen.factors.load_scalapack`).
+
+References
+----------
+Blackford et al. ScaLAPACK Users' Guide, SIAM 1997, §4 (block-cyclic layout), PDPOTRF/PDPOTRS.
+Higham. Accuracy and Stability of Numerical Algorithms (2nd ed.), ch. 12 (iterative refinement).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from ..errors import (
+    ConvergenceError,
+    DataIntegrityError,
+    InvalidInputError,
+    KernelgenError,
+    MemoryBudgetError,
+    NonFiniteResultError,
+    NotPositiveDefiniteError,
+)
+from ..factors._scalapack import (
+    BlacsGrid,
+    ScalapackCholesky,
+    ScalapackUnavailableError,
+    check_int32_local,
+    default_grid,
+    load_scalapack,
+    local_indices,
+    numroc,
+)
+from ..numerics import CALL_LIMITS, available_memory
+from ._refine import refine
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DistributedKernelSystem", "mpi_plan", "mpi_settings", "predict_mpi", "solve_mpi"]
+
+DEFAULT_BLOCK = 256
+_GRIDS: dict = {}
+
+
+def _world():
+    """MPI_COMM_WORLD (mpi4py imported here: optional dependency)."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ScalapackUnavailableError(
+            f"backend='mpi' needs mpi4py ({exc}). Remedy: pip install 'kernelgen[mpi]' (with an MPI library such "
+            "as Debian's openmpi-bin libopenmpi-dev), then launch with mpiexec -n P.") from exc
+    return MPI.COMM_WORLD
+
+
+def mpi_settings(nprocs: int) -> dict:
+    """Grid, block size and checkpoint directory from the environment (see the module docstring)."""
+    g = os.environ.get("KERNELGEN_MPI_GRID", "").strip().lower()
+    if g:
+        try:
+            pr, pc = (int(v) for v in g.split("x"))
+        except ValueError:
+            raise InvalidInputError(f"KERNELGEN_MPI_GRID must look like 2x1, got {g!r}.") from None
+        if pr < 1 or pc < 1 or pr * pc != nprocs:
+            raise InvalidInputError(f"KERNELGEN_MPI_GRID={g} needs {pr * pc} processes; mpiexec started {nprocs}.")
+        grid = (pr, pc)
+    else:
+        grid = default_grid(nprocs)
+    b = os.environ.get("KERNELGEN_MPI_BLOCK", "").strip()
+    nb = int(b) if b.isdigit() and int(b) > 0 else DEFAULT_BLOCK
+    return {"grid": grid, "nb": nb, "checkpoint": os.environ.get("KERNELGEN_MPI_CHECKPOINT") or None}
+
+
+def mpi_plan(n: int, d: int, k: int, *, grid: tuple, nb: int, rank: int, factor_dtype, tile: int) -> dict:
+    """Bytes one process needs (pure arithmetic; no MPI): see the module docstring, step 1.
+
+    Returns
+    -------
+    dict with ``local_shape``, ``local_entries`` and ``bytes`` (total) and its parts.
+    """
+    pr, pc = grid
+    myrow, mycol = divmod(rank, pc)
+    locr, locc = numroc(n, nb, myrow, 0, pr), numroc(n, nb, mycol, 0, pc)
+    fdt = np.dtype(factor_dtype)
+    lim32 = CALL_LIMITS[np.dtype(np.float32)]
+    parts = {
+        "factor_local_block": max(1, locr) * max(1, locc) * fdt.itemsize,
+        "scalapack_workspace": 2 * nb * (locr + locc + nb) * fdt.itemsize,
+        # the caller's float64 X, the factor entries' copy (factor dtype), the float64 entries' copy
+        # (float64, or float32 integers) and their squared norms
+        "X_copies": n * d * (8 + fdt.itemsize + 8) + 3 * n * 8,
+        # the float64 entries' integer-GEMM buffer (CALL_LIMITS-sized) and the fill / pass tiles
+        "entry_workspace": lim32.gemm_rows * lim32.gemm_cols * 4 + nb * nb * 8 + tile * tile * 8,
+        "vectors": 16 * n * k * 8,
+    }
+    return {"local_shape": (locr, locc), "local_entries": locr * locc, "bytes": int(sum(parts.values())),
+            "parts": parts, "grid": list(grid), "nb": nb, "factor_dtype": fdt.name}
+
+
+def _node_share(comm) -> int:
+    """Processes of this job on this node (they share its memory)."""
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return node.Get_size()
+    finally:
+        node.Free()
+
+
+def _hash(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _abort_on_unexpected(comm, where: str):
+    """Named kernelgen errors pass (raised on every process alike); anything else aborts the job."""
+    try:
+        yield
+    except KernelgenError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 -- one process failing alone would hang the others
+        r, p = comm.Get_rank(), comm.Get_size()
+        log.critical("rank %d/%d: unexpected %s during %s: %s -- aborting all %d processes (MPI_Abort)\n%s",
+                     r, p, type(exc).__name__, where, exc, p, traceback.format_exc())
+        sys.stderr.write(f"kernelgen backend='mpi': rank {r}/{p} failed during {where} ({type(exc).__name__}: "
+                         f"{exc}); calling MPI_Abort so that no process waits forever.\n")
+        sys.stderr.flush()
+        comm.Abort(70)
+        raise  # pragma: no cover -- Abort does not return
+
+
+def _grid(shape) -> BlacsGrid:
+    if shape not in _GRIDS:
+        _GRIDS[shape] = BlacsGrid(*shape)
+    return _GRIDS[shape]
+
+
+class DistributedKernelSystem:
+    """(K + ridge I) V in float64, this process's share of the lower-triangle tiles, summed by one Allreduce.
+
+    The tiles (``tile x tile``, lower triangle) are dealt out greedily by cost so that each process
+    computes about 1/P of the entries; every off-diagonal tile is used for both K_IJ V_J and
+    K_IJ^T V_I (as :meth:`Kernel.symmetric_apply`). ``matvec`` is collective.
+    """
+
+    def __init__(self, kernel, X64, ridge, comm, tile):
+        self.kernel, self.X64, self.ridge, self.comm = kernel, X64, float(ridge), comm
+        self.K, self.mode, self.tile = None, "on-the-fly (distributed)", int(tile)
+        n = X64.shape[0]
+        b = list(range(0, n, self.tile)) + [n]
+        items = [(b[i], b[i + 1], b[j], b[j + 1]) for i in range(len(b) - 1) for j in range(i + 1)]
+        load = np.zeros(comm.Get_size())
+        mine = []
+        for it in items:
+            cost = (it[1] - it[0]) * (it[3] - it[2])
+            owner = int(np.argmin(load))
+            load[owner] += cost
+            if owner == comm.Get_rank():
+                mine.append(it)
+        self.items, self.bytes_per_pass = mine, 0
+        self._src = None
+        self.n_passes = 0
+
+    def matvec(self, V):
+        from mpi4py import MPI
+
+        V = np.asarray(V, dtype=np.float64)
+        if self._src is None:
+            self._src = self.kernel.entries(self.X64, None, dtype=np.float64)
+        src = self._src
+        out = np.zeros_like(V)
+        buf = np.empty((self.tile, self.tile), dtype=np.float64)
+        for r0, r1, c0, c1 in self.items:
+            Kb = buf[: r1 - r0, : c1 - c0]
+            src.block(r0, r1, c0, c1, r0 - c0, Kb)
+            if r0 == c0:
+                out[r0:r1] += Kb @ V[c0:c1]
+            else:
+                out[r0:r1] += Kb @ V[c0:c1]
+                out[c0:c1] += Kb.T @ V[r0:r1]
+        self.comm.Allreduce(MPI.IN_PLACE, out, op=MPI.SUM)
+        self.n_passes += 1
+        self.bytes_per_pass = out.nbytes
+        # every process takes the iteration's decisions on its own copy: they must agree bit for bit
+        s = float(np.sum(out)) if np.all(np.isfinite(out)) else 0.0
+        chk = np.array([s, -s])
+        self.comm.Allreduce(MPI.IN_PLACE, chk, op=MPI.MAX)
+        if chk[0] != -chk[1]:
+            raise DataIntegrityError("the processes' copies of K V differ after the Allreduce (MPI returned "
+                                     "rank-dependent sums); the replicated iteration cannot continue.")
+        return out + self.ridge * V if self.ridge else out
+
+
+def _fill_local(kernel, X64, n, nb, grid, fdt, ridge, rank, verbose):
+    """This process's block-cyclic tiles of the lower triangle of K (+ ridge I), Fortran order."""
+    from tqdm.auto import tqdm
+
+    pr, pc = grid
+    myrow, mycol = divmod(rank, pc)
+    locr, locc = numroc(n, nb, myrow, 0, pr), numroc(n, nb, mycol, 0, pc)
+    local = np.zeros((max(1, locr), max(1, locc)), dtype=fdt, order="F")
+    src = kernel.entries(X64, None, dtype=fdt)
+    nblk = -(-n // nb)
+    buf = np.empty((nb, nb), dtype=fdt)
+    bad = None
+    for I in tqdm(range(myrow, nblk, pr), desc=f"kernel tiles (rank {rank})", unit="row", disable=not verbose):
+        r0, r1 = I * nb, min(n, I * nb + nb)
+        lr0 = (I // pr) * nb
+        for J in range(mycol, I + 1, pc):
+            c0, c1 = J * nb, min(n, J * nb + nb)
+            lc0 = (J // pc) * nb
+            Kb = buf[: r1 - r0, : c1 - c0]
+            src.block(r0, r1, c0, c1, r0 - c0, Kb)
+            if bad is None and not np.all(np.isfinite(Kb)):
+                rr, cc = np.nonzero(~np.isfinite(Kb))
+                bad = (r0 + int(rr[0]), c0 + int(cc[0]))
+            if I == J and ridge:
+                Kb[np.diag_indices(r1 - r0)] += ridge
+            local[lr0: lr0 + r1 - r0, lc0: lc0 + c1 - c0] = Kb
+    return local, bad
+
+
+def solve_mpi(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
+    """The distributed Cholesky solve (module docstring); collective over MPI_COMM_WORLD.
+
+    Parameters
+    ----------
+    A : ndarray (n, d) float64
+        The same training inputs on every process.
+    Y2 : ndarray (n, k) float64
+        The same targets on every process.
+    kernel : Kernel (resolved)
+    precomputed : bool
+        Must be False (the processes compute their tiles from X).
+    solver : str
+        Must be ``"cholesky"``.
+    ridge : float
+    opts : SolveOptions
+    verbose : bool
+        Progress bars on rank 0.
+
+    Returns
+    -------
+    dict
+        The raw outcome every backend returns (``result``, ``solver``, ``factor_dtype``,
+        ``residual_mode``, ``factor``, ``system``, ``timings``, ``plan``).
+
+    Raises
+    ------
+    ScalapackUnavailableError
+        mpi4py or ScaLAPACK missing.
+    InvalidInputError
+        Precomputed kernel, solver other than Cholesky, X/Y differing between processes, a bad grid,
+        or a local block beyond 2^31 entries (with the smallest process count that fits).
+    MemoryBudgetError
+        Some process would exceed its share of memory (before anything is allocated).
+    NotPositiveDefiniteError
+        With the global index of the first non-positive pivot.
+    NonFiniteResultError
+        A NaN/inf kernel entry (global position named) or residual.
+    ConvergenceError
+        The float64 iteration did not reach ``opts.tol``.
+    """
+    comm = _world()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if precomputed:
+        raise InvalidInputError("backend='mpi' computes its kernel tiles from X: a precomputed K is not supported "
+                                "(use backend='scipy').")
+    if solver != "cholesky":
+        raise InvalidInputError(f"backend='mpi' solves by Cholesky only, got solver={solver!r}.")
+    with _abort_on_unexpected(comm, "set-up"):
+        load_scalapack()
+        st = mpi_settings(size)
+        grid_shape, nb = st["grid"], st["nb"]
+        n, d = A.shape
+        k = Y2.shape[1]
+        hashes = comm.allgather(_hash(A, Y2))
+        if len(set(hashes)) != 1:
+            raise InvalidInputError("backend='mpi' needs the same X and Y on every process; ranks "
+                                    f"{[r for r, h in enumerate(hashes) if h != hashes[0]]} differ from rank 0.")
+        if opts.dtype is not None:
+            fdt = np.dtype(opts.dtype)
+        else:
+            fdt = np.dtype(np.float64 if n <= opts.float64_max_n else np.float32)
+        tile = max(1, min(int(opts.tile), CALL_LIMITS[np.dtype(np.float64)].potrf_n))
+        nb = max(1, min(nb, n))
+        check_int32_local(n, nb, grid_shape)
+    timings = {}
+    tried = []
+    while True:
+        with _abort_on_unexpected(comm, "planning"):
+            plan = _check_memory(comm, n, d, k, grid_shape, nb, fdt, tile, opts)
+            grid = _grid(grid_shape)
+        try:
+            factor = _factor(comm, grid, A, n, nb, fdt, ridge, kernel, st["checkpoint"], timings, verbose)
+            with _abort_on_unexpected(comm, "the float64 iteration"):
+                system = DistributedKernelSystem(kernel, A, ridge, comm, tile)
+                t0 = time.perf_counter()
+                res = refine(system.matvec, factor.solve, Y2, tol=opts.tol, max_iter=opts.max_iter,
+                             method=opts.refinement, verbose=verbose and rank == 0)
+                timings["refine"] = time.perf_counter() - t0
+                factor.spectrum_estimate = res.spectrum_estimate
+            break
+        except KernelgenError as exc:
+            if (opts.dtype is not None or fdt == np.float64
+                    or not isinstance(exc, (NotPositiveDefiniteError, ConvergenceError))):
+                raise
+            log.warning("rank %d/%d: mixed precision failed (%s); dtype=None policy: refactoring in float64",
+                        rank, size, type(exc).__name__)
+            tried.append(type(exc).__name__)
+            fdt = np.dtype(np.float64)
+    with _abort_on_unexpected(comm, "the final check"):
+        digests = comm.allgather(_hash(res.alpha))
+        if len(set(digests)) != 1:
+            raise DataIntegrityError("the processes ended with different alpha; the replicated iteration diverged.")
+    plan["fallback_from_float32"] = tried
+    plan["bytes_per_pass"] = {"allreduce_Kv": n * k * 8, "allreduce_precond": n * k * 8}
+    log.info("rank %d/%d: mpi solve n=%d grid %dx%d nb=%d factor %s: residual %.3e after %d passes "
+             "(kernel %.1f s, factor %.1f s, refine %.1f s)", rank, size, n, grid_shape[0], grid_shape[1], nb,
+             fdt.name, res.relative_residual, res.n_matvecs, timings.get("kernel", 0.0), timings.get("factor", 0.0),
+             timings["refine"])
+    return {"result": res, "solver": "cholesky", "factor_dtype": fdt.name, "residual_mode": system.mode,
+            "rank": n, "timings": timings, "plan": plan, "factor": factor, "system": system}
+
+
+def _check_memory(comm, n, d, k, grid_shape, nb, fdt, tile, opts):
+    rank, size = comm.Get_rank(), comm.Get_size()
+    plan = mpi_plan(n, d, k, grid=grid_shape, nb=nb, rank=rank, factor_dtype=fdt, tile=tile)
+    share = _node_share(comm)
+    budget = int(opts.memory_budget) if opts.memory_budget is not None else int(0.85 * available_memory() / share)
+    plan["budget"] = budget
+    verdicts = comm.allgather((plan["bytes"], budget))
+    over = [(r, need, have) for r, (need, have) in enumerate(verdicts) if need > have]
+    log.info("rank %d/%d: plan %s local block %s (%s), %.2f GB needed, %.2f GB budget (%d processes on this node)",
+             rank, size, "x".join(map(str, grid_shape)), plan["local_shape"], fdt.name, plan["bytes"] / 1e9,
+             budget / 1e9, share)
+    if over:
+        r, need, have = max(over, key=lambda t: t[1] - t[2])
+        raise MemoryBudgetError(
+            f"backend='mpi': rank {r} of {size} needs {need / 1e9:.2f} GB (its {fdt.name} local factor block "
+            f"{plan['local_shape'] if r == rank else ''} as ScaLAPACK stores it, its copies of X, workspaces) but "
+            f"{have / 1e9:.2f} GB is its share of the node ({len(over)} process(es) over). Remedy: more nodes "
+            "(more processes, fewer per node), or SolveOptions(dtype='float32').", need, have)
+    return plan
+
+
+def _factor(comm, grid, A, n, nb, fdt, ridge, kernel, checkpoint, timings, verbose):
+    rank, size = comm.Get_rank(), comm.Get_size()
+    fp = ""
+    if checkpoint:
+        with _abort_on_unexpected(comm, "loading the checkpoint"):
+            fp = _hash(A, np.array([ridge, nb, *grid.shape]), np.frombuffer(repr(kernel).encode(), np.uint8),
+                       np.frombuffer(fdt.name.encode(), np.uint8))
+            t0 = time.perf_counter()
+            f = ScalapackCholesky.load(grid, checkpoint, n=n, nb=nb, dtype=fdt, fingerprint=fp)
+            if f is not None:
+                timings["kernel"], timings["factor"] = 0.0, time.perf_counter() - t0
+                log.info("rank %d/%d: resumed from the saved factor in %s (no refactoring)", rank, size, checkpoint)
+                return f
+    with _abort_on_unexpected(comm, "the kernel tiles"):
+        t0 = time.perf_counter()
+        local, bad = _fill_local(kernel, A, n, nb, grid.shape, fdt, ridge, rank, verbose and rank == 0)
+        timings["kernel"] = time.perf_counter() - t0
+        bads = [b for b in comm.allgather(bad) if b is not None]
+    if bads:
+        i, j = min(bads)
+        raise NonFiniteResultError(f"the {fdt.name} kernel entry K[{i}, {j}] is not finite (NaN/inf) for {kernel!r}. "
+                                   "Remedy: rescale the data or the kernel, or SolveOptions(dtype='float64').")
+    with _abort_on_unexpected(comm, "the factorization"):
+        f = ScalapackCholesky.factor(grid, local, n, nb, fingerprint=fp)
+        timings["factor"] = f.seconds
+        if checkpoint:
+            f.save(checkpoint)
+    return f
+
+
+def predict_mpi(fit, X_test, *, comm=None) -> np.ndarray:
+    """fit.predict(X_test) with the training points split over the processes; one Allreduce (collective).
+
+    Parameters
+    ----------
+    fit : KernelInterpolant
+        The same fit on every process (as ``kernel_interpolate(..., backend="mpi")`` returns).
+    X_test : ndarray (m, d)
+        The same on every process.
+
+    Returns
+    -------
+    ndarray (m,) or (m, k), float64, replicated.
+
+    Raises
+    ------
+    NonFiniteResultError
+        A NaN/inf prediction (on every process).
+    """
+    from mpi4py import MPI
+
+    comm = comm or _world()
+    X = fit.X_train
+    if X is None:
+        raise InvalidInputError("predict_mpi needs the training inputs on the fit.")
+    Xt = np.asarray(X_test, dtype=np.float64)
+    alpha = np.asarray(fit.alpha, dtype=np.float64)
+    a2 = alpha.reshape(alpha.shape[0], -1)
+    n, r, p = X.shape[0], comm.Get_rank(), comm.Get_size()
+    lo, hi = (r * n) // p, ((r + 1) * n) // p
+    with _abort_on_unexpected(comm, "predict_mpi"):
+        out = np.zeros((Xt.shape[0], a2.shape[1]), dtype=np.float64)
+        if hi > lo:
+            out += fit.kernel.apply(Xt, X[lo:hi], a2[lo:hi])
+        comm.Allreduce(MPI.IN_PLACE, out, op=MPI.SUM)
+        ok = bool(np.all(np.isfinite(out)))
+    if not ok:
+        raise NonFiniteResultError("predict_mpi: NaN/inf predictions (the kernel overflowed on the test inputs).")
+    return out[:, 0] if alpha.ndim == 1 else out

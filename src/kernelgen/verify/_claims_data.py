@@ -355,12 +355,12 @@ def run_c4(ctx: Context) -> Result:
                   f"{'<=' if err <= src else '>'} the paper's {_pct(src)}; residual {fit.relative_residual:.1e}")
     plt = cli.pyplot()
     f, ax = plt.subplots(figsize=(6, 3.6))
-    bars = {"Gabor (measured)": err}
+    bars = {"Gabor (measured)": (err, "C3")}
     if "pixel_errors" in details:
-        bars["raw pixels (measured)"] = details["pixel_errors"] / m
+        bars["raw pixels (measured)"] = (details["pixel_errors"] / m, "C0")
     if "validation_reference" in details:
-        bars["Gabor validation reference"] = details["validation_reference"]
-    ax.bar(list(bars), [100 * v for v in bars.values()], color=["C3", "C0", "0.6"][: len(bars)])
+        bars[f"Gabor validation reference\n(n = {X.shape[0]})"] = (details["validation_reference"], "0.6")
+    ax.bar(list(bars), [100 * v for v, _ in bars.values()], color=[c for _, c in bars.values()])
     ax.errorbar([0], [100 * err], yerr=[[100 * (err - lo)], [100 * (hi - err)]], fmt="none", color="k", capsize=5)
     ax.axhline(0.6, color="k", ls=":", lw=1, label="Zhang et al.: 0.6% at 60k")
     ax.set_ylabel("test error (%)")
@@ -417,6 +417,7 @@ def run_c5(ctx: Context) -> Result:
     ps = [r["corruption"] for r in rows]
     a1.plot(ps, [100 * r["test_error"] for r in rows], "o-", label="test")
     a1.plot(ps, [100 * r["train_error"] for r in rows], "s--", label="train")
+    a1.plot([1.0] * (draws.size - 1), 100 * draws[1:], "x", color="C0", label="further random-label draws")
     a1.axhline(90, color="k", ls=":", lw=1, label="chance")
     a1.set_xlabel("label corruption p")
     a1.set_ylabel("error (%)")

@@ -38,7 +38,7 @@ from scipy.stats import spearmanr
 
 from kernelgen import cli
 from kernelgen import evidence as ev
-from kernelgen.verify import corrupt_labels  # shared with claims C5 and C9 of kernelgen.verify
+from kernelgen.verify import corrupt_labels  # shared with claims C5, C9
 
 log = logging.getLogger("label_noise")
 

@@ -53,7 +53,10 @@ from kernelgen import SolveOptions, cli, kernel_interpolate, provenance
 from kernelgen.errors import NotPositiveDefiniteError
 from kernelgen.features import GaborOptions, gabor_features, plot_gabor_bank
 from kernelgen.kernels import Gaussian
-from kernelgen.verify import GABOR_BANDWIDTH_MULT, median_distance  # shared with claim C4
+from kernelgen.verify import (  # shared with claim C4
+    GABOR_BANDWIDTH_MULT,
+    median_distance,
+)
 
 # shipped as package data, so that an installed kernelgen has the selection the final run uses
 DEFAULT_SELECTION = Path(str(importlib.resources.files("kernelgen") / "data" / "gabor_selection.json"))

@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from kernelgen import cli
-from kernelgen.verify import synthetic_design  # shared with claims C1 and C2 of kernelgen.verify
+from kernelgen.verify import synthetic_design  # shared with claims C1, C2
 
 LIMIT = 1e-8  # relative distance at which the limit counts as reached
 FLOOR = 1e-10  # contraction is measured above this (round-off floor ~ kappa * eps is below it)

@@ -18,6 +18,7 @@ import pytest
 
 import kernelgen.verify as V
 from kernelgen import theory
+from kernelgen.errors import InvalidInputError
 from kernelgen.verify import _claims_data, _claims_theory
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -212,7 +213,7 @@ def test_binomial_intervals():
     z, n = 1.959963984540054, 100
     half = z * math.sqrt(0.25 / n + z * z / (4 * n * n)) / (1 + z * z / n)
     assert V.wilson(50, n) == pytest.approx((0.5 - half, 0.5 + half), rel=1e-12)
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidInputError):
         V.wilson(5, 3)
 
 

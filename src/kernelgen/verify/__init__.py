@@ -26,7 +26,6 @@ Library code logs and never prints; :func:`main` prints the summary table and, l
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shlex
 import sys
@@ -43,7 +42,19 @@ from ._claims_data import (
     synthetic_classes,
     synthetic_design,
 )
-from ._core import BUDGETS, FAIL, VERDICTS, Claim, Context, Result, Scale, clopper_pearson, run_claim, spearman, wilson
+from ._core import (
+    BUDGETS,
+    FAIL,
+    VERDICTS,
+    Claim,
+    Context,
+    Result,
+    Scale,
+    clopper_pearson,
+    run_claim,
+    spearman,
+    wilson,
+)
 from ._registry import CLAIMS, REGISTRY, RUN_ORDER, get
 from ._report import format_measured, write_report
 

@@ -17,6 +17,7 @@ view, MNIST 1.2% / 0.6%).
 from __future__ import annotations
 
 import importlib.resources
+import itertools
 import json
 import logging
 import math
@@ -114,7 +115,7 @@ def corrupt_labels(y, p: float, n_classes: int, seed: int):
     perm = rng.permutation(y.size)
     new = rng.integers(0, n_classes, y.size)
     out = y.copy()
-    idx = perm[: int(round(p * y.size))]
+    idx = perm[: round(p * y.size)]
     out[idx] = new[idx]
     return out
 
@@ -405,7 +406,7 @@ def run_c5(ctx: Context) -> Result:
     chance = 0.9
     norms = [r["rkhs_norm"] for r in rows]
     fitted = all(r["train_error"] == 0 and r["relative_residual"] <= EXACT for r in rows)
-    growing = all(b > a for a, b in zip(norms, norms[1:]))
+    growing = all(b > a for a, b in itertools.pairwise(norms))
     ok = fitted and abs(mean - chance) <= tol and growing and last["corruption"] == 1.0
     lo, hi = float(draws.min()), float(draws.max())
     reason = (f"train error 0 and residual <= 1e-10 at every p: {fitted}; test error at p = 1, mean of "

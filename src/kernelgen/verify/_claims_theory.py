@@ -33,10 +33,10 @@ from .. import cli, evidence, random_features, theory
 from ..kernels import Gaussian, kernel_matrix
 from ..options import SolveOptions
 from ..solvers import kernel_interpolate
-from ._claims_data import BANDWIDTH, EXACT, corrupt_labels, mnist, synthetic_classes
+from ._claims_data import EXACT, corrupt_labels, mnist, synthetic_classes
 from ._core import FAIL, PASS, Context, Result, spearman
 
-__all__ = ["kernel_system", "run_c10", "run_c6", "run_c7", "run_c8", "run_c9"]
+__all__ = ["kernel_system", "run_c6", "run_c7", "run_c8", "run_c9", "run_c10"]
 
 log = logging.getLogger("kernelgen.verify")
 
@@ -113,7 +113,7 @@ def run_c7(ctx: Context) -> Result:
         sim = theory.simulate_hmrt(n, p, r2=1.0, sigma2=0.5, seeds=seeds)
         E = theory.hmrt_ridgeless_risk_finite(n, p, r2=1.0, sigma2=0.5)
         rows.append({"model": "HMRT ridgeless", "p": p, "sim": sim.mean, "exact": float(E), "z": _z(sim, E)})
-    kw = dict(norm2_in=0.5, norm2_out=0.5, sigma2=0.25)
+    kw = {"norm2_in": 0.5, "norm2_out": 0.5, "sigma2": 0.25}
     for p in P["bhx_p"]:
         sim = theory.simulate_bhx(n, p, 3 * n, seeds=seeds, **kw)
         E = theory.bhx_weak_features_risk(p, n, **kw)
@@ -269,7 +269,7 @@ def run_c10(ctx: Context) -> Result:
         t0 = time.perf_counter()
         try:
             summary, ok = str(check()), True
-        except Exception as exc:  # a proof that raises anything has failed
+        except Exception as exc:  # noqa: BLE001 -- a proof that raises anything has failed
             summary, ok = f"{type(exc).__name__}: {exc}".splitlines()[0], False
             failed.append(f"{module}::{name}")
         rows.append({"check": f"{module}::{name}", "pass": ok, "seconds": time.perf_counter() - t0,

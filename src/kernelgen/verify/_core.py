@@ -174,7 +174,7 @@ class Claim:
     source_value: str
     quantity: str
     scales: Mapping[str, Scale]
-    run: Callable[["Context"], "Result"]
+    run: Callable[[Context], Result]
     shares: tuple[str, ...] = ()
 
 
@@ -257,7 +257,7 @@ def run_claim(claim: Claim, ctx: Context) -> Result:
         res = claim.run(ctx)
     except DataUnavailableError as exc:
         res = Result(NOT_REPRODUCED, None, f"data unavailable: {exc}".splitlines()[0])
-    except Exception as exc:  # a claim whose computation raises has failed at this scale
+    except Exception as exc:  # noqa: BLE001 -- a claim whose computation raises has failed at this scale
         log.debug("claim %s raised:\n%s", claim.id, traceback.format_exc())
         res = Result(FAIL, None, f"{type(exc).__name__}: {exc}".splitlines()[0][:400])
     try:

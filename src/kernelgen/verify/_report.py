@@ -92,8 +92,8 @@ def write_report(out_dir: Path, budget: str, claims: list[Claim], results: list[
 
     counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "not reproduced")}
     L = [f"# kernelgen claims — `{budget}` budget", "",
-         f"`{command}` — {len(results)} claims: {counts['pass']} pass, {counts['fail']} fail, "
-         f"{counts['not reproduced']} not reproduced; {wall_s:.0f} s wall.", "", "## Provenance", ""]
+         (f"`{command}` — {len(results)} claims: {counts['pass']} pass, {counts['fail']} fail, "
+          f"{counts['not reproduced']} not reproduced; {wall_s:.0f} s wall."), "", "## Provenance", ""]
     L += _provenance_lines(prov)
     L += ["", "## Claims at a glance", "",
           "| id | claim | source value | measured | verdict | seconds |", "|---|---|---|---|---|---|"]

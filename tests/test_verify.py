@@ -222,3 +222,29 @@ def test_label_corruption_that_does_nothing_fails_c5(tmp_path, monkeypatch, caps
     monkeypatch.setattr(_claims_data, "corrupt_labels", lambda y, p, k, seed: np.asarray(y).copy())
     rc, claims = _run_only(tmp_path, "C5", capsys)
     assert rc == 1 and claims["C5"]["verdict"] == "fail"
+
+
+def test_shared_systems_are_reused_then_released(tmp_path):
+    # A makes a "system", B does not share it, C reuses it: B must still see it (C needs it later),
+    # C must get the same object (no recomputation), and nothing after C may hold it.
+    made, seen = [], {}
+
+    def make():
+        made.append(1)
+        return object()
+
+    def run(name):
+        def f(ctx):
+            seen[name] = ctx.cached(("system", 1), make) if name in ("A", "C") else ctx.cache.get(("system", 1))
+            return V.Result("pass", 1.0, "ok")
+        return f
+
+    def claim(name, shares):
+        sc = V.Scale({}, "c", "w", 1.0)
+        return V.Claim(name, name, "s", "src", "v", "q", {"smoke": sc, "quick": sc, "full": sc}, run(name), shares)
+
+    after = claim("D", ())
+    res = V.run_claims([claim("A", ("system",)), claim("B", ()), claim("C", ("system",)), after], "smoke",
+                       tmp_path, quiet=True)
+    assert [r.verdict for r in res] == ["pass"] * 4
+    assert len(made) == 1 and seen["A"] is seen["B"] is seen["C"] and seen["D"] is None

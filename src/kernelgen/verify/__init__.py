@@ -87,12 +87,14 @@ log = logging.getLogger("kernelgen.verify")
 
 def build_parser() -> cli.ScriptParser:
     """The ``python -m kernelgen.verify`` parser (shared options from :func:`kernelgen.cli.make_parser`)."""
+    epilog = "claims:\n" + "\n".join(f"  {c.id:4s} {c.title}" for c in CLAIMS)
     p = cli.make_parser(__doc__.split("\n\n")[0], script="kernelgen.verify", seed=0,
                         seed_help="base seed of every random draw (feature maps, SGD keys, label corruption)",
-                        data_home=True)
+                        data_home=True, epilog=epilog)
     p.prog = "python -m kernelgen.verify"
     p.add_argument("--budget", choices=BUDGETS, default="quick",
-                   help="smoke: seconds, tiny scales; quick: <= 15 minutes on 2 cores; full: paper scale")
+                   help="smoke: seconds, tiny scales; quick: MNIST claims on 10,000-image subsets (minutes); "
+                        "full: paper scale (60,000 images, the Gabor run, all seeds)")
     p.add_argument("--only", default=None, metavar="IDS",
                    help="comma-separated claim ids, e.g. C3,C6 (default: all claims)")
     p.add_argument("--out", type=Path, default=Path("results/verify"), metavar="DIR",

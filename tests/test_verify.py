@@ -2,9 +2,11 @@
 
 The smoke budget runs every claim's real computation at a tiny scale (seconds); these tests run it
 once (module fixture) and check the report it writes. Each fault-injection test breaks one
-computation the way a real bug would (SGD not started from zero, the wrong kernel bandwidth, a
-theory formula 10% off, NaN in a simulation, a derivation that raises, evidence unrelated to the
-labels) and requires the claim's verdict to be ``fail`` and the exit status 1.
+computation the way a real bug would -- SGD not started from zero (C1, C2), the wrong kernel
+bandwidth (C3), a Gabor transform that does nothing (C4), label corruption that does nothing (C5),
+a rank cut-off instead of the exact Phi^+ Y (C6), a theory formula 10% off or NaN in a simulation
+(C7), a sign error in the evidence (C8, C9), a derivation that raises (C10) -- and requires the
+claim's verdict to be ``fail`` and the exit status 1.
 """
 
 from __future__ import annotations
@@ -248,3 +250,36 @@ def test_shared_systems_are_reused_then_released(tmp_path):
                        tmp_path, quiet=True)
     assert [r.verdict for r in res] == ["pass"] * 4
     assert len(made) == 1 and seen["A"] is seen["B"] is seen["C"] and seen["D"] is None
+
+
+def test_start_off_the_span_fails_c2(tmp_path, monkeypatch, capsys):
+    real = _claims_data.sgd.sgd
+
+    def broken(X, y, **kw):  # the from-zero run starts with a component outside the row span
+        kw.setdefault("w0", np.full((X.shape[1],) + np.shape(y)[1:], 0.01))
+        return real(X, y, **kw)
+
+    monkeypatch.setattr(_claims_data.sgd, "sgd", broken)
+    rc, claims = _run_only(tmp_path, "C2", capsys)
+    assert rc == 1 and claims["C2"]["verdict"] == "fail"
+
+
+def test_features_that_do_nothing_fail_c4(tmp_path, monkeypatch, capsys):
+    # a Gabor transform broken into the identity: "Gabor" then equals raw pixels (z = 0 > -3)
+    monkeypatch.setattr(_claims_data.features, "gabor_features", lambda X, options=None: np.array(X))
+    rc, claims = _run_only(tmp_path, "C4", capsys)
+    if claims["C4"]["verdict"] == "not reproduced":
+        pytest.skip("MNIST unavailable")
+    assert rc == 1 and claims["C4"]["verdict"] == "fail"
+
+
+def test_truncated_solve_instead_of_exact_fails_c6(tmp_path, monkeypatch, capsys):
+    # a rank cut-off (rtol 1e-2) instead of the exact Phi^+ Y: the peak at N = n is lost
+    real = _claims_theory.random_features.double_descent_sweep
+
+    def truncated(*a, **k):
+        return real(*a, **{**k, "options": _claims_theory.random_features.SweepOptions(rtol=1e-2)})
+
+    monkeypatch.setattr(_claims_theory.random_features, "double_descent_sweep", truncated)
+    rc, claims = _run_only(tmp_path, "C6", capsys)
+    assert rc == 1 and claims["C6"]["verdict"] == "fail"

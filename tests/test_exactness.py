@@ -400,12 +400,12 @@ def test_pcg_passes_within_the_cg_bound(kappa, seed):
     assert res.n_matvecs <= bound + 1, (res.n_matvecs, bound, textbook, kM)
 
 
-def _steepest_descent_pcg(matvec, precond, Y, alpha, R, normY, tol, budget, record, ritz):
+def _steepest_descent_pcg(product, direct_product, precond, Y, alpha, R, normY, tol, budget, record, ritz, drift):
     """A mutation of kernelgen's _pcg: search direction P = Z (no conjugacy), exact line search."""
     used = 0
     while used < budget:
         Z = precond(R)
-        Q = matvec(Z)
+        Q, _ = product(Z)
         used += 1
         a = np.einsum("ij,ij->j", R, Z) / np.einsum("ij,ij->j", Z, Q)
         alpha = alpha + Z * a
@@ -414,11 +414,11 @@ def _steepest_descent_pcg(matvec, precond, Y, alpha, R, normY, tol, budget, reco
         record("sd", rel)
         if rel <= 0.5 * tol:
             break
-    KA = matvec(alpha)
+    KA, KabsA = direct_product(alpha)
     R = Y - KA
     rel = float(np.linalg.norm(R) / normY)
     record("verified", rel)
-    return alpha, KA, R, rel, used + 1
+    return alpha, R, rel, used + 1, "direct", KabsA
 
 
 def test_the_pass_bounds_reject_steepest_descent(monkeypatch):

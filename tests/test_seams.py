@@ -193,12 +193,15 @@ def test_jax_reports_the_first_failing_pivot_like_lapack():
 
 def test_float32_factor_logdet_estimate_and_exact_float64_refactor(rng):
     X = rng.normal(size=(600, 5))
-    fit = kernel_interpolate(X, rng.normal(size=600), kernel=Gaussian(bandwidth=1.5),
+    # bandwidth 1.0, not 1.5: at 1.5 this K is so ill-conditioned that the float64 residual's own rounding
+    # floor (~eps || |K| |alpha| || / ||Y||) sits at ~1e-10 and CG reaches tol or stalls depending on the
+    # summation order of the product; this test is about the log-determinant, not that edge
+    fit = kernel_interpolate(X, rng.normal(size=600), kernel=Gaussian(bandwidth=1.0),
                              options=SolveOptions(dtype="float32", keep_factor=True, tile=128))
     ld32 = fit.logdet()
     assert ld32.dtype == "float32" and ld32.error_bound is not None and ld32.error_bound > 0
     exact = fit.logdet(float64=True)
-    ref = np.linalg.slogdet(kernel_matrix(X, kernel=Gaussian(bandwidth=1.5)))[1]
+    ref = np.linalg.slogdet(kernel_matrix(X, kernel=Gaussian(bandwidth=1.0)))[1]
     assert exact.dtype == "float64" and exact.value == pytest.approx(ref, abs=1e-8 * abs(ref) + 1e-8)
     # the float32 value is off by more than float64 rounding, and within its stated estimate here
     assert abs(ld32.value - ref) <= ld32.error_bound

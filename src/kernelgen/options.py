@@ -23,6 +23,7 @@ from .numerics import CALL_LIMITS, DEFAULT_TILE, EXACT_TOL
 __all__ = ["SolveOptions"]
 
 _REFINEMENTS = ("cg", "richardson")
+_CERTIFICATES = ("direct", "bound")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,15 @@ class SolveOptions:
         targets) the result is the minimum-norm least-squares solution, not an interpolant: by default
         an :class:`~kernelgen.errors.InterpolationWarning` says so; True raises
         :class:`~kernelgen.errors.SingularSystemError` instead.
+    certificate : {"direct", "bound"}, default "direct"
+        What ends the float64 iteration of a Cholesky solve. "direct": a direct float64 product
+        verifies the final alpha; where that product has a proven error bound (Gaussian / Laplace
+        kernels), ``fit.relative_residual_bound`` also reports a proven bound on the
+        exact-arithmetic residual (the direct product applied to [alpha, |alpha|]). "bound": CG
+        carries that proven bound through every pass (each applied to [p, |p|]) and stops, without
+        the verifying pass, as soon as the bound reaches ``tol``; where it cannot (the worst-case
+        rounding term gamma_D K|alpha| exceeds ``tol``, as on MNIST at n >= 3,000), the verifying
+        pass is made as usual. See :mod:`kernelgen.solvers._refine`.
 
     Raises
     ------
@@ -92,6 +102,7 @@ class SolveOptions:
     keep_factor: bool = False
     overwrite_kernel: bool = False
     require_interpolation: bool = False
+    certificate: str = "direct"
 
     def __post_init__(self):
         def bad(name, value, allowed):
@@ -123,6 +134,8 @@ class SolveOptions:
         for name in ("keep_factor", "overwrite_kernel", "require_interpolation"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 bad(name, getattr(self, name), "True or False")
+        if self.certificate not in _CERTIFICATES:
+            bad("certificate", self.certificate, f"one of {_CERTIFICATES}")
         if self.store_kernel is not None and not isinstance(self.store_kernel, (bool, np.bool_)):
             bad("store_kernel", self.store_kernel, "None, True or False")
 

@@ -38,7 +38,14 @@ from .._validation import as_float_array
 from ..errors import InvalidInputError, NonFiniteResultError
 from ..numerics import check_allocation
 from ._base import _REGISTRY, Kernel, Precomputed, Product, Scaled, Sum
-from ._entries import CompositeEntries, KernelEntries, exact_integer_form
+from ._entries import (
+    CompositeEntries,
+    KernelEntries,
+    entries_apply,
+    entries_symmetric_apply,
+    exact_integer_form,
+    fused_summation_depth,
+)
 from ._families import Gaussian, Laplace, Linear, Polynomial, default_bandwidth
 from ._network import ReluNNGP, ReluNTK
 
@@ -59,7 +66,10 @@ __all__ = [
     "Sum",
     "as_kernel",
     "default_bandwidth",
+    "entries_apply",
+    "entries_symmetric_apply",
     "exact_integer_form",
+    "fused_summation_depth",
     "kernel_matrix",
     "kernel_matrix_jax",
 ]

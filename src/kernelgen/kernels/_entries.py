@@ -25,16 +25,21 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._validation import as_float_array
 from ..errors import InvalidInputError, ShapeMismatchError
 from ..numerics import CALL_LIMITS, DEFAULT_TILE
 
-__all__ = ["CompositeEntries", "KernelEntries", "exact_integer_form"]
+__all__ = [
+    "CompositeEntries", "KernelEntries", "entries_apply", "entries_symmetric_apply", "exact_integer_form",
+    "fused_summation_depth",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +55,95 @@ _CLOSE = 1.0 / 64.0
 _CHUNK_ELEMS = 1 << 17
 
 
+#: Sub-blocks of the fused passes (symmetric_apply, apply, fill_panels): each worker computes a
+#: _SUB_ROWS x _SUB_COLS block of inner products (one single-threaded GEMM: 512 rows run it at ~96% of
+#: the large-GEMM rate, 256 at ~89%), then transforms and uses it in row chunks of _CHUNK_ELEMS
+#: entries while each chunk is in cache.
+_SUB_ROWS = 512
+_SUB_COLS = 2048
+
+_TLS = threading.local()
+
+#: float64 unit roundoff, ln 2, and the accuracy assumed of NumPy's float64 ``exp``/``log`` (ulps):
+#: glibc documents <= 1 ulp for both on x86-64, NumPy's AVX-512 float64 exp/log < 1 ulp;
+#: tests/test_certificate.py measures the exp used here against extended precision.
+_U64 = float(np.finfo(np.float64).eps) / 2.0
+_LN2_64 = float(np.log(2.0))
+_MATH_ULPS = 4.0
+
+
+def fused_summation_depth(n: int) -> int:
+    """Most additions any term of one output of :func:`entries_symmetric_apply` goes through (order n).
+
+    A product K[r, j] v_j meets at most: the dot product of one chunk (<= _SUB_COLS terms for the
+    row products; <= _SUB_ROWS for the transposed ones, whose chunks are then summed per sub-block,
+    <= _SUB_ROWS more), one accumulation per sub-block into the worker's output (<= n / _SUB_COLS + 2
+    for rows, <= n / _SUB_ROWS + 1 for columns), and the final sums of the workers' partial outputs
+    (2 per worker). Counted as the sum of all these (an upper bound on the height of the summation
+    tree); any summation of that height has error <= gamma_depth times the sum of the terms' moduli
+    (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., §4.2 and Lemma 3.1).
+    """
+    return int(_SUB_COLS + 2 * _SUB_ROWS + n // _SUB_COLS + n // _SUB_ROWS + 2 * _n_threads() + 16)
+
+
 def _n_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _serial() -> bool:
+    """True inside a worker of :func:`_parallel_map` (no nested thread pools there)."""
+    return getattr(_TLS, "serial", False)
+
+
+def _parallel_map(items, fn, make_state, *, bar=None):
+    """fn(item, state) for every item on all cores; returns the per-worker states, in worker order.
+
+    The fused passes are parallel over sub-blocks, not inside BLAS: each worker runs single-threaded
+    GEMMs on its own cache-sized blocks and accumulates into its own ``state`` (no locks on the
+    output). Items are dealt round-robin (worker w takes items w, w + T, ...), each worker in item
+    order, so the floating-point result does not depend on thread timing: the same input gives the
+    same bits on the same machine. An exception in one worker stops the others at their next item
+    and is re-raised here.
+    """
+    nt = min(_n_threads(), len(items)) if items else 1
+    if nt <= 1 or _serial():
+        state = make_state()
+        for item in items:
+            fn(item, state)
+            if bar is not None:
+                bar.update(1)
+        return [state]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def worker(w):
+        _TLS.serial = True
+        try:
+            state = make_state()
+            for item in items[w::nt]:
+                if stop.is_set():
+                    break
+                fn(item, state)
+                if bar is not None:
+                    with lock:
+                        bar.update(1)
+            return state
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            _TLS.serial = False
+
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(nt) as ex:
+        futures = [ex.submit(worker, w) for w in range(nt)]
+        return [f.result() for f in futures]
 
 
 def _in_row_chunks(rows: int, cols: int, work) -> None:
     """Call work(r0, r1) over cache-sized row chunks of a rows x cols block, on all cores."""
     step = max(1, _CHUNK_ELEMS // max(1, cols))
     chunks = [(r0, min(rows, r0 + step)) for r0 in range(0, rows, step)]
-    if len(chunks) == 1 or _n_threads() == 1:
+    if len(chunks) == 1 or _n_threads() == 1 or _serial():
         for r0, r1 in chunks:
             work(r0, r1)
     else:
@@ -87,17 +172,29 @@ def exact_integer_form(X: np.ndarray, *, center: float | None = None, scales=(25
     X = np.asarray(X)
     if X.ndim != 2 or X.size == 0 or X.dtype.kind != "f":
         return None
+    step = max(1, _CHUNK_ELEMS // max(1, X.shape[1]))  # row chunks: every pass below runs in cache
+    chunks = [slice(r, min(X.shape[0], r + step)) for r in range(0, X.shape[0], step)]
     for c in scales:
-        K = np.rint(X * c)
-        if not np.array_equal(K / c, X):
+        lo, hi, ok = np.inf, -np.inf, True
+        for sl in chunks:
+            K = np.rint(X[sl] * c)
+            if not np.array_equal(K / c, X[sl]):
+                ok = False
+                break
+            lo, hi = min(lo, float(K.min())), max(hi, float(K.max()))
+        if not ok:
             continue
         if center is None:
-            center = float(np.rint((K.max() + K.min()) / 2.0))
-        Kc = K - center
-        m = float(np.abs(Kc).max())
+            center = float(np.rint((hi + lo) / 2.0))
+        m = max(abs(hi - center), abs(lo - center))
         if X.shape[1] * m * m >= _FLOAT32_EXACT_INT:
             return None
-        return Kc.astype(np.float32), float(c), center
+        Kc = np.empty(X.shape, dtype=np.float32)
+        for sl in chunks:
+            K = np.rint(X[sl] * c)
+            K -= center
+            Kc[sl] = K  # integers of magnitude <= m < 2^12: exact in float32
+        return Kc, float(c), center
     return None
 
 
@@ -165,7 +262,7 @@ class KernelEntries:
         self.lim = CALL_LIMITS[dtype]
         self.int_form = None
         self.log2_scale = 0
-        if kernel.stationary and dtype == np.float64:
+        if kernel.stationary:
             fa = exact_integer_form(A)
             fb = fa if same or fa is None else exact_integer_form(B, center=fa[2], scales=(fa[1],))
             if fa is not None and fb is not None:
@@ -174,11 +271,13 @@ class KernelEntries:
                     self.int_form = (fa[0], fb[0], fa[1])
         if self.int_form is not None:
             Ia, Ib, c = self.int_form
-            self.A, self.B = Ia, Ib
+            # the row operand carries the factor -2 (exact: a power of two), so that the GEMM gives
+            # -2 <a, b> directly; its partial sums are even integers below 2^25, exact in float32
+            self.A, self.B = Ia * np.float32(-2.0), Ib
             self.sqa = np.einsum("ij,ij->i", Ia.astype(np.float64), Ia.astype(np.float64))
             self.sqb = self.sqa if same else np.einsum("ij,ij->i", Ib.astype(np.float64), Ib.astype(np.float64))
             self.inv_c2 = 1.0 / (c * c)
-            log.debug("exact integer inner products (scale 1/%g) for the float64 kernel", c)
+            log.debug("exact integer inner products (scale 1/%g) for the %s kernel", c, dtype.name)
         else:
             if kernel.stationary:
                 # one common centre (the first operand's mean) for both operands: distances are
@@ -200,33 +299,111 @@ class KernelEntries:
                 self.B = self.A if same else np.asarray(B, dtype=dtype)
             self.sqa = np.einsum("ij,ij->i", self.A, self.A)
             self.sqb = self.sqa if same else np.einsum("ij,ij->i", self.B, self.B)
-        self._buf32 = None
+        self._bufs: dict = {}
 
-    def block(self, r0: int, r1: int, c0: int, c1: int, diag_offset, out: np.ndarray) -> np.ndarray:
-        """out <- k(A[r0:r1], B[c0:c1]) in ``dtype``.
+    def entry_error_bound(self):
+        """eta with |computed k(a, b) - k(a, b)| <= eta * k(a, b) for every entry, or None.
+
+        A proven bound on the relative error of each float64 entry against the kernel of the given
+        data in exact arithmetic, for the non-negative kernels whose entries are exp(-t): Gaussian
+        (integer form or centred float form) and Laplace (integer form only: the square root of an
+        inexact squared distance near 0 has no useful relative bound). None otherwise (other
+        kernels, float32 entries, bandwidths at the float range's edges).
+
+        The analysis (u = 2^-53; libm/NumPy ``log`` and ``exp`` taken as accurate to _MATH_ULPS ulps):
+        the exponent t = c D is formed from c = exp(L) with L from logarithms (relative error eps_c)
+        and the squared distance D: exact in the integer form, times 1/c_int^2 and c (two roundings);
+        in the float form D carries an absolute error <= (2 gamma_{d+3} + 8u) (max|a|^2 + max|b|^2)
+        (GEMM expansion, centring's rounding; a near-duplicate's direct recomputation is more
+        accurate). With t_max = c D_max, D_max <= (max|a| + max|b|)^2, the exponent's error is
+        dt <= eps_t t_max + c E_D, and the entry's relative error <= expm1(dt)(1 + eps_exp) + eps_exp.
+        """
+        if self.dtype != np.float64 or self.kernel.name not in ("gaussian", "laplace"):
+            return None
+        u = _U64
+        eps_math = 2.0 * _MATH_ULPS * u  # one ulp is at most 2u relative
+        s = float(self.kernel.bandwidth)
+        ls = self.log2_scale
+        gauss = self.kernel.name == "gaussian"
+        if gauss:
+            L = 2.0 * ls * _LN2_64 - np.log(2.0) - 2.0 * np.log(s)
+            dL = 8.0 * u * (2.0 * abs(ls) * _LN2_64 + _LN2_64 + 2.0 * abs(np.log(s))) + 4.0 * u * abs(L)
+        else:
+            L = ls * _LN2_64 - np.log(s)
+            dL = 8.0 * u * (abs(ls) * _LN2_64 + abs(np.log(s))) + 4.0 * u * abs(L)
+        if not np.isfinite(L) or abs(L) > 700.0:
+            return None
+        c = float(np.exp(L))
+        eps_c = float(np.expm1(dL)) + eps_math
+        ra = float(np.sqrt(np.max(self.sqa))) if self.sqa.size else 0.0
+        rb = float(np.sqrt(np.max(self.sqb))) if self.sqb.size else 0.0
+        if self.int_form is not None:
+            inv = self.inv_c2
+            d_max = (ra + rb) ** 2 * inv * (1.0 + 4.0 * u)
+            eps_t = eps_c + (4.0 * u if gauss else 6.0 * u + eps_math)  # 1/c^2, c * dscale, the product (+ sqrt)
+            e_abs = 0.0
+        elif gauss:
+            d = self.n_features
+            gam = (d + 3) * u / (1.0 - (d + 3) * u)
+            # the norms themselves carry a relative error <= gamma_d: widen them by it
+            d_max = (ra + rb) ** 2 * (1.0 + gam) * (1.0 + 4.0 * u)
+            e_abs = (2.0 * gam + 8.0 * u) * (float(np.max(self.sqa)) + float(np.max(self.sqb))) * (1.0 + gam)
+            eps_t = eps_c + 2.0 * u
+        else:
+            return None
+        t_max = c * (d_max if gauss else np.sqrt(d_max))
+        dt = eps_t * t_max + c * e_abs
+        if not np.isfinite(dt) or dt > 1e-3:
+            return None
+        return float(np.expm1(dt) * (1.0 + eps_math) + eps_math)
+
+    def _scratch(self, key, rows, cols, dtype):
+        """A (rows, cols) work buffer of this object for the calling thread (reused across blocks)."""
+        k = (threading.get_ident(), key)
+        buf = self._bufs.get(k)
+        if buf is None or buf.shape[0] < rows or buf.shape[1] < cols or buf.dtype != dtype:
+            buf = np.empty((rows, cols), dtype=dtype)
+            self._bufs[k] = buf
+        return buf[:rows, :cols]
+
+    def block(self, r0: int, r1: int, c0: int, c1: int, diag_offset, out, consume=None):
+        """out <- k(A[r0:r1], B[c0:c1]) in ``dtype``; or hand it, chunk by chunk, to ``consume``.
 
         ``diag_offset``: when not None (B = A), entry (r, r + diag_offset) of the block is a
         diagonal entry k(x, x) (exact zero distance for distance kernels). ``out`` is
         (r1 - r0, c1 - c0) of ``dtype``, any memory order, written in place.
+
+        ``consume(a, b, entries)``, when given, is called with each finished cache-sized row chunk
+        (rows a:b of the block) while it is still in cache: the fused passes use the entries there
+        and then. With ``out=None`` the chunks live in a scratch buffer and are not kept.
         """
         kern = self.kernel
         rows, cols = r1 - r0, c1 - c0
+        if out is None and (self.int_form is None or self.dtype != np.float64):
+            out = self._scratch("block", rows, cols, self.dtype)
         if self.int_form is not None:
-            if self._buf32 is None or self._buf32.shape[0] < rows or self._buf32.shape[1] < cols:
-                self._buf32 = np.empty((max(rows, self.lim.gemm_rows), max(cols, self.lim.gemm_cols)), np.float32)
-            G = self._buf32[:rows, :cols]
-            _gemm_bounded(self.A[r0:r1], self.B[c0:c1], G, self.lim)
+            G = self._scratch("gram32", rows, cols, np.float32)
+            _gemm_bounded(self.A[r0:r1], self.B[c0:c1], G, self.lim)  # -2 <a, b>: exact integers
             sq_r, sq_c, inv_c2 = self.sqa[r0:r1], self.sqb[c0:c1], self.inv_c2
+            fold = getattr(kern, "_sqdist_scale_folds", False)
+
+            direct = out is not None and out.dtype == np.float64
 
             def work(a, b):
-                o = out[a:b]
-                o[...] = G[a:b]  # exact integers, float32 -> float64
-                o *= -2.0
-                o += sq_r[a:b, None]
+                # |a - b|^2 = |a|^2 + |b|^2 - 2 <a, b>: exact integers (no clip needed: never negative);
+                # the scale 1 / c^2 is folded into the kernel's own scaling (one rounding either way)
+                o = out[a:b] if direct else self._scratch("sqdist64", b - a, cols, np.float64)
+                np.add(G[a:b], sq_r[a:b, None], out=o)
                 o += sq_c[None, :]
-                o *= inv_c2  # |x - z|^2: exact integer numerator, one rounding
-                np.maximum(o, 0.0, out=o)
-                kern._from_sqdist(o)
+                if fold:
+                    kern._from_sqdist(o, 0, inv_c2)
+                else:
+                    o *= inv_c2
+                    kern._from_sqdist(o)
+                if out is not None and not direct:
+                    out[a:b] = o  # float32 entries: one rounding of the float64 value
+                if consume is not None:
+                    consume(a, b, o if direct or out is None else out[a:b])
 
             _in_row_chunks(rows, cols, work)
             return out
@@ -255,6 +432,8 @@ class KernelEntries:
                     ok = (cc >= 0) & (cc < cols)
                     o[r[ok], cc[ok]] = 0.0
                 kern._from_sqdist(o, self.log2_scale) if self.log2_scale else kern._from_sqdist(o)
+                if consume is not None:
+                    consume(a, b, o)
         else:
             def work(a, b):
                 o = out[a:b]
@@ -262,6 +441,8 @@ class KernelEntries:
                 res = kern._from_gram(o, sq_r[a:b], sq_c, off, self.n_features)
                 if res is not o:
                     o[...] = res
+                if consume is not None:
+                    consume(a, b, o)
 
         _in_row_chunks(rows, cols, work)
         return out
@@ -285,20 +466,31 @@ class CompositeEntries:
             self.parts = [kernel.kernel.entries(A, Bx, dtype=dtype)]
         else:
             self.parts = [k.entries(A, Bx, dtype=dtype) for k in kernel.kernels]
-        self._tmp = None
+        self._bufs: dict = {}
 
-    def block(self, r0, r1, c0, c1, diag_offset, out):
+    _scratch = KernelEntries._scratch
+
+    def entry_error_bound(self):
+        """None: no proven entry bound for composite kernels (the float64 iteration verifies directly)."""
+        return None
+
+    def block(self, r0, r1, c0, c1, diag_offset, out, consume=None):
+        """As :meth:`KernelEntries.block` (the components' blocks, combined; then ``consume`` by chunk)."""
+        if out is None:
+            out = self._scratch("block", r1 - r0, c1 - c0, self.dtype)
         self.parts[0].block(r0, r1, c0, c1, diag_offset, out)
         if self.scale is not None:
             out *= self.scale
-            return out
-        shape = (r1 - r0, c1 - c0)
-        if self._tmp is None or self._tmp.shape[0] < shape[0] or self._tmp.shape[1] < shape[1]:
-            self._tmp = np.empty(shape, dtype=self.dtype)
-        tmp = self._tmp[: shape[0], : shape[1]]
-        for part in self.parts[1:]:
-            part.block(r0, r1, c0, c1, diag_offset, tmp)
-            self.kernel._combine(out, tmp)
+        else:
+            tmp = self._scratch("part", r1 - r0, c1 - c0, self.dtype)
+            for part in self.parts[1:]:
+                part.block(r0, r1, c0, c1, diag_offset, tmp)
+                self.kernel._combine(out, tmp)
+        if consume is not None:
+            step = max(1, _CHUNK_ELEMS // max(1, c1 - c0))
+            for a in range(0, r1 - r0, step):
+                b = min(r1 - r0, a + step)
+                consume(a, b, out[a:b])
         return out
 
 
@@ -321,64 +513,119 @@ def dense_matrix(kernel, A, B=None, *, dtype=np.float64, out=None) -> np.ndarray
 def fill_panels(kernel, P, X, *, verbose=False, desc="kernel") -> None:
     """Fill LowerPanels P with the lower triangle (and full diagonal tiles) of k(X, X) in P's dtype.
 
-    Panel i is computed as k(X[:b_{i+1}], X[rows_i]) into its C-order buffer, i.e. directly into
-    the Fortran panel (no copy).
+    Panel i is k(X[:b_{i+1}], X[rows_i]) in its C-order buffer, i.e. directly the Fortran panel (no
+    copy), computed in row sub-blocks on all cores (one single-threaded GEMM per sub-block, its
+    transform done while it is in cache).
     """
     src = kernel.entries(X, None, dtype=P.dtype)
     b = P.bounds
-    for i in tqdm(range(P.n_tiles), desc=desc, unit="panel", disable=not verbose):
-        r0, r1 = b[i], b[i + 1]
-        buf = P.panels[i].T  # C-order (r1, rows_i): buf[c, r] = k(x_c, x_{r0 + r})
-        src.block(0, r1, r0, r1, -r0, buf)
+    with tqdm(total=P.n_tiles, desc=desc, unit="panel", disable=not verbose) as bar:
+        for i in range(P.n_tiles):
+            r0, r1 = b[i], b[i + 1]
+            buf = P.panels[i].T  # C-order (r1, rows_i): buf[c, r] = k(x_c, x_{r0 + r})
+
+            def fn(item, state, r0=r0, r1=r1, buf=buf):
+                a, e = item
+                src.block(a, e, r0, r1, a - r0, buf[a:e])
+
+            _parallel_map([(a, min(r1, a + _SUB_ROWS)) for a in range(0, r1, _SUB_ROWS)], fn, lambda: None)
+            bar.update(1)
+
+
+def _sub_blocks(rows, cols_of):
+    """(r0, r1, c0, c1) sub-blocks: rows in _SUB_ROWS steps, columns [0, cols_of(r1)) in _SUB_COLS steps."""
+    items = []
+    for r0 in range(0, rows, _SUB_ROWS):
+        r1 = min(rows, r0 + _SUB_ROWS)
+        end = cols_of(r1)
+        items.extend((r0, r1, c0, min(end, c0 + _SUB_COLS)) for c0 in range(0, end, _SUB_COLS))
+    return items
 
 
 def symmetric_apply(kernel, X, V, *, tile=DEFAULT_TILE, verbose=False, desc="float64 K @ V") -> np.ndarray:
-    """k(X, X) @ V in float64; every off-diagonal block computed once and used for both products."""
+    """k(X, X) @ V in float64; every off-diagonal block computed once and used for both products.
+
+    Fused: each worker computes a cache-sized block of inner products, turns it into kernel
+    entries and applies it to V (and its transpose to V) before moving on, so every float64 entry
+    is produced once and read while in cache. ``tile`` caps the sub-block's rows.
+    """
+    if int(tile) < 1:
+        raise InvalidInputError(f"tile must be a positive integer, got {tile!r}.")
+    return entries_symmetric_apply(kernel.entries(X, None, dtype=np.float64), V, verbose=verbose, desc=desc)
+
+
+def entries_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ V") -> np.ndarray:
+    """k(X, X) @ V for the float64 entries ``src`` of k(X, X) (reused across passes: see symmetric_apply)."""
     dtype = np.dtype(np.float64)
+    if src.dtype != dtype or not src.same:
+        raise InvalidInputError("entries_symmetric_apply needs the float64 entries of a symmetric k(X, X).")
     V = as_float_array(V, "V", ndim=(1, 2), dtype=dtype)
-    src = kernel.entries(X, None, dtype=dtype)
     n = src.shape[0]
     if V.shape[0] != n:
         raise ShapeMismatchError(f"V has {V.shape[0]} rows, the kernel has order {n}.")
-    lim = CALL_LIMITS[dtype]
-    tile = max(1, min(int(tile), lim.potrf_n))
-    out = np.zeros_like(V)
-    b = list(range(0, n, tile)) + [n]
-    buf = np.empty((tile, lim.gemm_cols), dtype=dtype)
-    for i in tqdm(range(len(b) - 1), desc=desc, unit="panel", disable=not verbose):
-        r0, r1 = b[i], b[i + 1]
-        for c0 in range(0, r1, lim.gemm_cols):
-            c1 = min(r1, c0 + lim.gemm_cols)
-            Kb = buf[: r1 - r0, : c1 - c0]
-            src.block(r0, r1, c0, c1, r0 - c0, Kb)
-            lo_end = min(c1, r0)  # columns [c0, lo_end) are strictly below the diagonal tile
+    items = _sub_blocks(n, lambda r1: r1)
+    V2 = V.reshape(n, -1)
+    VT = np.ascontiguousarray(V2.T)  # (k, n): the transposed products accumulate as rows of k x n
+
+    def fn(item, state):
+        out, outT = state
+        r0, r1, c0, c1 = item
+        lo_end = min(c1, r0)  # columns [c0, lo_end) are strictly below the diagonal
+        d0 = max(c0, r0)  # columns [d0, c1) belong to the diagonal block
+        # the transposed products of this block's chunks are summed here first, then added once to outT
+        # (short accumulation chains: see fused_summation_depth)
+        accT = np.zeros((VT.shape[0], max(0, lo_end - c0)))
+
+        def consume(a, b, Kc):  # Kc = K[r0 + a: r0 + b, c0:c1], in cache
+            ra, rb = r0 + a, r0 + b
             if lo_end > c0:
-                Kl = Kb[:, : lo_end - c0]
-                out[r0:r1] += Kl @ V[c0:lo_end]
-                out[c0:lo_end] += Kl.T @ V[r0:r1]
-            if c1 > r0:  # the diagonal tile part: columns [max(c0, r0), c1)
-                d0 = max(c0, r0)
-                out[r0:r1] += Kb[:, d0 - c0: c1 - c0] @ V[d0:c1]
-    return out
+                Kl = Kc[:, : lo_end - c0]
+                out[ra:rb] += Kl @ V2[c0:lo_end]
+                accT[...] += VT[:, ra:rb] @ Kl
+            if c1 > r0:
+                out[ra:rb] += Kc[:, d0 - c0: c1 - c0] @ V2[d0:c1]
+
+        src.block(r0, r1, c0, c1, r0 - c0, None, consume)
+        if lo_end > c0:
+            outT[:, c0:lo_end] += accT
+
+    with tqdm(total=len(items), desc=desc, unit="block", disable=not verbose, mininterval=1.0) as bar:
+        parts = _parallel_map(items, fn, lambda: (np.zeros_like(V2), np.zeros_like(VT)), bar=bar)
+    out = parts[0][0]
+    out += parts[0][1].T
+    for p, pT in parts[1:]:
+        out += p
+        out += pT.T
+    return out.reshape(V.shape)
 
 
 def apply(kernel, A, B, V, *, verbose=False, desc="K @ V") -> np.ndarray:
-    """k(A, B) @ V in float64, blockwise, without forming k(A, B)."""
+    """k(A, B) @ V in float64, in fused cache-sized blocks on all cores, without forming k(A, B)."""
+    return entries_apply(kernel.entries(A, B, dtype=np.float64), V, verbose=verbose, desc=desc)
+
+
+def entries_apply(src, V, *, verbose=False, desc="K @ V") -> np.ndarray:
+    """k(A, B) @ V for the float64 entries ``src`` of k(A, B)."""
     dtype = np.dtype(np.float64)
+    if src.dtype != dtype:
+        raise InvalidInputError("entries_apply needs float64 entries.")
     V = as_float_array(V, "V", ndim=(1, 2), dtype=dtype)
-    src = kernel.entries(A, B, dtype=dtype)
     na, nb = src.shape
     if V.shape[0] != nb:
         raise ShapeMismatchError(f"V has {V.shape[0]} rows, k(A, B) has {nb} columns.")
-    lim = CALL_LIMITS[dtype]
-    out = np.zeros((na,) + V.shape[1:], dtype=dtype)
-    rows = min(lim.gemm_rows, 2048)
-    buf = np.empty((rows, lim.gemm_cols), dtype=dtype)
-    for r0 in tqdm(range(0, na, rows), desc=desc, unit="block", disable=not verbose):
-        r1 = min(na, r0 + rows)
-        for c0 in range(0, nb, lim.gemm_cols):
-            c1 = min(nb, c0 + lim.gemm_cols)
-            Kb = buf[: r1 - r0, : c1 - c0]
-            src.block(r0, r1, c0, c1, None, Kb)
-            out[r0:r1] += Kb @ V[c0:c1]
+    items = _sub_blocks(na, lambda r1: nb)
+
+    def fn(item, out):
+        r0, r1, c0, c1 = item
+
+        def consume(a, b, Kc):
+            out[r0 + a: r0 + b] += Kc @ V[c0:c1]
+
+        src.block(r0, r1, c0, c1, None, None, consume)
+
+    with tqdm(total=len(items), desc=desc, unit="block", disable=not verbose, mininterval=1.0) as bar:
+        parts = _parallel_map(items, fn, lambda: np.zeros((na,) + V.shape[1:], dtype=dtype), bar=bar)
+    out = parts[0]
+    for p in parts[1:]:
+        out += p
     return out

@@ -146,10 +146,12 @@ class Gaussian(_Stationary):
 
     name = "gaussian"
 
-    def _from_sqdist(self, D, log2_scale: int = 0):
-        # D holds ||x - z||^2 / 4^log2_scale; the exponent is -D * 4^log2_scale / (2 s^2)
+    _sqdist_scale_folds = True
+
+    def _from_sqdist(self, D, log2_scale: int = 0, dscale: float = 1.0):
+        # D holds ||x - z||^2 / (4^log2_scale dscale); the exponent is -D * dscale * 4^log2_scale / (2 s^2)
         c = _scale_factor(2.0 * log2_scale * _LN2 - np.log(2.0) - 2.0 * np.log(self._s()))
-        _scale_with_limits(D, c)
+        _scale_with_limits(D, c * dscale if dscale != 1.0 else c)
         np.exp(D, out=D)
         return D
 
@@ -171,9 +173,13 @@ class Laplace(_Stationary):
 
     name = "laplace"
 
-    def _from_sqdist(self, D, log2_scale: int = 0):
+    _sqdist_scale_folds = True
+
+    def _from_sqdist(self, D, log2_scale: int = 0, dscale: float = 1.0):
+        # D holds ||x - z||^2 / (4^log2_scale dscale)
         np.sqrt(D, out=D)
-        _scale_with_limits(D, _scale_factor(log2_scale * _LN2 - np.log(self._s())))
+        c = _scale_factor(log2_scale * _LN2 - np.log(self._s()))
+        _scale_with_limits(D, c * float(np.sqrt(dscale)) if dscale != 1.0 else c)
         np.exp(D, out=D)
         return D
 

@@ -10,8 +10,28 @@ Two iterations are provided, both driven by float64 products with the float64 ke
 - ``"richardson"``: classical iterative refinement alpha <- alpha + P^-1 (Y - K alpha)
   (Wilkinson 1963; Higham, Accuracy and Stability, ch. 12).
 
-The stopping rule is always the *recomputed* float64 residual: a CG run that
-believes it has converged is verified by one more direct product Y - K alpha.
+The stopping rule is a float64 residual that cannot share the fault it checks: either a direct
+product Y - K alpha recomputed from the kernel's entries (independently of the factor), or -- when the
+caller supplies ``matvec_error`` -- a *proven* componentwise bound on the true residual of the
+returned alpha, carried through the iteration (:class:`_DriftBound`), which saves the separate
+verifying pass.
+
+The bound (a componentwise form of the residual-gap analysis of Greenbaum 1997, "Estimating the
+attainable accuracy of recursive residual methods", SIMAX 18(3), and van der Vorst & Ye 2000,
+"Residual replacement strategies", SISC 22(3), eq. 2.6): let K be the *exact* kernel matrix (entries
+in exact arithmetic, plus ridge), g the componentwise relative error of one computed product, so
+that |fl(K v) - K v| <= g K|v| for a kernel with non-negative entries, and u = 2^-53. The recursion
+updates alpha_{j+1} = fl(alpha_j + fl(p_j a_j)) and r_{j+1} = fl(r_j - fl(q_j a_j)), q_j = fl(K p_j),
+with the same a_j in both. The gap e_j = (Y - K alpha_j) - r_j then obeys
+
+    |e_{j+1}| <= |e_j| + |a_j| g K|p_j| + u |q_j a_j| + u |a_j| K|p_j| + u' K|alpha_{j+1}| + u' |r_{j+1}|,
+
+u' = u (1 + 2u), with K|alpha_{j+1}| <= (K|alpha_j| + (1 + u) |a_j| K|p_j|)(1 + u); and for the direct
+start r_0 = fl(Y - fl(K alpha_0)): |e_0| <= g K|alpha_0| + u' |r_0|. Each pass computes K|p_j| alongside
+K p_j (the same pass applied to [p_j, |p_j|]: K >= 0 means |K||p| = K|p|), and a computed K|v| is at
+least (1 - g) times the exact one. So ||Y - K alpha_k||_F <= || |r_k| + |e_k| ||_F, a bound on the
+*exact-arithmetic* residual of the returned alpha, which is what is reported as
+``relative_residual_bound``. The bookkeeping itself is rounded upward by a factor (1 + 8u) per step.
 """
 
 from __future__ import annotations
@@ -49,6 +69,16 @@ class RefinementResult:
     spectrum_estimate : (float, float) or None
         Extreme Ritz values of the preconditioned operator from the CG coefficients (Lanczos
         connection, Saad, Iterative Methods, §6.7.3): an estimate of its spectral interval.
+    relative_residual_bound : float or None
+        Proven upper bound on the exact-arithmetic relative residual of ``alpha`` (module
+        docstring); None when the operator gave no error bound.
+    certificate : {"direct", "bound"}
+        What certifies ``alpha``: a direct float64 product (``residual`` is Y - K alpha recomputed,
+        ``relative_residual`` its norm) or the proven bound (``residual`` is the recursive residual,
+        ``relative_residual`` equals ``relative_residual_bound``).
+    last_direct_residual : float
+        The relative residual of the last direct product (the starting point's when certified by
+        the bound).
     """
 
     alpha: np.ndarray
@@ -57,6 +87,53 @@ class RefinementResult:
     history: list = field(default_factory=list)
     n_matvecs: int = 0
     spectrum_estimate: tuple | None = None
+    relative_residual_bound: float | None = None
+    certificate: str = "direct"
+    last_direct_residual: float | None = None
+
+
+_U = float(np.finfo(np.float64).eps) / 2.0  # unit roundoff of float64
+_UP = 1.0 + 8.0 * _U  # upward rounding of the bound's own arithmetic
+
+
+class _DriftBound:
+    """Componentwise bound on the gap between the true and the recursive residual (module docstring).
+
+    Parameters
+    ----------
+    g : float
+        Componentwise relative error of one computed product against the exact kernel:
+        |fl(K v) - K v| <= g K|v| (K >= 0 entrywise).
+    """
+
+    def __init__(self, g: float):
+        if not (0.0 <= g < 0.5):
+            raise InvalidInputError(f"matvec_error must lie in [0, 0.5), got {g!r}")
+        self.g = float(g)
+        self.gap = None  # |e_j| bound, (n, k)
+        self.k_abs_alpha = None  # bound on K|alpha_j|, (n, k)
+
+    def exact_abs(self, computed_abs):
+        """Upper bound on K|v| from the computed K|v| (all terms non-negative: relative error <= g)."""
+        return computed_abs * (_UP / (1.0 - self.g))
+
+    def start(self, k_abs_alpha0, R0):
+        self.k_abs_alpha = self.exact_abs(k_abs_alpha0)
+        self.gap = (self.g * self.k_abs_alpha + _U * (1.0 + 2.0 * _U) * np.abs(R0)) * _UP
+
+    def step(self, a, Q, k_abs_p, R_new):
+        Kp = self.exact_abs(k_abs_p)
+        aa = np.abs(a)[None, :]
+        self.k_abs_alpha = (self.k_abs_alpha + (1.0 + _U) * aa * Kp) * ((1.0 + _U) * _UP)
+        u2 = _U * (1.0 + 2.0 * _U)
+        self.gap = (self.gap + (self.g + _U) * aa * Kp + _U * np.abs(Q) * aa + u2 * self.k_abs_alpha
+                    + u2 * np.abs(R_new)) * _UP
+
+    def relative(self, R, normY):
+        """|| |R| + gap ||_F / ||Y||_F, rounded upward (a bound, never an estimate)."""
+        n = R.size
+        tot = safe_norm(np.abs(R) + self.gap) * (1.0 + 2.0 * (n + 8) * _U)
+        return float(tot / normY) if normY > 0 else float(tot)
 
 
 def _rel(R, normY):
@@ -80,6 +157,8 @@ def refine(
     alpha0: np.ndarray | None = None,
     on_step: Callable[[dict], None] | None = None,
     verbose: bool = False,
+    matvec_error: float | None = None,
+    stop_on_bound: bool = False,
 ) -> RefinementResult:
     """Iterate to ||Y - A alpha||_F <= tol ||Y||_F with A applied by ``matvec`` in float64.
 
@@ -101,6 +180,14 @@ def refine(
         Called with each history entry.
     verbose : bool
         A progress bar over the float64 passes (the longest phase at 60k).
+    matvec_error : float, optional
+        g with |matvec(v) - A v| <= g A|v| componentwise for the exact operator A >= 0 (entrywise).
+        When given, every direct product is applied to [alpha, |alpha|] and the result carries the
+        proven bound ``relative_residual_bound`` on the exact-arithmetic residual.
+    stop_on_bound : bool
+        With ``matvec_error`` and CG: every pass is applied to [p, |p|], the gap bound of the module
+        docstring is carried, and CG stops, certified, as soon as the bound reaches ``tol`` (no
+        verifying pass); when it does not, the verifying pass is made as usual.
 
     Raises
     ------
@@ -131,17 +218,41 @@ def refine(
         if on_step is not None:
             on_step(h)
 
+    if method not in ("cg", "richardson"):
+        raise InvalidInputError(f"unknown refinement method {method!r}")
+    drift = _DriftBound(matvec_error) if matvec_error is not None else None
+    track = drift is not None and stop_on_bound and method == "cg"
+    k = Y.shape[1]
+
+    def with_abs(V):
+        both = matvec(np.concatenate([V, np.abs(V)], axis=1))
+        return both[:, :k], both[:, k:]
+
+    def direct_product(V):
+        """A V, and A|V| from the same pass when there is a bound to compute."""
+        return with_abs(V) if drift is not None else (matvec(V), None)
+
+    def cg_product(V):
+        return with_abs(V) if track else (matvec(V), None)
+
+    def direct_bound(KabsA, R):
+        if drift is None:
+            return None
+        drift.start(KabsA, R)
+        return drift.relative(R, normY)
+
     alpha = precond(Y) if alpha0 is None else np.ldexp(np.array(alpha0, dtype=np.float64), -k2)
-    KA = matvec(alpha)
+    KA, KabsA = direct_product(alpha)
     n_mv += 1
     R = Y - KA
     rel = _rel(R, normY)
+    last_direct = rel
     record("initial", rel)
+    bound = direct_bound(KabsA, R)
     best = rel
     stalls = 0
-    if method not in ("cg", "richardson"):
-        raise InvalidInputError(f"unknown refinement method {method!r}")
     ritz: list = []
+    certified_by = "direct"
 
     while not (rel <= tol):
         if n_mv > max_iter:
@@ -149,15 +260,22 @@ def refine(
             raise ConvergenceError(_fail_msg(history, tol, "reached max_iter"), history=history)
         if method == "richardson":
             alpha = alpha + precond(R)
-            KA = matvec(alpha)
+            KA, KabsA = direct_product(alpha)
             n_mv += 1
             R = Y - KA
-            rel = _rel(R, normY)
+            rel = last_direct = _rel(R, normY)
+            bound = direct_bound(KabsA, R)
             record("richardson", rel)
         else:
-            alpha, KA, R, rel, used = _pcg(matvec, precond, Y, alpha, R, normY, tol, max_iter - n_mv + 1, record,
-                                           ritz)
+            alpha, R, rel, used, certified_by, KabsA = _pcg(
+                cg_product, direct_product, precond, Y, alpha, R, normY, tol, max_iter - n_mv + 1, record, ritz,
+                drift if track else None)
             n_mv += used
+            if certified_by == "direct":
+                last_direct = rel
+                bound = direct_bound(KabsA, R)
+            else:
+                bound = rel
         if rel < 0.5 * best:
             best, stalls = rel, 0
         else:
@@ -168,8 +286,12 @@ def refine(
     bar.close()
     spec = (min(r[0] for r in ritz), max(r[1] for r in ritz)) if ritz else None
     alpha, R = np.ldexp(alpha, k2), np.ldexp(R, k2)
+    if certified_by == "bound":
+        log.info("certified by the proven residual bound %.3e (recursive residual %.3e; last direct product %.3e)",
+                 bound, _rel(R, np.ldexp(normY, k2)), last_direct)
     return RefinementResult(alpha=alpha, residual=R, relative_residual=rel, history=history, n_matvecs=n_mv,
-                            spectrum_estimate=spec)
+                            spectrum_estimate=spec, relative_residual_bound=bound, certificate=certified_by,
+                            last_direct_residual=last_direct)
 
 
 def _ritz_interval(alphas, betas):
@@ -190,8 +312,13 @@ def _ritz_interval(alphas, betas):
     return (lo, hi) if np.isfinite(lo) else None
 
 
-def _pcg(matvec, precond, Y, alpha, R, normY, tol, budget, record, ritz):
-    """One preconditioned CG run from (alpha, true residual R), ended by a verified residual."""
+def _pcg(product, direct_product, precond, Y, alpha, R, normY, tol, budget, record, ritz, drift):
+    """One preconditioned CG run from (alpha, true residual R).
+
+    With ``drift`` (a started :class:`_DriftBound`) it ends certified by the proven bound as soon
+    as that reaches ``tol``; otherwise by one direct verifying product. Returns (alpha, R, rel,
+    passes used, "bound" | "direct", K|alpha| from the verifying pass or None).
+    """
     Z = precond(R)
     P = Z.copy()
     rz = np.einsum("ij,ij->j", R, Z)
@@ -199,7 +326,7 @@ def _pcg(matvec, precond, Y, alpha, R, normY, tol, budget, record, ritz):
     Rrec = R.copy()
     alphas, betas = [], []
     while used < budget:
-        Q = matvec(P)
+        Q, KabsP = product(P)
         used += 1
         pq = np.einsum("ij,ij->j", P, Q)
         a = np.divide(rz, pq, out=np.zeros_like(rz), where=pq > 0)
@@ -208,6 +335,15 @@ def _pcg(matvec, precond, Y, alpha, R, normY, tol, budget, record, ritz):
         Rrec = Rrec - Q * a
         rel_rec = _rel(Rrec, normY)
         record("cg (recursive residual)", rel_rec)
+        if drift is not None:
+            drift.step(a, Q, KabsP, Rrec)
+            bound = drift.relative(Rrec, normY)
+            if not np.isfinite(bound):
+                raise NonFiniteResultError("the residual bound is not finite: the iterate overflowed.")
+            if bound <= tol:
+                record("certified (proven bound)", bound)
+                _ritz_append(ritz, alphas, betas)
+                return alpha, Rrec, bound, used, "bound", None
         if rel_rec <= 0.5 * tol or used >= budget:
             break
         Z = precond(Rrec)
@@ -216,21 +352,25 @@ def _pcg(matvec, precond, Y, alpha, R, normY, tol, budget, record, ritz):
         betas.append(beta)
         P = Z + P * beta
         rz = rz_new
-    if alphas:
-        iv = _ritz_interval(alphas, betas[: len(alphas) - 1])
-        if iv is not None:
-            ritz.append(iv)
+    _ritz_append(ritz, alphas, betas)
     # verify with a direct float64 product
-    KA = matvec(alpha)
+    KA, KabsA = direct_product(alpha)
     used += 1
     R = Y - KA
     rel = _rel(R, normY)
     record("verified", rel)
-    return alpha, KA, R, rel, used
+    return alpha, R, rel, used, "direct", KabsA
+
+
+def _ritz_append(ritz, alphas, betas):
+    if alphas:
+        iv = _ritz_interval(alphas, betas[: len(alphas) - 1])
+        if iv is not None:
+            ritz.append(iv)
 
 
 def _fail_msg(history, tol, why):
-    direct = [h["relative_residual"] for h in history if "recursive" not in h["kind"]]
+    direct = [h["relative_residual"] for h in history if "recursive" not in h["kind"] and "bound" not in h["kind"]]
     recursive = [h["relative_residual"] for h in history if "recursive" in h["kind"]]
     shown = direct if len(direct) <= 12 else direct[:6] + direct[-6:]
     steps = ", ".join(f"{r:.2e}" for r in shown) + (f" (of {len(direct)})" if len(direct) > 12 else "")

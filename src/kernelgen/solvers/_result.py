@@ -54,9 +54,19 @@ class KernelInterpolant:
     kernel : Kernel
         The kernel, with every data-dependent default resolved (e.g. the bandwidth chosen).
     relative_residual : float
-        The certificate: ||Y - (K + ridge I) alpha||_F / ||Y||_F, computed by a direct float64
-        product with a kernel whose entries are computed independently of the factor it
-        certifies (recomputed blockwise, or the caller's precomputed K).
+        The certificate of ||Y - (K + ridge I) alpha||_F / ||Y||_F, independent of the factor it
+        certifies. With ``residual_certificate == "direct"``: that residual computed by a direct
+        float64 product (the kernel recomputed blockwise, or the caller's precomputed K). With
+        ``"bound"``: a proven upper bound on it in exact arithmetic (equal to
+        ``relative_residual_bound``; see :mod:`kernelgen.solvers._refine`).
+    relative_residual_bound : float or None
+        The proven bound on the exact-arithmetic relative residual, where the float64 product has
+        one (on-the-fly Gaussian / Laplace, ``SolveOptions(certificate="auto")``); else None.
+    residual_certificate : {"direct", "bound"}
+        What certifies alpha (above).
+    last_direct_residual : float or None
+        The last relative residual computed by a direct product (the starting point's when the
+        bound certified the final alpha).
     alpha_K_alpha : ndarray of shape (n_targets,)
         alpha_j^T K alpha_j per target (squared RKHS norm of each interpolating function).
     rkhs_norm : float
@@ -105,6 +115,9 @@ class KernelInterpolant:
     condition_number: float | None = None
     history: tuple = ()
     n_matvecs: int = 0
+    relative_residual_bound: float | None = None
+    residual_certificate: str = "direct"
+    last_direct_residual: float | None = None
     timings: dict = field(default_factory=dict)
     plan: Any = None
     fitted: np.ndarray | None = field(default=None, repr=False)
@@ -232,6 +245,8 @@ class KernelInterpolant:
             "solver": self.solver, "backend": self.backend, "factor_dtype": self.factor_dtype,
             "residual_mode": self.residual_mode, "rank": self.rank, "rank_tol": self.rank_tol,
             "condition_number": self.condition_number, "history": list(self.history), "n_matvecs": self.n_matvecs,
+            "relative_residual_bound": self.relative_residual_bound,
+            "residual_certificate": self.residual_certificate, "last_direct_residual": self.last_direct_residual,
             "timings": self.timings, "options": self.options.to_dict(), "provenance": self.provenance,
             "factor": fac_meta,
         }
@@ -319,7 +334,9 @@ class KernelInterpolant:
             solver=meta["solver"], backend=meta["backend"], factor_dtype=meta["factor_dtype"],
             residual_mode=meta["residual_mode"], rank=meta["rank"], rank_tol=meta["rank_tol"],
             condition_number=meta["condition_number"], history=tuple(meta["history"]), n_matvecs=meta["n_matvecs"],
-            timings=dict(meta["timings"]), plan=None, fitted=arrays["fitted"],
+            relative_residual_bound=meta.get("relative_residual_bound"),
+            residual_certificate=meta.get("residual_certificate", "direct"),
+            last_direct_residual=meta.get("last_direct_residual"), timings=dict(meta["timings"]), plan=None, fitted=arrays["fitted"],
             options=SolveOptions(**meta["options"]), factor=factor, provenance=prov, X_train=X64,
             data_sha256=meta["data_sha256"])
         if factor is not None and X64 is not None:
@@ -355,7 +372,10 @@ def build_interpolant(out, Y2, squeeze, kern, X64, K, ridge, opts, backend, *, p
         alpha_K_alpha=aka, rkhs_norm=norm, ridge=ridge, solver=out["solver"], backend=backend,
         factor_dtype=out["factor_dtype"], residual_mode=out["residual_mode"], rank=out.get("rank"),
         rank_tol=out.get("rank_tol"), condition_number=out.get("condition_number"), history=tuple(res.history),
-        n_matvecs=res.n_matvecs, timings=out["timings"], plan=out.get("plan"),
+        n_matvecs=res.n_matvecs, relative_residual_bound=getattr(res, "relative_residual_bound", None),
+        residual_certificate=getattr(res, "certificate", "direct"),
+        last_direct_residual=getattr(res, "last_direct_residual", res.relative_residual),
+        timings=out["timings"], plan=out.get("plan"),
         fitted=KA[:, 0] if squeeze else KA, options=opts,
         factor=out.get("factor") if opts.keep_factor else None,
         provenance=prov if prov is not None else provenance(),
@@ -378,7 +398,8 @@ def _with_resolver(fit, system, factor, precond=None):
             check_interpolates(r, factor, opts if tol_new is None else replace(opts, tol=tol_new))
         else:
             r = refine(system.matvec, precond, Yn, tol=opts.tol if tol_new is None else tol_new,
-                       max_iter=opts.max_iter, method=opts.refinement)
+                       max_iter=opts.max_iter, method=opts.refinement,
+                       matvec_error=system.matvec_error(), stop_on_bound=opts.certificate == "bound")
         out = {"result": r, "solver": fit.solver, "factor_dtype": fit.factor_dtype, "residual_mode": fit.residual_mode,
                "rank": fit.rank, "rank_tol": fit.rank_tol, "condition_number": fit.condition_number,
                "timings": {"refine": time.perf_counter() - t0}, "plan": fit.plan, "factor": factor, "system": system,

@@ -18,6 +18,7 @@ import numpy as np
 from .._validation import as_float_array
 from ..errors import InterpolationWarning, InvalidInputError, ShapeMismatchError, SingularSystemError
 from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
+from ..kernels import entries_symmetric_apply, fused_summation_depth
 from ..numerics import safe_norm, unit_roundoff
 from ._planner import plan_kernel_solve
 from ._refine import RefinementResult, _rel
@@ -39,6 +40,7 @@ class KernelSystem:
     def __init__(self, kernel, X64, K, ridge, mode, tile, verbose, K64_panels=None):
         self.kernel, self.X64, self.K, self.ridge = kernel, X64, K, float(ridge)
         self.mode, self.tile, self.verbose, self.K64 = mode, tile, verbose, K64_panels
+        self._entries = None  # the float64 entries of k(X, X), built once and reused by every pass
 
     def matvec(self, V):
         V = np.asarray(V, dtype=np.float64)
@@ -49,8 +51,37 @@ class KernelSystem:
         elif self.mode == "device":
             out = self.K(V)
         else:
-            out = self.kernel.symmetric_apply(self.X64, V, tile=self.tile, verbose=self.verbose)
+            if self._entries is None:
+                self._entries = self.kernel.entries(self.X64, None, dtype=np.float64)
+            out = entries_symmetric_apply(self._entries, V, verbose=self.verbose)
         return out + self.ridge * V if self.ridge else out
+
+    def matvec_error(self):
+        """g with |matvec(v) - (K + ridge I) v| <= g (K + ridge I)|v| componentwise, K the exact kernel; or None.
+
+        Available for the float64 product (on-the-fly or from the stored float64 triangle, both filled
+        by the kernel's own entries) of a kernel with a proven entry bound eta
+        (:meth:`KernelEntries.entry_error_bound`): g = (1 + eta)(1 + gamma_D)(1 + u)^2 - 1 with D the
+        summation depth of the product (:func:`kernelgen.kernels.fused_summation_depth`, or n plus
+        the panel accumulations for the stored triangle) and one more rounding for the ridge. None
+        for precomputed and device products, whose float64 iteration is verified by a direct
+        product instead.
+        """
+        if self.mode not in ("on-the-fly", "stored") or self.ridge < 0:
+            return None
+        if self._entries is None:
+            self._entries = self.kernel.entries(self.X64, None, dtype=np.float64)
+        eta = self._entries.entry_error_bound()
+        if eta is None:
+            return None
+        u = unit_roundoff(np.float64)
+        n = self.X64.shape[0]
+        if self.mode == "on-the-fly":
+            depth = fused_summation_depth(n)
+        else:  # symmetric_matvec_panels: a panel's dot (<= n terms), its mirror accumulations, the sum
+            depth = n + 2 * (n // max(1, self.K64.tile) + 2) + 4
+        gamma = depth * u / (1.0 - depth * u)
+        return float((1.0 + eta) * (1.0 + gamma) * (1.0 + u) ** 2 - 1.0)
 
 def float64_refactor(fit, *, verbose=False):
     """A float64 tiled Cholesky factor of the fit's K + ridge I (planner-checked), for an exact log-det."""

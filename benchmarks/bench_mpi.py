@@ -11,8 +11,10 @@ system library resolves (``libblas.so.3``: OpenBLAS once ``libopenblas0-serial``
 once with Debian's reference BLAS forced by ``LD_PRELOAD`` (``--reference-blas``), one BLAS thread per
 process. Rate = (n^3 / 3) / seconds (all processes together).
 
-``mnist`` runs ``scripts/mnist_kernel.py --backend mpi`` under ``mpiexec -n P`` (one BLAS thread per
-process) and reads its JSON line (time per phase, peak RSS of every process, residual, test error).
+``mnist`` runs the README's MNIST problem (all 60,000 training images, Gaussian s = 5 on pixels / 255,
+exact interpolation, the 10,000 test images; as ``scripts/mnist_kernel.py --backend mpi``) under
+``mpiexec -n P`` (one BLAS thread per process) and records time per phase, the peak RSS of every
+process, the residual and the test error; ``--memory-budget-gb`` sets the per-process budget.
 
 ``model`` turns a measured per-node rate into the cost of n = 1e5, 3e5, 1e6 on P nodes (see
 :func:`cost_model`). Each mode prints a summary and ends with one JSON line (``--json-out``).
@@ -42,13 +44,16 @@ MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
 
 def build_parser():
     p = cli.make_parser(__doc__, script=__file__)
-    p.add_argument("mode", choices=["rate", "mnist", "model", "worker-rate"])
+    p.add_argument("mode", choices=["rate", "mnist", "model", "worker-rate", "worker-mnist"])
     p.add_argument("--procs", type=int, default=2, help="MPI processes")
     p.add_argument("--n", type=int, default=12000, help="order of the matrix for 'rate'")
     p.add_argument("--nb", type=int, default=256, help="ScaLAPACK block size")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--reference-blas", action="store_true", help="'rate': also run with the reference BLAS")
     p.add_argument("--n-train", type=int, default=60000, help="'mnist': training images")
+    p.add_argument("--memory-budget-gb", type=float, default=None,
+                   help="'mnist': per-process memory budget (SolveOptions.memory_budget) instead of the "
+                        "planner's 0.85 x MemAvailable / processes-per-node (stated in the JSON when used)")
     p.add_argument("--rate-json", default=None, help="'model': JSON written by 'rate'")
     p.add_argument("--efficiency", type=float, default=0.5,
                    help="'model': assumed parallel efficiency of p?potrf across nodes")
@@ -108,11 +113,44 @@ def _rate(args):
     return res
 
 
+def _worker_mnist(args):
+    """One process of the MNIST run: the script's problem (Gaussian s = 5, pixels / 255, one-hot targets)."""
+    from mpi4py import MPI
+
+    import kernelgen
+    from kernelgen.kernels import Gaussian
+    from kernelgen.solvers._mpi_backend import predict_mpi
+
+    comm = MPI.COMM_WORLD
+    t0 = time.perf_counter()
+    Xtr, ytr, Xte, yte = cli.load_mnist_scaled(n_train=args.n_train, n_test=None, seed=None, data_home=None,
+                                               verbose=False)
+    t_load = time.perf_counter() - t0
+    budget = None if args.memory_budget_gb is None else int(args.memory_budget_gb * 1e9)
+    fit = kernelgen.kernel_interpolate(Xtr, cli.one_hot(ytr, 10), kernel=Gaussian(bandwidth=5.0), backend="mpi",
+                                       options=kernelgen.SolveOptions(memory_budget=budget))
+    t0 = time.perf_counter()
+    P = predict_mpi(fit, Xte, comm=comm)
+    t_pred = time.perf_counter() - t0
+    rss = comm.allgather(cli.peak_rss_gb())
+    if comm.Get_rank() == 0:
+        plan = {k: v for k, v in fit.plan.items() if k in ("grid", "nb", "local_shape", "bytes", "budget", "parts")}
+        print(json.dumps({
+            "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0]), "kernel": repr(fit.kernel),
+            "test_error": float(np.mean(np.argmax(P, axis=1) != yte)),
+            "train_error": float(np.mean(np.argmax(fit.fitted, axis=1) != ytr)),
+            "relative_residual": fit.relative_residual, "factor_dtype": fit.factor_dtype,
+            "float64_kernel_passes": fit.n_matvecs,
+            "residual_history": [h["relative_residual"] for h in fit.history],
+            "timings": {"load": t_load, **fit.timings, "predict": t_pred},
+            "peak_rss_gb_per_process": rss, "mpi_processes": comm.Get_size(), "mpi_plan": plan,
+            "memory_budget_override_gb": args.memory_budget_gb}))
+
+
 def _mnist(args):
-    out_json = ROOT / "benchmarks" / "json" / f"mpi_mnist_{args.n_train // 1000}k_P{args.procs}.script.json"
-    cmd = [str(ROOT / "scripts" / "mnist_kernel.py"), "--backend", "mpi", "-q", "--json-out", str(out_json)]
-    if args.n_train != 60000:
-        cmd += ["--n-train", str(args.n_train)]
+    cmd = [__file__, "worker-mnist", "--n-train", str(args.n_train)]
+    if args.memory_budget_gb is not None:
+        cmd += ["--memory-budget-gb", str(args.memory_budget_gb)]
     run, wall = _mpiexec(args.procs, cmd, timeout=4 * 3600)
     res = {"machine": machine(), "procs": args.procs, "wall_seconds_mpiexec": wall, "run": run}
     print(f"MNIST n={run['n_train']} on {args.procs} processes (grid {run['mpi_plan']['grid']}, nb "
@@ -161,6 +199,8 @@ def _model(args):
 def _main(args):
     if args.mode == "worker-rate":
         return _worker_rate(args)
+    if args.mode == "worker-mnist":
+        return _worker_mnist(args)
     res = {"rate": _rate, "mnist": _mnist, "model": _model}[args.mode](args)
     return cli.emit(res, json_out=args.json_out)
 

@@ -28,7 +28,7 @@ HERE = Path(__file__).parent
 WORKER = HERE / "mpi" / "worker.py"
 sys.path.insert(0, str(HERE / "mpi"))
 from _indefinite import Indefinite, expected_index  # noqa: E402
-from worker import data  # noqa: E402  (the same seeded data as every process)
+from _data import data  # noqa: E402  (the same seeded data as every worker process)
 
 
 def _missing() -> str:
@@ -74,7 +74,7 @@ def kappa_1(X, kern):
     L = scipy.linalg.cholesky(K, lower=True)
     rcond, info = scipy.linalg.lapack.dpocon(L, np.abs(K).sum(axis=0).max(), uplo="L")
     assert info == 0 and rcond > 0
-    return 1.0 / rcond, K
+    return 1.0 / rcond, K, 2.0 * float(np.sum(np.log(np.diag(L))))
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -112,8 +112,8 @@ def test_numroc_matches_the_library():
 # ---------------------------------------------------------------------------------------------- solves
 CASES = [  # (P, grid, n, factor dtype)
     (1, "1x1", 2000, "float64"),
-    (2, "1x2", 3000, "float32"),
-    (2, "2x1", 3000, "float32"),
+    (2, "1x2", 2500, "float32"),
+    (2, "2x1", 2500, "float32"),
     (4, "2x2", 4000, "float32"),
 ]
 
@@ -126,7 +126,7 @@ def _check_against_single_process(tmp_path, P, grid, n, dtype, block="200"):
     X, Y, Xt = data(n)
     kern = Gaussian(bandwidth=2.0)
     ref = kernel_interpolate(X, Y, kernel=kern, options={"dtype": dtype})
-    kap, K = kappa_1(X, kern)
+    kap, K, logdet = kappa_1(X, kern)
     a_mpi = res["alpha"]
     # the contract: both certificates <= 1e-10, and an independent float64 product agrees
     assert res["relative_residual"] <= 1e-10 and ref.relative_residual <= 1e-10
@@ -142,6 +142,11 @@ def _check_against_single_process(tmp_path, P, grid, n, dtype, block="200"):
     # every process returned the same KernelInterpolant, bit for bit
     assert len(set(res["digests"])) == 1 and res["types"] == ["KernelInterpolant"] * P
     assert str(res["backend"]) == "mpi" and str(res["factor_dtype"]) == dtype
+    # the distributed factor's log-determinant (diagonal gathered over the grid) with its stated precision:
+    # float64: backward stable, ~n u log-scale error; float32: within its own error estimate
+    assert str(res["factor_backend"]) == "scalapack"
+    tol = 1e-9 * abs(logdet) + 1e-9 if dtype == "float64" else float(res["logdet_bound"])
+    assert abs(float(res["logdet"]) - logdet) <= tol, (float(res["logdet"]), logdet, tol)
     return secs
 
 
@@ -210,19 +215,21 @@ def test_resume_from_saved_factor(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- failures
 @needs_mpi
-@pytest.mark.parametrize("mode,runner,expect", [
-    ("die_factor", True, "signal 9"),
-    ("die_between", True, "exited with non-zero status"),
-    ("raise_between", False, "calling MPI_Abort"),
+@pytest.mark.parametrize("mode,runner,n,expect", [
+    ("die_factor", True, 4000, "signal 9"),  # n = 4000 in float64: p?potrf lasts well over the 0.2 s
+    ("die_between", True, 2000, "exited with non-zero status"),
+    ("raise_between", False, 2000, "calling MPI_Abort"),  # the library's own guard, without mpi4py's runner
 ])
-def test_a_failing_process_ends_the_whole_run(tmp_path, mode, runner, expect):
+def test_a_failing_process_ends_the_whole_run(tmp_path, mode, runner, n, expect):
     t0 = time.perf_counter()
-    r, _ = mpirun(2, [mode, tmp_path / "x.npz", 4000, "float64"], runner=runner, timeout=90)
+    r, _ = mpirun(2, [mode, tmp_path / "x.npz", n, "float64"], runner=runner, timeout=90)
     secs = time.perf_counter() - t0
     assert r.returncode != 0
     assert expect in (r.stdout + r.stderr), (r.stdout + r.stderr)[-3000:]
     assert secs < 60  # no hang (the subprocess timeout would have raised at 90 s)
     assert not (tmp_path / "x.npz").exists()
+    if mode == "die_factor":  # killed inside the factorization: no process finished it
+        assert "inside p?potrf" in r.stderr and "pdpotrf n=" not in r.stderr
 
 
 @needs_mpi

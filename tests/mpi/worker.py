@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _data import data  # noqa: E402
 from mpi4py import MPI  # noqa: E402
 
 import kernelgen.factors._scalapack as scl  # noqa: E402
@@ -39,26 +40,20 @@ rank = comm.Get_rank()
 logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] %(name)s: %(message)s")
 
 
-def data(n, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 10))
-    Y = rng.normal(size=(n, 2))
-    Xt = rng.normal(size=(300, 10))
-    return X, Y, Xt
-
-
 def main():
     mode, out = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
     dtype = sys.argv[4] if len(sys.argv) > 4 else "float32"
     X, Y, Xt = data(n)
     kern = Gaussian(bandwidth=2.0)
-    opts = {"dtype": dtype}
+    opts = {"dtype": dtype, "keep_factor": True}
     res = {}
     if mode == "die_factor" and rank == 1:
         real = scl._potrf
 
         def dying(*a, **k):
+            sys.stderr.write("worker rank 1: inside p?potrf, SIGKILL in 0.2 s\n")
+            sys.stderr.flush()
             threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
             return real(*a, **k)
 
@@ -108,6 +103,9 @@ def main():
         res.update(alpha=fit.alpha, relative_residual=fit.relative_residual, pred_mpi=P_mpi, pred_local=P_loc,
                    backend=fit.backend, factor_dtype=fit.factor_dtype, kernel_seconds=fit.timings.get("kernel"),
                    type=type(fit).__name__, n_matvecs=fit.n_matvecs)
+        ld = fit.factor.logdet()  # collective
+        res.update(logdet=ld.value, logdet_bound=-1.0 if ld.error_bound is None else ld.error_bound,
+                   factor_backend=fit.factor.backend)
         res["digests"] = comm.allgather(hashlib.sha256(fit.alpha.tobytes()).hexdigest())
         res["types"] = comm.allgather(type(fit).__name__)
     if rank == 0:

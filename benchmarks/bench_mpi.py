@@ -3,7 +3,7 @@
 
     python benchmarks/bench_mpi.py rate --n 12000 --procs 2            # p?potrf GFLOP/s (OpenBLAS vs reference)
     python benchmarks/bench_mpi.py mnist --procs 2                     # the full 60k MNIST solve on 2 processes
-    python benchmarks/bench_mpi.py model --rate-json benchmarks/json/mpi_potrf_rate.json
+    python benchmarks/bench_mpi.py model --rate-json benchmarks/json/mpi_mnist_60k_P2.json
 
 ``rate`` starts ``mpiexec -n P`` workers that fill a Gaussian kernel (d = 10, bandwidth 2, seed 0;
 positive definite) block-cyclically and time ScaLAPACK's Cholesky on it, once with the BLAS the
@@ -16,8 +16,8 @@ exact interpolation, the 10,000 test images; as ``scripts/mnist_kernel.py --back
 ``mpiexec -n P`` (one BLAS thread per process) and records time per phase, the peak RSS of every
 process, the residual and the test error; ``--memory-budget-gb`` sets the per-process budget.
 
-``model`` turns a measured per-node rate into the cost of n = 1e5, 3e5, 1e6 on P nodes (see
-:func:`cost_model`). Each mode prints a summary and ends with one JSON line (``--json-out``).
+``model`` turns the 60k run's measured per-node rates into the cost of n = 1e5, 3e5, 1e6 on P nodes
+(see :func:`cost_model`; the efficiency across nodes is an assumption, ``--efficiency``). Each mode prints a summary and ends with one JSON line (``--json-out``).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def build_parser():
     p.add_argument("--memory-budget-gb", type=float, default=None,
                    help="'mnist': per-process memory budget (SolveOptions.memory_budget) instead of the "
                         "planner's 0.85 x MemAvailable / processes-per-node (stated in the JSON when used)")
-    p.add_argument("--rate-json", default=None, help="'model': JSON written by 'rate'")
+    p.add_argument("--rate-json", default=None, help="'model': JSON written by 'mnist'")
     p.add_argument("--efficiency", type=float, default=0.5,
                    help="'model': assumed parallel efficiency of p?potrf across nodes")
     return p
@@ -160,40 +160,50 @@ def _mnist(args):
     return res
 
 
-def cost_model(node_gflops: float, efficiency: float, *, d: int = 784, k: int = 10,
-               sizes=(100_000, 300_000, 1_000_000), nodes=(4, 16, 64, 256)) -> list:
-    """Memory per node, factor time and bytes per float64 pass for n points on P nodes.
+def cost_model(node_gflops: float, pass_seconds_60k: float, efficiency: float, *, d: int = 784, k: int = 10,
+               procs_per_node: int = 2, sizes=(100_000, 300_000, 1_000_000), nodes=(4, 16, 64, 256, 1024)) -> list:
+    """Memory per node, factor time, float64 pass time and bytes communicated for n points on P nodes.
 
-    - memory per node: the float32 block-cyclic block ScaLAPACK stores (n^2 / P entries of 4 bytes,
-      both triangles) + X in float64/float32/float64 copies (20 n d bytes) -- the dominant terms;
+    Inputs are measured on one node of this machine (2 processes, one BLAS thread each):
+    ``node_gflops`` = (n^3 / 3) / (p?potrf seconds) of the 60k run and ``pass_seconds_60k`` = its float64
+    iteration time / passes (kernel tiles recomputed + K V + preconditioner solve). Then
+
+    - memory per node: 4 n^2 / P bytes (the float32 block-cyclic blocks ScaLAPACK stores, both
+      triangles) + per process 20 n d bytes (X and two entries copies) + 0.57 GB entry workspace;
     - factor: (n^3 / 3) / (P * node_gflops * efficiency);
-    - one float64 pass: n^2 d flop (symmetric tiles) recomputed, spread over P nodes at the node's
-      rate (same efficiency), and two Allreduces of n k float64 (K V and the preconditioner's
-      solution): a ring Allreduce sends 2 (P - 1) / P * 8 n k bytes per node for each.
+    - one float64 pass: pass_seconds_60k * (n / 60000)^2 / (P * efficiency) (n^2 d work per pass);
+    - bytes per float64 pass: two Allreduces of 8 n k bytes (K V and the preconditioner's solution),
+      a ring Allreduce sending 2 (P - 1) / P * 8 n k bytes per node each;
+    - ``int32_min_processes``: local blocks < 2^31 entries need n^2 / (processes) < 2^31.
     """
     rows = []
     for n in sizes:
         for p in nodes:
-            mem = 4.0 * n * n / p + 20.0 * n * d
+            mem = 4.0 * n * n / p + procs_per_node * (20.0 * n * d + 0.57e9)
             rows.append({"n": n, "nodes": p, "memory_per_node_gb": mem / 1e9,
                          "factor_hours": n**3 / 3 / (p * node_gflops * 1e9 * efficiency) / 3600,
-                         "float64_pass_seconds": n * n * d / (p * node_gflops * 1e9 * efficiency),
+                         "float64_pass_seconds": pass_seconds_60k * (n / 60000) ** 2 / (p * efficiency),
                          "bytes_sent_per_node_per_pass": 2 * 2 * (p - 1) / p * 8 * n * k,
-                         "int32_ok": 4.0 * n * n / p / 4 < 2**31})
+                         "int32_min_processes": int(np.ceil(n * n / (2**31 - 1)))})
     return rows
 
 
 def _model(args):
     with open(args.rate_json) as f:
-        rate = json.load(f)
-    best = max(r["gflops"] for r in rate["runs"])
-    rows = cost_model(best, args.efficiency)
-    print(f"per-node rate {best:.1f} GFLOP/s (measured: {rate['machine']}), assumed efficiency {args.efficiency}")
-    print(f"{'n':>9} {'P':>4} {'GB/node':>9} {'factor h':>9} {'pass s':>8} {'MB/pass':>8}")
+        run = json.load(f)["run"]
+    n0, t = run["n_train"], run["timings"]
+    node = n0**3 / 3 / t["factor"] / 1e9
+    pass_s = t["refine"] / run["float64_kernel_passes"]
+    rows = cost_model(node, pass_s, args.efficiency)
+    print(f"per-node p?potrf rate {node:.1f} GFLOP/s and {pass_s:.1f} s per float64 pass at n = {n0} (measured, "
+          f"{run['mpi_processes']} processes on one node); assumed efficiency across nodes {args.efficiency}")
+    print(f"{'n':>9} {'nodes':>5} {'GB/node':>9} {'factor h':>9} {'pass s':>8} {'MB/pass':>8} {'P>=(int32)':>10}")
     for r in rows:
-        print(f"{r['n']:>9} {r['nodes']:>4} {r['memory_per_node_gb']:>9.1f} {r['factor_hours']:>9.2f} "
-              f"{r['float64_pass_seconds']:>8.1f} {r['bytes_sent_per_node_per_pass'] / 1e6:>8.1f}")
-    return {"node_gflops": best, "efficiency": args.efficiency, "rows": rows}
+        print(f"{r['n']:>9} {r['nodes']:>5} {r['memory_per_node_gb']:>9.1f} {r['factor_hours']:>9.2f} "
+              f"{r['float64_pass_seconds']:>8.1f} {r['bytes_sent_per_node_per_pass'] / 1e6:>8.1f} "
+              f"{r['int32_min_processes']:>10}")
+    return {"node_gflops": node, "pass_seconds_60k": pass_s, "efficiency": args.efficiency, "from": args.rate_json,
+            "rows": rows}
 
 
 def _main(args):

@@ -107,8 +107,26 @@ def _main(args) -> dict:
         seeds = {"synthetic_data": smoke_seed}
         dataset = "synthetic"
     else:
-        Xtr, ytr, Xte, yte = cli.load_mnist_scaled(n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-                                                   data_home=args.data_home, verbose=verbose)
+        def load():
+            return cli.load_mnist_scaled(n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                                         data_home=args.data_home, verbose=verbose)
+
+        if comm is not None and comm.Get_size() > 1:  # rank 0 fills the cache (download) first, then the rest
+            got = None
+            if comm.Get_rank() == 0:
+                try:
+                    got = load()
+                except BaseException:
+                    comm.bcast(True)
+                    raise
+            failed = comm.bcast(False)
+            if failed:
+                from kernelgen.errors import DataUnavailableError
+
+                raise DataUnavailableError("rank 0 could not load MNIST (its error is printed above).")
+            Xtr, ytr, Xte, yte = got if got is not None else load()
+        else:
+            Xtr, ytr, Xte, yte = load()
         dataset = "mnist"
     Y = cli.one_hot(ytr, 10)
     t_load = time.perf_counter() - t0

@@ -9,6 +9,7 @@ ScaLAPACK are missing (``.ci/run`` installs them).
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -54,13 +55,24 @@ ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OM
        "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 
 
+def launch(cmd, *, env=None, timeout=120):
+    """Run mpiexec in its own session; on timeout kill the whole process group (no orphaned ranks), then fail."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env={**os.environ, **ENV, **(env or {})})
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        pytest.fail(f"{' '.join(cmd)} did not finish within {timeout} s (a hang)")
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err), time.perf_counter() - t0
+
+
 def mpirun(P, args, *, runner=True, env=None, timeout=120):
     cmd = ["mpiexec", "-n", str(P), "--oversubscribe", "--bind-to", "none", sys.executable]
     cmd += (["-m", "mpi4py"] if runner else []) + [str(WORKER), *map(str, args)]
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, **ENV, **(env or {})})
-    return r, time.perf_counter() - t0
+    return launch(cmd, env=env, timeout=timeout)
 
 
 def load(path):
@@ -226,7 +238,7 @@ def test_a_failing_process_ends_the_whole_run(tmp_path, mode, runner, n, expect)
     secs = time.perf_counter() - t0
     assert r.returncode != 0
     assert expect in (r.stdout + r.stderr), (r.stdout + r.stderr)[-3000:]
-    assert secs < 60  # no hang (the subprocess timeout would have raised at 90 s)
+    assert secs < 60  # no hang (launch() fails the test at 90 s)
     assert not (tmp_path / "x.npz").exists()
     if mode == "die_factor":  # killed inside the factorization: no process finished it
         assert "inside p?potrf" in r.stderr and "pdpotrf n=" not in r.stderr
@@ -236,7 +248,7 @@ def test_a_failing_process_ends_the_whole_run(tmp_path, mode, runner, n, expect)
 def test_mnist_script_under_mpiexec_prints_once(tmp_path):
     cmd = ["mpiexec", "-n", "2", "--oversubscribe", "--bind-to", "none", sys.executable,
            str(HERE.parent / "scripts" / "mnist_kernel.py"), "--smoke", "--backend", "mpi", "-q"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **ENV})
+    r, _ = launch(cmd)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 1 and r.stdout.count("test error") == 1  # rank 0 only

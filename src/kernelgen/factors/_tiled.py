@@ -30,7 +30,7 @@ from scipy.linalg import blas, lapack
 from tqdm.auto import tqdm
 
 from ..errors import NotPositiveDefiniteError
-from ..numerics import CALL_LIMITS
+from ..numerics import CALL_LIMITS, empty_hugepages
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,9 @@ class LowerPanels:
         self.tile = int(min(tile, limit))
         self.bounds = _bounds(self.n, self.tile)
         # panel i: C-order (b_{i+1}, rows_i) buffer, exposed transposed as Fortran (rows_i, b_{i+1})
+        # (on transparent huge pages: filling fresh panels otherwise costs a page fault per 4 KiB)
         self.panels = [
-            np.empty((self.bounds[i + 1], self.bounds[i + 1] - self.bounds[i]), dtype=self.dtype).T
+            empty_hugepages((self.bounds[i + 1], self.bounds[i + 1] - self.bounds[i]), self.dtype).T
             for i in range(self.n_tiles)
         ]
 

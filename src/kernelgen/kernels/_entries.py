@@ -274,8 +274,10 @@ class KernelEntries:
             # the row operand carries the factor -2 (exact: a power of two), so that the GEMM gives
             # -2 <a, b> directly; its partial sums are even integers below 2^25, exact in float32
             self.A, self.B = Ia * np.float32(-2.0), Ib
-            self.sqa = np.einsum("ij,ij->i", Ia.astype(np.float64), Ia.astype(np.float64))
-            self.sqb = self.sqa if same else np.einsum("ij,ij->i", Ib.astype(np.float64), Ib.astype(np.float64))
+            # squared norms in float32: integers whose partial sums stay below d * max|k|^2 < 2^24, so exact
+            # (no float64 copies of the data: their first touch costs more than the sums)
+            self.sqa = np.einsum("ij,ij->i", Ia, Ia).astype(np.float64)
+            self.sqb = self.sqa if same else np.einsum("ij,ij->i", Ib, Ib).astype(np.float64)
             self.inv_c2 = 1.0 / (c * c)
             log.debug("exact integer inner products (scale 1/%g) for the %s kernel", c, dtype.name)
         else:

@@ -207,3 +207,35 @@ def test_certificate_option_is_validated():
 
     with pytest.raises(InvalidInputError, match="certificate"):
         SolveOptions(certificate="maybe")
+
+
+# ----------------------------------------------------------------------------- what counts as integer data
+@pytest.mark.parametrize("offset", [0.0, 1e3, 1e6, 1e9])
+def test_rounded_k_over_255_far_from_the_origin_is_the_given_data(offset):
+    """X = fl(k / 255) + offset round-trips as k'/255, but is not k'/255: the kernel must be the given data's.
+
+    From a newcomer's review: at offset 1e9 the integer form computed the kernel of k'/255 (entries off by 4e-7
+    relative, residual certificate 1.6e-15 against a true 6.9e-8). The oracle takes distances of the float64 values
+    themselves in extended precision."""
+    X = _digits(200, d=32, seed=3) + offset
+    kern = Gaussian(bandwidth=2.0)
+    src = kern.entries(X, None, dtype=np.float64)
+    assert (src.int_form is not None) == (offset == 0.0)  # far from the origin: the float path, exact on X
+    Xl = X.astype(LD)
+    Xl -= Xl.mean(axis=0)  # exact shift in extended precision: the same distances as the given data
+    ref = _kernel_ld(kern, Xl.astype(LD), Xl.astype(LD))
+    got = kern.matrix(X).astype(LD)
+    eta = src.entry_error_bound()
+    assert eta is not None and np.max(np.abs(got - ref) / ref) <= eta
+
+
+def test_raw_8_bit_values_use_the_integer_form():
+    """Pixels 0..255 (uint8 or float) are integers over scale 1: exact squared distances, a proven entry bound."""
+    rng = np.random.default_rng(4)
+    U8 = rng.integers(0, 256, size=(150, 64)).astype(np.uint8)
+    for X in (U8, U8.astype(np.float64)):
+        for kern in (Gaussian(bandwidth=500.0), Laplace(bandwidth=1000.0)):
+            src = kern.entries(X, None, dtype=np.float64)
+            assert src.int_form is not None and src.int_form[2] == 1.0
+            ref = _kernel_ld(kern, np.asarray(X, dtype=np.float64), np.asarray(X, dtype=np.float64))
+            assert np.max(np.abs(kern.matrix(X).astype(LD) - ref) / ref) <= src.entry_error_bound()

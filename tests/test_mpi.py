@@ -191,6 +191,19 @@ def test_non_positive_definite_reports_the_global_pivot(tmp_path):
 
 
 @needs_mpi
+def test_processes_that_disagree_all_raise_instead_of_hanging(tmp_path):
+    """One process with a NaN, another ridge or another bandwidth: every process raises a named error (no hang)."""
+    out = tmp_path / "out.npz"
+    r, _ = mpirun(2, ["disagree", out, 300], timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = load(out)  # rank 0's view: its own input was fine in every case
+    assert str(res["nan"]).startswith("InvalidInputError") and "rank(s) [1]" in str(res["nan"])
+    assert "NonFiniteInputError" in str(res["nan"])
+    for key in ("ridge", "bandwidth"):
+        assert str(res[key]).startswith("InvalidInputError") and "ranks [1] differ from rank 0" in str(res[key])
+
+
+@needs_mpi
 def test_refusals_before_allocating(tmp_path):
     out = tmp_path / "out.npz"
     r, _ = mpirun(2, ["refuse", out, 2000])

@@ -283,3 +283,18 @@ def test_truncated_solve_instead_of_exact_fails_c6(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(_claims_theory.random_features, "double_descent_sweep", truncated)
     rc, claims = _run_only(tmp_path, "C6", capsys)
     assert rc == 1 and claims["C6"]["verdict"] == "fail"
+
+
+def test_unwritable_out_and_negative_seed_are_usage_errors_before_any_claim_runs(tmp_path, capsys):
+    """From a newcomer's review: a bad --out used to surface only after every claim had run (rc 1)."""
+    from kernelgen.verify import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for argv in (["--budget", "smoke", "--only", "C10", "--out", str(afile)],
+                 ["--budget", "smoke", "--only", "C10", "--out", str(afile / "sub")],
+                 ["--budget", "smoke", "--only", "C10", "--seed", "-1", "--out", str(tmp_path / "o")]):
+        with pytest.raises(SystemExit) as ei:
+            main(argv)
+        assert ei.value.code == 2
+        assert "C10" not in capsys.readouterr().out  # nothing ran

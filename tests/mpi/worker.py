@@ -11,6 +11,7 @@ writes OUT (.npz) for the test to compare against the single-process solve. Mode
 - ``die_between``: rank 1 exits (os._exit(3)) after the factor, before the float64 iteration.
 - ``raise_between``: rank 1 raises RuntimeError in its first preconditioner solve.
 - ``resume``: solve with ``KERNELGEN_MPI_CHECKPOINT`` set (the test runs it twice).
+- ``disagree``: rank 1 alone has a NaN in X / another ridge / another bandwidth; every rank must raise.
 """
 
 import hashlib
@@ -81,6 +82,19 @@ def main():
             res["error"] = "none"
         except KernelgenError as exc:
             res["error"], res["index"], res["message"] = type(exc).__name__, getattr(exc, "index", -1), str(exc)
+    elif mode == "disagree":
+        bad_x = X.copy()
+        if rank == 1:
+            bad_x[0, 0] = np.nan
+        cases = (("nan", (bad_x, Y), kern, 0.0),
+                 ("ridge", (X, Y), kern, 1e-3 if rank == 1 else 0.0),
+                 ("bandwidth", (X, Y), Gaussian(bandwidth=2.0 + (1e-6 if rank == 1 else 0.0)), 1e-2))
+        for key, args, k, ridge in cases:
+            try:
+                kernel_interpolate(*args, kernel=k, ridge=ridge, backend="mpi", options=opts)
+                res[key] = "none"
+            except KernelgenError as exc:
+                res[key] = f"{type(exc).__name__}: {exc}"
     elif mode == "refuse":
         big = np.random.default_rng(0).normal(size=(50000, 1))
         for key, args, o in (("int32", (big, big[:, 0]), {"dtype": "float32"}),

@@ -177,21 +177,27 @@ def exact_integer_form(X: np.ndarray, *, center: float | None = None, scales=(25
     for c in scales:
         lo, hi, ok = np.inf, -np.inf, True
         for sl in chunks:
-            K = np.rint(X[sl] * c)
-            if not np.array_equal(K / c, X[sl]):
+            Xs = np.asarray(X[sl], dtype=np.float64)  # judged in float64: float32 data are not fl64(k / c)
+            K = np.rint(Xs * c)
+            if not np.array_equal(K / c, Xs):
                 ok = False
                 break
             lo, hi = min(lo, float(K.min())), max(hi, float(K.max()))
         if not ok:
             continue
-        if center is None:
-            center = float(np.rint((hi + lo) / 2.0))
-        m = max(abs(hi - center), abs(lo - center))
+        # X == fl(k / c), not k / c: for c not a power of two the integers describe the data only to within
+        # u |X| per coordinate, which is faithful (no worse than centring's own rounding) only near the origin;
+        # far from it (e.g. pixels / 255 + 1e6) the float path, exact on the given values, is used instead
+        if c != 2.0 ** np.frexp(c)[1] / 2 and max(abs(lo), abs(hi)) > 4.0 * max(hi - lo, 1.0):
+            continue
+        cen = float(np.rint((hi + lo) / 2.0)) if center is None else center
+        m = max(abs(hi - cen), abs(lo - cen))
         if X.shape[1] * m * m >= _FLOAT32_EXACT_INT:
-            return None
+            continue  # too wide for this scale: a smaller one (c = 1 for raw 0..255 values) may fit
+        center = cen
         Kc = np.empty(X.shape, dtype=np.float32)
         for sl in chunks:
-            K = np.rint(X[sl] * c)
+            K = np.rint(np.asarray(X[sl], dtype=np.float64) * c)
             K -= center
             Kc[sl] = K  # integers of magnitude <= m < 2^12: exact in float32
         return Kc, float(c), center
@@ -269,8 +275,12 @@ class KernelEntries:
                 m = float(np.abs(fa[0]).max()) * float(np.abs(fb[0]).max())
                 if A.shape[1] * m < _FLOAT32_EXACT_INT:
                     self.int_form = (fa[0], fb[0], fa[1])
+        self._rep_abs = 0.0  # per-coordinate |X - k/c| of the integer form (0 when c is a power of two)
         if self.int_form is not None:
             Ia, Ib, c = self.int_form
+            if c != 2.0 ** np.frexp(c)[1] / 2:
+                xmax = max(float(np.max(np.abs(A))), 0.0 if same else float(np.max(np.abs(B))))
+                self._rep_abs = _U64 * xmax
             # the row operand carries the factor -2 (exact: a power of two), so that the GEMM gives
             # -2 <a, b> directly; its partial sums are even integers below 2^25, exact in float32
             self.A, self.B = Ia * np.float32(-2.0), Ib
@@ -343,7 +353,12 @@ class KernelEntries:
             inv = self.inv_c2
             d_max = (ra + rb) ** 2 * inv * (1.0 + 4.0 * u)
             eps_t = eps_c + (4.0 * u if gauss else 6.0 * u + eps_math)  # 1/c^2, c * dscale, the product (+ sqrt)
-            e_abs = 0.0
+            # the data are fl(k / c): each coordinate within rep = u max|X| of k / c, so the distance of the given
+            # data is within 2 rep sqrt(d) of the integer form's, and D within 2 sqrt(D_max) 2 rep sqrt(d) + (...)^2
+            dd = 2.0 * self._rep_abs * np.sqrt(self.n_features)
+            e_abs = (2.0 * np.sqrt(d_max) * dd + dd * dd) if gauss else 0.0
+            if not gauss and dd:
+                return self._laplace_rep_bound(c, eps_t, d_max, dd, eps_math)
         elif gauss:
             d = self.n_features
             gam = (d + 3) * u / (1.0 - (d + 3) * u)
@@ -355,6 +370,14 @@ class KernelEntries:
             return None
         t_max = c * (d_max if gauss else np.sqrt(d_max))
         dt = eps_t * t_max + c * e_abs
+        if not np.isfinite(dt) or dt > 1e-3:
+            return None
+        return float(np.expm1(dt) * (1.0 + eps_math) + eps_math)
+
+    @staticmethod
+    def _laplace_rep_bound(c, eps_t, d_max, dd, eps_math):
+        """Laplace, integer form with a representation error: |sqrt(D') - sqrt(D)| <= dd (triangle inequality)."""
+        dt = eps_t * c * np.sqrt(d_max) + c * dd
         if not np.isfinite(dt) or dt > 1e-3:
             return None
         return float(np.expm1(dt) * (1.0 + eps_math) + eps_math)

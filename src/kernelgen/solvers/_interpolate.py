@@ -31,7 +31,7 @@ from ..kernels import Precomputed, as_kernel
 from ..numerics import check_symmetric
 from ..options import SolveOptions
 from ._jax_backend import solve_jax
-from ._mpi_backend import solve_mpi
+from ._mpi_backend import mpi_agree, solve_mpi
 from ._planner import plan_kernel_solve
 from ._refine import refine
 from ._result import KernelInterpolant, build_interpolant
@@ -126,31 +126,14 @@ def kernel_interpolate(
     (True, 'cholesky', 0.0)
     """
     t_start = time.perf_counter()
-    opts = SolveOptions.coerce(options)
-    if solver not in SOLVERS:
-        raise InvalidInputError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if backend not in BACKENDS:
         raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.floating, np.integer)):
-        raise InvalidInputError(f"ridge must be a finite number >= 0, got {ridge!r}")
-    ridge = float(ridge)
-    if not np.isfinite(ridge) or ridge < 0:
-        raise InvalidInputError(f"ridge must be a finite number >= 0, got {ridge}")
-    kern = as_kernel(kernel)
-    precomputed = isinstance(kern, Precomputed)
-    if precomputed:
-        K = as_float_array(X, "K", ndim=(2,))
-        if K.shape[0] != K.shape[1]:
-            raise ShapeMismatchError(f"a precomputed kernel must be square, got shape {K.shape}.")
-        check_symmetric(K, rtol=opts.symmetry_rtol(K.dtype))
-        n, d, A, X64 = K.shape[0], 0, K, None
-    else:
-        X64 = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
-        n, d = X64.shape
-        kern = kern.resolve(X64)
-        A = X64
-        opts = _check_kernel_scale(kern, X64, opts)
-    Y2, squeeze = prepare_targets(Y, n)
+
+    def validate():
+        return _validate_inputs(X, Y, kernel=kernel, ridge=ridge, solver=solver, options=options)
+
+    # under mpiexec every process validates its own copy, and they agree: one refusing alone would hang the others
+    opts, kern, precomputed, A, X64, n, d, ridge, Y2, squeeze = mpi_agree(validate) if backend == "mpi" else validate()
     if solver == "auto":
         solver = "cholesky"
         log.info("solver='auto' chose 'cholesky' (raises NotPositiveDefiniteError if K is not positive definite)")
@@ -174,6 +157,34 @@ def kernel_interpolate(
     log.info("kernel_interpolate: n=%d solver=%s backend=%s factor=%s residual %.3e in %.1f s",
              n, fit.solver, fit.backend, fit.factor_dtype, fit.relative_residual, fit.timings["total"])
     return fit
+
+
+def _validate_inputs(X, Y, *, kernel, ridge, solver, options):
+    """The checks of kernel_interpolate's arguments (module-private; raise named errors, allocate nothing big)."""
+    opts = SolveOptions.coerce(options)
+    if solver not in SOLVERS:
+        raise InvalidInputError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.floating, np.integer)):
+        raise InvalidInputError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    ridge = float(ridge)
+    if not np.isfinite(ridge) or ridge < 0:
+        raise InvalidInputError(f"ridge must be a finite number >= 0, got {ridge}")
+    kern = as_kernel(kernel)
+    precomputed = isinstance(kern, Precomputed)
+    if precomputed:
+        K = as_float_array(X, "K", ndim=(2,))
+        if K.shape[0] != K.shape[1]:
+            raise ShapeMismatchError(f"a precomputed kernel must be square, got shape {K.shape}.")
+        check_symmetric(K, rtol=opts.symmetry_rtol(K.dtype))
+        n, d, A, X64 = K.shape[0], 0, K, None
+    else:
+        X64 = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
+        n, d = X64.shape
+        kern = kern.resolve(X64)
+        A = X64
+        opts = _check_kernel_scale(kern, X64, opts)
+    Y2, squeeze = prepare_targets(Y, n)
+    return opts, kern, precomputed, A, X64, n, d, ridge, Y2, squeeze
 
 
 def _check_kernel_scale(kern, X64, opts):

@@ -43,7 +43,9 @@ Higham. Accuracy and Stability of Numerical Algorithms (2nd ed.), ch. 12 (iterat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -76,7 +78,8 @@ from ._refine import refine
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DistributedKernelSystem", "mpi_plan", "mpi_settings", "predict_mpi", "solve_mpi"]
+__all__ = [
+    "DistributedKernelSystem", "mpi_agree", "mpi_plan", "mpi_settings", "predict_mpi", "solve_mpi"]
 
 DEFAULT_BLOCK = 256
 _GRIDS: dict = {}
@@ -157,6 +160,37 @@ def _hash(*arrays) -> str:
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(memoryview(a).cast("B"))
     return h.hexdigest()
+
+
+def mpi_agree(validate):
+    """Run ``validate()`` on every process and agree on the outcome (collective).
+
+    Input checks can fail on some processes only (NaN in one process's copy of X, a different
+    shape): the processes that passed would then wait forever in the solve's first collective.
+    Here each process reports whether its ``validate()`` raised a kernelgen error; if any did, every
+    process raises -- the failing ones their own error, the others an :class:`InvalidInputError`
+    naming the failing ranks and the first message. Returns ``validate()``'s value.
+    """
+    comm = _world()
+    err, value = None, None
+    try:
+        value = validate()
+    except KernelgenError as exc:
+        err = exc
+    outcomes = comm.allgather(None if err is None else f"{type(err).__name__}: {err}")
+    bad = [r for r, o in enumerate(outcomes) if o is not None]
+    if err is not None:
+        raise err
+    if bad:
+        raise InvalidInputError(f"backend='mpi': the input was refused on rank(s) {bad} (first: {outcomes[bad[0]]}); "
+                                "every process must pass the same, valid X, Y, kernel, ridge and options.")
+    return value
+
+
+def _spec(kernel, ridge, solver, opts) -> str:
+    """What must agree across processes besides X and Y: kernel, ridge, solver, options."""
+    return json.dumps({"kernel": kernel.to_dict(), "ridge": float(ridge), "solver": solver,
+                       "options": dataclasses.asdict(opts)}, sort_keys=True, default=str)
 
 
 @contextlib.contextmanager
@@ -326,6 +360,14 @@ def solve_mpi(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
         if len(set(hashes)) != 1:
             raise InvalidInputError("backend='mpi' needs the same X and Y on every process; ranks "
                                     f"{[r for r, h in enumerate(hashes) if h != hashes[0]]} differ from rank 0.")
+        specs = comm.allgather(_spec(kernel, ridge, solver, opts))
+        if len(set(specs)) != 1:
+            mine, first = json.loads(specs[rank]), json.loads(specs[0])
+            what = sorted(key for key in first if first[key] != mine.get(key)) or ["(see the other ranks)"]
+            raise InvalidInputError(
+                "backend='mpi' needs the same kernel, ridge, solver and options on every process; ranks "
+                f"{[r for r, sp in enumerate(specs) if sp != specs[0]]} differ from rank 0"
+                + (f" in {', '.join(what)}" if specs[rank] != specs[0] else "") + ".")
         if opts.dtype is not None:
             fdt = np.dtype(opts.dtype)
         else:

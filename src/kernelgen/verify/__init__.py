@@ -189,6 +189,17 @@ def main(argv=None) -> int:
         except KeyError as exc:
             parser.error(str(exc.args[0]))
         command = "python -m kernelgen.verify " + shlex.join(argv) if argv else "python -m kernelgen.verify"
+        if args.seed is not None and args.seed < 0:
+            parser.error(f"--seed must be a non-negative integer, got {args.seed}")
+        if not args.dry_run:
+            # the output directory is made (or refused) before any claim runs: a full budget is an hour of work
+            try:
+                Path(args.out).mkdir(parents=True, exist_ok=True)
+                probe = Path(args.out) / ".kernelgen-verify-write-test"
+                probe.write_text("")
+                probe.unlink()
+            except OSError as exc:
+                parser.error(f"--out {args.out}: cannot write there ({type(exc).__name__}: {exc})")
         if args.dry_run:
             rows, total = _dry_run(claims, args.budget)
             cli.emit({"budget": args.budget, "dry_run": True, "claims": rows, "estimated_seconds": total},

@@ -70,7 +70,6 @@ from ..factors._scalapack import (
     check_int32_local,
     default_grid,
     load_scalapack,
-    local_indices,
     numroc,
 )
 from ..numerics import CALL_LIMITS, available_memory

@@ -157,8 +157,8 @@ def _main(args) -> dict:
         "test_error": test_error,
         "train_error": train_error,
         "relative_residual": fit.relative_residual,
-        "relative_residual_bound": getattr(fit, "relative_residual_bound", None),
-        "residual_certificate": getattr(fit, "residual_certificate", "direct"),
+        "relative_residual_bound": fit.relative_residual_bound,
+        "residual_certificate": fit.residual_certificate,
         "rkhs_norm": fit.rkhs_norm,
         "ridge": fit.ridge,
         "solver": fit.solver,
@@ -182,7 +182,7 @@ def _main(args) -> dict:
     print(f"  test error  {100 * test_error:.2f}%   train error {100 * train_error:.2f}%")
     print(f"  relative residual {fit.relative_residual:.2e} (float64; factor {fit.factor_dtype}, "
           f"{fit.n_matvecs} float64 kernel passes, residual {fit.residual_mode})")
-    if getattr(fit, "relative_residual_bound", None) is not None:
+    if fit.relative_residual_bound is not None:
         print(f"  proven bound on the exact-arithmetic residual {fit.relative_residual_bound:.2e} "
               f"(certificate: {fit.residual_certificate})")
     print(f"  RKHS norm {fit.rkhs_norm:.1f}   ridge {fit.ridge}   solver {fit.solver}/{fit.backend}")

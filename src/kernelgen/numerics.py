@@ -94,7 +94,7 @@ def empty_hugepages(shape, dtype) -> np.ndarray:
     advice is refused. The memory is returned to the system when the array is freed.
     """
     dtype = np.dtype(dtype)
-    shape = tuple(int(s) for s in np.atleast_1d(shape)) if not isinstance(shape, int) else (int(shape),)
+    shape = tuple(int(s) for s in np.atleast_1d(shape))
     count = int(np.prod(shape, dtype=np.int64))
     nbytes = count * dtype.itemsize
     if nbytes < HUGEPAGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):

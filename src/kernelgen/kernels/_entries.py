@@ -188,7 +188,7 @@ def exact_integer_form(X: np.ndarray, *, center: float | None = None, scales=(25
         # X == fl(k / c), not k / c: for c not a power of two the integers describe the data only to within
         # u |X| per coordinate, which is faithful (no worse than centring's own rounding) only near the origin;
         # far from it (e.g. pixels / 255 + 1e6) the float path, exact on the given values, is used instead
-        if c != 2.0 ** np.frexp(c)[1] / 2 and max(abs(lo), abs(hi)) > 4.0 * max(hi - lo, 1.0):
+        if not _is_power_of_two(c) and max(abs(lo), abs(hi)) > 4.0 * max(hi - lo, 1.0):
             continue
         cen = float(np.rint((hi + lo) / 2.0)) if center is None else center
         m = max(abs(hi - cen), abs(lo - cen))
@@ -202,6 +202,11 @@ def exact_integer_form(X: np.ndarray, *, center: float | None = None, scales=(25
             Kc[sl] = K  # integers of magnitude <= m < 2^12: exact in float32
         return Kc, float(c), center
     return None
+
+
+def _is_power_of_two(c: float) -> bool:
+    """True when k / c is exact for every integer k (c = 2^e): fl(k / c) is then the data itself."""
+    return c == 2.0 ** (np.frexp(c)[1] - 1)
 
 
 def _safe_mean(A: np.ndarray) -> np.ndarray:
@@ -278,7 +283,7 @@ class KernelEntries:
         self._rep_abs = 0.0  # per-coordinate |X - k/c| of the integer form (0 when c is a power of two)
         if self.int_form is not None:
             Ia, Ib, c = self.int_form
-            if c != 2.0 ** np.frexp(c)[1] / 2:
+            if not _is_power_of_two(c):
                 xmax = max(float(np.max(np.abs(A))), 0.0 if same else float(np.max(np.abs(B))))
                 self._rep_abs = _U64 * xmax
             # the row operand carries the factor -2 (exact: a power of two), so that the GEMM gives
@@ -311,7 +316,7 @@ class KernelEntries:
                 self.B = self.A if same else np.asarray(B, dtype=dtype)
             self.sqa = np.einsum("ij,ij->i", self.A, self.A)
             self.sqb = self.sqa if same else np.einsum("ij,ij->i", self.B, self.B)
-        self._bufs: dict = {}
+        self._tls = threading.local()
 
     def entry_error_bound(self):
         """eta with |computed k(a, b) - k(a, b)| <= eta * k(a, b) for every entry, or None.
@@ -384,11 +389,11 @@ class KernelEntries:
 
     def _scratch(self, key, rows, cols, dtype):
         """A (rows, cols) work buffer of this object for the calling thread (reused across blocks)."""
-        k = (threading.get_ident(), key)
-        buf = self._bufs.get(k)
+        bufs = self._tls.__dict__  # per thread: freed with the worker thread that used it
+        buf = bufs.get(key)
         if buf is None or buf.shape[0] < rows or buf.shape[1] < cols or buf.dtype != dtype:
             buf = np.empty((rows, cols), dtype=dtype)
-            self._bufs[k] = buf
+            bufs[key] = buf
         return buf[:rows, :cols]
 
     def block(self, r0: int, r1: int, c0: int, c1: int, diag_offset, out, consume=None):
@@ -491,7 +496,7 @@ class CompositeEntries:
             self.parts = [kernel.kernel.entries(A, Bx, dtype=dtype)]
         else:
             self.parts = [k.entries(A, Bx, dtype=dtype) for k in kernel.kernels]
-        self._bufs: dict = {}
+        self._tls = threading.local()
 
     _scratch = KernelEntries._scratch
 

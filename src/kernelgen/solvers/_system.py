@@ -119,7 +119,7 @@ def pinv_refine(factor: EighFactor, system: KernelSystem, Y2, tol, max_steps: in
         history.append({"step": len(history), "kind": "pinv refinement", "relative_residual": rel,
                         "seconds": time.perf_counter() - t0})
     return RefinementResult(alpha=alpha, residual=R, relative_residual=rel, history=history,
-                            n_matvecs=len(history))
+                            n_matvecs=len(history), last_direct_residual=rel)
 
 
 def check_interpolates(res, factor, opts):

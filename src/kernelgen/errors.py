@@ -6,6 +6,8 @@ closest built-in exception so that generic ``except ValueError`` code keeps work
 
 from __future__ import annotations
 
+import pickle
+
 __all__ = [
     "KernelgenError",
     "InvalidInputError",
@@ -21,6 +23,12 @@ __all__ = [
     "UnstableStepSizeError",
     "NonFiniteResultError",
     "FormatVersionError",
+    "CorruptFileError",
+    "DataMismatchError",
+    "KernelIdentityError",
+    "UnsupportedOptionError",
+    "SettingsMismatchError",
+    "NotPicklableError",
     "InterpolationWarning",
 ]
 
@@ -113,7 +121,50 @@ class NonFiniteResultError(KernelgenError, ArithmeticError):
 
 
 class FormatVersionError(DataIntegrityError):
-    """A saved file has another format or version than this kernelgen reads, or belongs to other data."""
+    """A saved file has another format or another format version than this kernelgen reads.
+
+    The message names both versions (the file's and the one this kernelgen reads) and what to do.
+    """
+
+
+class CorruptFileError(DataIntegrityError):
+    """A saved file is truncated, unreadable, not a kernelgen file, or was modified after it was written."""
+
+
+class DataMismatchError(KernelgenError, ValueError):
+    """Data passed to a saved or fitted object are not the data it was fitted on (sha256, shape or preparation).
+
+    The message says which data were expected (shape, preparation, rows used) and how to supply them.
+    """
+
+
+class KernelIdentityError(KernelgenError, TypeError):
+    """A kernel class is not the one a name or a saved file denotes.
+
+    Raised when a second class claims a registered kernel name (at class definition), or when a saved
+    file records a kernel class (``module:qualname``) other than the one the name resolves to now.
+    """
+
+
+class UnsupportedOptionError(InvalidInputError):
+    """An option, or a combination of options, that the chosen backend, solver or kernel cannot honour.
+
+    Raised before any n x n work; the message names the option, the backend or kernel, and the reason.
+    """
+
+
+class SettingsMismatchError(KernelgenError, RuntimeError):
+    """Processes of one MPI run disagree on a setting (an environment variable, an option).
+
+    Raised on every process, naming the setting and the ranks that differ.
+    """
+
+
+class NotPicklableError(KernelgenError, pickle.PicklingError):
+    """An object that cannot be pickled faithfully (a factor distributed over MPI processes or kept on disk).
+
+    The message says what to save instead (e.g. ``fit.save(path)`` without the factor).
+    """
 
 
 class InterpolationWarning(UserWarning):

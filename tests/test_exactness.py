@@ -563,7 +563,7 @@ def test_conflicting_duplicates_at_tiny_scale_still_refused():
 
 def test_saved_file_tampering_and_corruption_are_named(tmp_path):
     from kernelgen import load_interpolant
-    from kernelgen.errors import FormatVersionError
+    from kernelgen.errors import CorruptFileError
 
     rng = np.random.default_rng(0)
     X, Y = rng.standard_normal((30, 3)), rng.standard_normal(30)
@@ -580,7 +580,7 @@ def test_saved_file_tampering_and_corruption_are_named(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip file" * 8)
     np.save(tmp_path / "single.npy", np.zeros(3))
     for name in ("t.npz", "trunc.npz", "empty.npz", "junk.npz", "single.npy"):
-        with pytest.raises(FormatVersionError):
+        with pytest.raises(CorruptFileError):  # corrupt/modified/foreign: not a version question
             load_interpolant(tmp_path / name, X)
 
 

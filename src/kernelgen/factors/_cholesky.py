@@ -58,7 +58,8 @@ class CholeskyFactor(_CholeskyLogDet):
     """A tiled Cholesky factor L L^T = A on SciPy/LAPACK, every call bounded (see ``_tiled``).
 
     Build with :meth:`factor` (copies the lower triangle of a dense matrix) or
-    :meth:`from_panels` (factors tiled storage in place).
+    :meth:`from_panels` (factors tiled storage in place). Picklable (the panels are pickled as
+    arrays; pickling a factor of order n copies its n^2/2 entries).
 
     Attributes
     ----------
@@ -166,6 +167,18 @@ class JaxCholeskyFactor(_CholeskyLogDet):
         self.rank_tol = None
         self.seconds = float(seconds)
         self.spectrum_estimate = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["L"] = np.asarray(self.L)  # pickled as a host array, put back on the default device on load
+        return state
+
+    def __setstate__(self, state):
+        import jax.numpy as jnp
+
+        self.__dict__.update(state)
+        with enable_x64():
+            self.L = jnp.asarray(state["L"])
 
     @classmethod
     def factor(cls, A) -> "JaxCholeskyFactor":

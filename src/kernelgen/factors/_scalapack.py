@@ -39,7 +39,13 @@ import time
 
 import numpy as np
 
-from ..errors import DataIntegrityError, InvalidInputError, NotPositiveDefiniteError, ShapeMismatchError
+from ..errors import (
+    DataIntegrityError,
+    InvalidInputError,
+    NotPicklableError,
+    NotPositiveDefiniteError,
+    ShapeMismatchError,
+)
 from ._cholesky import _CholeskyLogDet
 
 log = logging.getLogger(__name__)
@@ -220,6 +226,10 @@ class BlacsGrid:
     def shape(self):
         return (self.nprow, self.npcol)
 
+    def __reduce__(self):
+        raise NotPicklableError("a BLACS process grid belongs to the MPI job that created it and cannot be pickled; "
+                                "create one with BlacsGrid(nprow, npcol) in each process.")
+
     def local_shape(self, m: int, n: int, mb: int, nb: int) -> tuple:
         return numroc(m, mb, self.myrow, 0, self.nprow), numroc(n, nb, self.mycol, 0, self.npcol)
 
@@ -254,6 +264,7 @@ class ScalapackCholesky(_CholeskyLogDet):
     """A distributed Cholesky factor L L^T = A (lower, ScaLAPACK p?potrf) on a BLACS grid.
 
     Every method but :meth:`describe` and :meth:`save` is collective over the grid's processes.
+    Not picklable (:class:`~kernelgen.errors.NotPicklableError`): save it with :meth:`save`.
 
     Parameters
     ----------
@@ -319,6 +330,13 @@ class ScalapackCholesky(_CholeskyLogDet):
         log.info("rank %d: p%spotrf n=%d nb=%d grid %dx%d in %.1f s", grid.comm.Get_rank(),
                  "d" if self.dtype == np.float64 else "s", n, nb, grid.nprow, grid.npcol, self.seconds)
         return self
+
+    def __reduce__(self):
+        raise NotPicklableError(
+            "a ScaLAPACK factor is distributed over the MPI processes (each holds one block-cyclic part) and "
+            "cannot be pickled: save the blocks with factor.save(directory) on every process (reloaded by "
+            "ScalapackCholesky.load, or KERNELGEN_MPI_CHECKPOINT), and the fit with fit.save(path) (without "
+            "the factor).")
 
     # -- the Factor protocol (collective)
     def solve(self, B) -> np.ndarray:
@@ -395,8 +413,13 @@ class ScalapackCholesky(_CholeskyLogDet):
                 "dtype": self.dtype.name, "fingerprint": self.fingerprint, "seconds": self.seconds}
         path = self.path_for(directory, g.comm.Get_rank(), g.comm.Get_size())
         tmp = path + ".tmp.npz"
-        np.savez(tmp, local=self.local, meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
+        try:
+            np.savez(tmp, local=self.local, meta=np.array(json.dumps(meta)))
+            os.replace(tmp, path)
+        except BaseException:  # nothing half-written is left
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         log.info("rank %d: factor block %s saved to %s", g.comm.Get_rank(), self.local.shape, path)
         return path
 

@@ -159,9 +159,9 @@ def tiled_cholesky(P: LowerPanels, *, verbose: bool = False, desc: str = "choles
                     raise NotPositiveDefiniteError(
                         f"Cholesky factorisation failed at pivot {idx} of {P.n} ({P.dtype} arithmetic): "
                         "the matrix is not positive definite to working precision. Remedies: use "
-                        "solver='min_norm' for the minimum-norm interpolant of a singular kernel, "
-                        "dtype='float64' if the float32 factor failed, a larger bandwidth, "
-                        "or an explicit ridge (reported, never added silently).",
+                        "solver='min_norm' for the minimum-norm interpolant of a singular matrix, "
+                        "dtype='float64' if the float32 factor failed, "
+                        "or an explicit ridge=... (reported, never added silently).",
                         index=idx,
                     )
                 raise RuntimeError(f"potrf argument error info={info}")  # pragma: no cover

@@ -1,26 +1,45 @@
-"""The fitted kernel interpolant: immutable, certified, saveable (private; see kernelgen.solvers).
+"""The fitted kernel interpolant: immutable, certified, saveable, picklable (private; see kernelgen.solvers).
 
 :func:`build_interpolant` packages a backend's raw outcome into a :class:`KernelInterpolant` (the
 RKHS norm from the verified product, and ``solve`` for new targets when the factor is kept);
-:meth:`KernelInterpolant.load` gives a loaded factor the same ``solve`` (:func:`attach_resolver`).
+:meth:`KernelInterpolant.load` and unpickling give a kept factor the same ``solve``
+(:func:`attach_resolver`).
+
+The fit owns what it certifies: ``alpha``, ``fitted`` and the training data ``X_train`` are
+read-only arrays that nobody else can write (``X_train`` is copied once unless the caller's
+array is already read-only float64 throughout). The file format (version :data:`FORMAT_VERSION`)
+is written from the dataclass fields themselves: each field says in its metadata how it is
+stored (``store``: "array", "kernel", "options", "tuple", "json", or None for the transient ones:
+the factor, the data, the memory plan and the resolver, which ``save`` writes only on request).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import mmap
 import os
-import tempfile
-import zipfile
+import secrets
 import time
-from dataclasses import dataclass, field, replace
+import zipfile
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 import numpy as np
 
 from .._validation import as_float_array
 from .._version import __version__
-from ..errors import FormatVersionError, InvalidInputError, NonFiniteResultError, ShapeMismatchError
+from ..errors import (
+    CorruptFileError,
+    DataMismatchError,
+    FormatVersionError,
+    InvalidInputError,
+    KernelgenError,
+    NonFiniteResultError,
+    NotPicklableError,
+    ShapeMismatchError,
+)
 from ..factors import CholeskyFactor
 from ..kernels import Kernel, Precomputed
 from ..options import SolveOptions
@@ -30,8 +49,10 @@ from ._system import KernelSystem, check_interpolates, float64_refactor, pinv_re
 
 __all__ = ["KernelInterpolant", "FORMAT_VERSION", "attach_resolver", "build_interpolant", "data_fingerprint"]
 
-#: Version of the file format written by :meth:`KernelInterpolant.save`.
-FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+#: Version of the file format written by :meth:`KernelInterpolant.save` (2: data, preparation, rows, notes).
+FORMAT_VERSION = 2
 _FORMAT_NAME = "kernelgen.KernelInterpolant"
 
 
@@ -43,9 +64,39 @@ def data_fingerprint(X) -> str:
     return h.hexdigest()
 
 
+def _owned_readonly(X) -> np.ndarray:
+    """X as a float64 array nobody can write: X itself when it and every array it views are read-only
+    float64 (memory of bytes or a mapped file underneath), else a read-only C-contiguous copy."""
+    if isinstance(X, np.ndarray) and X.dtype == np.float64 and not X.flags.writeable:
+        b = X.base
+        while isinstance(b, np.ndarray) and not b.flags.writeable:
+            b = b.base
+        if b is None or isinstance(b, (bytes, mmap.mmap)):
+            return X
+    A = np.array(X, dtype=np.float64, order="C", copy=True)
+    A.setflags(write=False)
+    return A
+
+
+def _stored(how):
+    """Field metadata: how :meth:`KernelInterpolant.save` stores the field (None: not stored)."""
+    return {"store": how}
+
+
 @dataclass(frozen=True)
 class KernelInterpolant:
     """The exact kernel interpolant returned by :func:`kernelgen.kernel_interpolate` (immutable).
+
+    Every array on it is read-only and owned by it: the training inputs are copied once at the
+    fit (a float64 copy of n * d * 8 bytes: 376 MB for MNIST's 60,000 x 784), unless they are
+    already a read-only float64 array (e.g. ``X.setflags(write=False)`` on an array that owns its
+    memory, or ``np.load(..., mmap_mode="r")``), which is kept without a copy. Changing the
+    caller's X after the fit therefore changes neither predictions nor certificate.
+
+    Fitted objects pickle (``pickle``, ``joblib``, ``cross_validate(..., n_jobs=2)``) and unpickle
+    to bit-identical predictions; a kept factor is pickled with them and ``solve`` is rebuilt on
+    load. A fit from ``backend="mpi"`` (collective, its factor distributed over the processes)
+    raises :class:`~kernelgen.errors.NotPicklableError`: save it with :meth:`save`.
 
     Attributes
     ----------
@@ -91,6 +142,7 @@ class KernelInterpolant:
     timings : dict
         Seconds per phase.
     plan : MemoryPlan or None
+        Not saved.
     fitted : ndarray of shape (n,) or (n, n_targets)
         K alpha on the training points from the final float64 product.
     options : SolveOptions
@@ -98,12 +150,27 @@ class KernelInterpolant:
         Kept when ``options.keep_factor`` (or loaded with the file).
     provenance : dict
         Package versions, BLAS and threads, CPU, git commit, date (:func:`kernelgen.provenance`).
+    X_train : ndarray of shape (n, d), float64, read-only, or None
+        The training inputs (None for a precomputed kernel, or a file loaded without its data).
+    data_sha256 : str
+        :func:`data_fingerprint` of the training inputs (of K for a precomputed kernel).
+    data_shape : tuple of int or None
+        Shape of the training inputs (of K for a precomputed kernel).
+    notes : tuple of str
+        Decisions taken during the solve that changed what ran (e.g. ``solver="auto"`` falling back
+        to ``min_norm``); empty when nothing was decided for the caller.
+    preparation : dict, str or None
+        How the training inputs were prepared (e.g. ``{"dataset": "mnist", "transform":
+        "pixels/255", "dtype": "float64"}``), as given to :meth:`save` (or to
+        :meth:`with_data_info`); None when unknown.
+    rows : ndarray of shape (n,), int64, or None
+        Indices of the rows of the prepared data set that were used for training, in order.
     """
 
-    alpha: np.ndarray
-    kernel: Kernel
+    alpha: np.ndarray = field(metadata=_stored("array"))
+    kernel: Kernel = field(metadata=_stored("kernel"))
     relative_residual: float
-    alpha_K_alpha: np.ndarray
+    alpha_K_alpha: np.ndarray = field(metadata=_stored("array"))
     rkhs_norm: float
     ridge: float
     solver: str
@@ -113,20 +180,24 @@ class KernelInterpolant:
     rank: int | None = None
     rank_tol: float | None = None
     condition_number: float | None = None
-    history: tuple = ()
+    history: tuple = field(default=(), metadata=_stored("tuple"))
     n_matvecs: int = 0
     relative_residual_bound: float | None = None
     residual_certificate: str = "direct"
     last_direct_residual: float | None = None
     timings: dict = field(default_factory=dict)
-    plan: Any = None
-    fitted: np.ndarray | None = field(default=None, repr=False)
-    options: SolveOptions = field(default_factory=SolveOptions, repr=False)
-    factor: Any = field(default=None, repr=False)
+    plan: Any = field(default=None, metadata=_stored(None))
+    fitted: np.ndarray | None = field(default=None, repr=False, metadata=_stored("array"))
+    options: SolveOptions = field(default_factory=SolveOptions, repr=False, metadata=_stored("options"))
+    factor: Any = field(default=None, repr=False, metadata=_stored(None))
     provenance: dict = field(default_factory=dict, repr=False)
-    X_train: np.ndarray | None = field(default=None, repr=False, compare=False)
+    X_train: np.ndarray | None = field(default=None, repr=False, compare=False, metadata=_stored(None))
     data_sha256: str | None = field(default=None, repr=False)
-    _resolve: Callable | None = field(default=None, repr=False, compare=False)
+    data_shape: tuple | None = field(default=None, repr=False, metadata=_stored("tuple"))
+    notes: tuple = field(default=(), metadata=_stored("tuple"))
+    preparation: Any = field(default=None, repr=False)
+    rows: np.ndarray | None = field(default=None, repr=False, compare=False, metadata=_stored("array"))
+    _resolve: Callable | None = field(default=None, repr=False, compare=False, metadata=_stored(None))
 
     def __post_init__(self):
         for name in ("alpha", "fitted", "alpha_K_alpha"):
@@ -135,6 +206,18 @@ class KernelInterpolant:
                 a = np.asarray(a)
                 a.setflags(write=False)
                 object.__setattr__(self, name, a)
+        if self.X_train is not None:
+            object.__setattr__(self, "X_train", _owned_readonly(self.X_train))
+            if self.data_shape is None:
+                object.__setattr__(self, "data_shape", tuple(self.X_train.shape))
+        if self.data_shape is not None:
+            object.__setattr__(self, "data_shape", tuple(int(v) for v in self.data_shape))
+        object.__setattr__(self, "notes", tuple(str(v) for v in self.notes))
+        object.__setattr__(self, "history", tuple(self.history))
+        if self.rows is not None:
+            object.__setattr__(self, "rows", _check_rows(self.rows, self.n_train))
+        if self.preparation is not None:
+            _check_preparation(self.preparation)
         if not np.all(np.isfinite(self.alpha)):
             raise NonFiniteResultError("the coefficients alpha are not finite; nothing is returned.")
 
@@ -146,6 +229,63 @@ class KernelInterpolant:
     def jitter(self) -> float:
         """Always 0.0: kernelgen never adds jitter (``ridge`` is what was asked)."""
         return 0.0
+
+    @property
+    def data_info(self) -> dict:
+        """What identifies the training data: ``{"sha256", "shape", "preparation", "rows", "included"}``.
+
+        ``included``: whether the training inputs are attached to this fit (so it predicts alone).
+        """
+        return {"sha256": self.data_sha256, "shape": self.data_shape, "preparation": self.preparation,
+                "rows": self.rows, "included": self.X_train is not None}
+
+    def with_data_info(self, *, preparation=None, rows=None) -> "KernelInterpolant":
+        """This fit recording how its training data were prepared and which rows were used.
+
+        Parameters
+        ----------
+        preparation : dict or str, optional
+            A short JSON-serialisable description (e.g. ``{"dataset": "mnist", "transform":
+            "pixels/255", "dtype": "float64"}``).
+        rows : array of int of shape (n,), optional
+            Indices of the training rows in the prepared data set, in the order used.
+
+        Returns
+        -------
+        KernelInterpolant
+            A new fit (same arrays, same factor and ``solve``); this one is unchanged.
+
+        Raises
+        ------
+        InvalidInputError
+            ``preparation`` not JSON-serialisable; ``rows`` not n non-negative integers.
+        """
+        prep = self.preparation if preparation is None else _check_preparation(preparation)
+        rws = self.rows if rows is None else _check_rows(rows, self.n_train)
+        new = replace(self, preparation=prep, rows=rws)
+        object.__setattr__(new, "_resolve", self._resolve)
+        return new
+
+    # ---------------------------------------------------------------- pickling
+    def __getstate__(self):
+        if self.backend == "mpi":
+            raise NotPicklableError(
+                "a fit from backend='mpi' cannot be pickled: it is collective (its solve and a kept factor are "
+                "distributed over the MPI processes). Save it with fit.save(path) (without the factor; "
+                "include_data=True to make the file self-contained) and load it with load_interpolant(path); the "
+                "factor blocks are saved per process by factor.save(directory) / KERNELGEN_MPI_CHECKPOINT.")
+        state = dict(self.__dict__)
+        state["_resolve"] = None  # a closure over the solve's operator: rebuilt on load (attach_resolver)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for name in ("alpha", "fitted", "alpha_K_alpha", "X_train", "rows"):
+            a = self.__dict__.get(name)
+            if isinstance(a, np.ndarray):
+                a.setflags(write=False)  # a fresh array from the pickle: owned, made read-only again
+        if self.factor is not None and self.X_train is not None:
+            attach_resolver(self)
 
     # ---------------------------------------------------------------- prediction
     def predict(self, X_new, *, verbose: bool = False) -> np.ndarray:
@@ -165,6 +305,8 @@ class KernelInterpolant:
         Raises
         ------
         ShapeMismatchError, NonFiniteInputError, NonFiniteResultError
+        InvalidInputError
+            No training inputs attached (a file saved without them and loaded without X_train).
         """
         A = np.asarray(self.alpha).reshape(self.n_train, -1)
         if isinstance(self.kernel, Precomputed):
@@ -174,7 +316,11 @@ class KernelInterpolant:
             P = Kn @ A
         else:
             if self.X_train is None:
-                raise InvalidInputError("this interpolant has no training data attached; load it with X_train.")
+                raise InvalidInputError(
+                    f"this interpolant has no training inputs attached (the file holds their sha256 only): load it "
+                    f"with load_interpolant(path, X_train) passing the same {self.data_shape} data"
+                    + (f" (prepared as {self.preparation!r})" if self.preparation is not None else "")
+                    + ", or save a self-contained file with fit.save(path, include_data=True).")
             Xn = as_float_array(X_new, "X_new", ndim=(2,), dtype=np.float64)
             if Xn.shape[1] != self.X_train.shape[1]:
                 raise ShapeMismatchError(f"X_new has {Xn.shape[1]} features, training data had {self.X_train.shape[1]}.")
@@ -191,10 +337,22 @@ class KernelInterpolant:
         """Interpolate new targets with the same factor (needs ``options.keep_factor=True``).
 
         Returns a new KernelInterpolant (float64 iteration to ``tol``, default ``options.tol``).
+
+        Raises
+        ------
+        InvalidInputError
+            No factor kept; or a loaded / unpickled fit without its training inputs (or, for a
+            precomputed kernel, without K), which the float64 iteration needs.
         """
         if self._resolve is None:
-            raise InvalidInputError("this interpolant did not keep its factor; refit with "
-                                    "options=SolveOptions(keep_factor=True).")
+            if self.factor is None:
+                raise InvalidInputError("this interpolant did not keep its factor; refit with "
+                                        "options=SolveOptions(keep_factor=True).")
+            what = ("K (a precomputed kernel is not stored): refit with kernel_interpolate(K, Y_new, "
+                    "kernel='precomputed')" if isinstance(self.kernel, Precomputed) else
+                    "its training inputs: load it with load_interpolant(path, X_train), or save it with "
+                    "include_data=True")
+            raise InvalidInputError(f"this interpolant has its factor but not {what}.")
         return self._resolve(Y_new, tol)
 
     def logdet(self, *, float64: bool = False, verbose: bool = False):
@@ -213,135 +371,230 @@ class KernelInterpolant:
         return float64_refactor(self, verbose=verbose).logdet()
 
     # ---------------------------------------------------------------- persistence
-    def save(self, path, *, include_factor: bool = False) -> None:
-        """Write the interpolant to ``path`` (NumPy ``.npz``; format below), atomically.
+    def save(self, path, *, include_factor: bool = False, include_data: bool = False, preparation=None,
+             rows=None) -> None:
+        """Write the interpolant to ``path`` (NumPy ``.npz`` without pickles, format version 2), atomically.
 
-        Stored: format name and version, kernelgen version, the kernel (``Kernel.to_dict``), the
-        sha256 of the training data (:func:`data_fingerprint`; the data themselves are not stored),
-        alpha, fitted values and the certificate (residual, history, rank, what ran, options,
-        provenance); with ``include_factor`` the Cholesky factor (n^2/2 entries of its dtype).
-        The file is written to a temporary name and renamed: nothing half-written is left.
+        Stored: format name and version, kernelgen version, every field of the dataclass that has
+        a ``store`` in its metadata (the kernel as ``Kernel.to_dict``, alpha, fitted values, the
+        certificate and history, what ran, options, notes, provenance), the sha256 and shape of
+        the training data, ``preparation`` and ``rows``, and a sha256 of the whole content.
+
+        Parameters
+        ----------
+        path : str or path-like
+        include_factor : bool
+            Store the SciPy Cholesky factor (n^2/2 entries of its dtype) so the loaded fit can
+            ``solve`` without refactoring.
+        include_data : bool
+            Store the training inputs X_train (n * d float64: 376 MB at 60,000 x 784) so that
+            ``load_interpolant(path)`` predicts alone. Default: only their sha256 (then pass the same
+            X_train to :meth:`load`). A precomputed kernel's K is never stored (predicting needs
+            only K(X_new, X_train)).
+        preparation : dict or str, optional
+            How the training inputs were prepared (JSON-serialisable, e.g. ``{"dataset": "mnist",
+            "transform": "pixels/255", "dtype": "float64"}``); default: the fit's ``preparation``.
+        rows : array of int of shape (n,), optional
+            Indices of the training rows in the prepared data set; default: the fit's ``rows``.
 
         Raises
         ------
         InvalidInputError
-            ``include_factor`` without a kept factor, or a factor kind that cannot be stored.
+            ``include_factor`` without a kept SciPy Cholesky factor; ``include_data`` without
+            training inputs attached; ``preparation`` not JSON-serialisable; ``rows`` not n
+            non-negative integers. Raised before anything is written.
+
+        Notes
+        -----
+        The file is written under a temporary name in the same directory and renamed: nothing
+        half-written is left. It is created like any ``open(path, "w")`` (mode 0666 less the umask).
         """
-        arrays = {"alpha": np.asarray(self.alpha), "fitted": np.asarray(self.fitted),
-                  "alpha_K_alpha": np.asarray(self.alpha_K_alpha)}
+        fit = self.with_data_info(preparation=preparation, rows=rows)
+        if include_factor and (self.factor is None or not hasattr(self.factor, "to_arrays")):
+            raise InvalidInputError("include_factor=True needs a kept SciPy Cholesky factor "
+                                    "(options=SolveOptions(keep_factor=True), backend='scipy', solver='cholesky').")
+        if include_data and self.X_train is None and not isinstance(self.kernel, Precomputed):
+            raise InvalidInputError("include_data=True but this interpolant has no training inputs attached; "
+                                    "load it with load_interpolant(path, X_train) first.")
+        arrays, values = {}, {}
+        for f in fields(fit):
+            how, v = f.metadata.get("store", "json"), getattr(fit, f.name)
+            if how == "array":
+                if v is not None:
+                    arrays[f.name] = np.asarray(v)
+            elif how is not None:
+                values[f.name] = _ENCODE[how](v)
         fac_meta = None
         if include_factor:
-            if self.factor is None or not hasattr(self.factor, "to_arrays"):
-                raise InvalidInputError("include_factor=True needs a kept SciPy Cholesky factor "
-                                        "(options=SolveOptions(keep_factor=True), backend='scipy', solver='cholesky').")
             arrays.update(self.factor.to_arrays())
             fac_meta = {"kind": self.factor.kind, "n": self.factor.shape[0], "tile": self.factor.panels.tile,
                         "dtype": self.factor.dtype.name}
-        meta = {
-            "format": _FORMAT_NAME, "version": FORMAT_VERSION, "kernelgen_version": __version__,
-            "kernel": self.kernel.to_dict(), "data_sha256": self.data_sha256,
-            "n_features": None if self.X_train is None else int(self.X_train.shape[1]),
-            "relative_residual": self.relative_residual, "rkhs_norm": self.rkhs_norm, "ridge": self.ridge,
-            "solver": self.solver, "backend": self.backend, "factor_dtype": self.factor_dtype,
-            "residual_mode": self.residual_mode, "rank": self.rank, "rank_tol": self.rank_tol,
-            "condition_number": self.condition_number, "history": list(self.history), "n_matvecs": self.n_matvecs,
-            "relative_residual_bound": self.relative_residual_bound,
-            "residual_certificate": self.residual_certificate, "last_direct_residual": self.last_direct_residual,
-            "timings": self.timings, "options": self.options.to_dict(), "provenance": self.provenance,
-            "factor": fac_meta,
-        }
-        meta_json = json.dumps(meta, default=_json_default)
-        meta["content_sha256"] = _content_hash(arrays, json.loads(meta_json))
-        arrays["__meta__"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
-        path = os.fspath(path)
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".kernelgen-", suffix=".npz.tmp", dir=d)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        if include_data and self.X_train is not None:
+            arrays["X_train"] = np.asarray(self.X_train)
+        meta = {"format": _FORMAT_NAME, "version": FORMAT_VERSION, "kernelgen_version": __version__,
+                "fields": values, "factor": fac_meta, "data_included": "X_train" in arrays}
+        meta = json.loads(json.dumps(meta, default=_json_default))
+        meta["content_sha256"] = _content_hash(arrays, meta)
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        _atomic_savez(os.fspath(path), arrays)
 
     @classmethod
     def load(cls, path, X_train=None) -> "KernelInterpolant":
-        """Read a file written by :meth:`save`, checking format, version and training data.
+        """Read a file written by :meth:`save`, checking format, version, content and training data.
 
         Parameters
         ----------
         path : str or path-like
         X_train : array of shape (n, d), optional
-            The training data (or, for a precomputed kernel, K itself). Required to predict with a
-            computed kernel; its sha256 must match the file's.
+            The training data (or, for a precomputed kernel, K itself); its sha256 must match the
+            file's. Needed to predict with a computed kernel unless the file holds the data
+            (``save(..., include_data=True)``).
+
+        Returns
+        -------
+        KernelInterpolant
+            With ``preparation``, ``rows`` and ``notes`` as saved, and ``provenance["loaded"]``.
 
         Raises
         ------
+        CorruptFileError
+            Not a kernelgen interpolant file (foreign, empty, truncated, holding pickles), or
+            modified since it was written (content sha256).
         FormatVersionError
-            Not a kernelgen interpolant, another format version, or X_train differs from the data
-            the interpolant was fitted on.
+            Another format version (the message names the file's and this kernelgen's).
+        DataMismatchError
+            X_train is not the data the interpolant was fitted on.
+        KernelIdentityError
+            The kernel class recorded in the file is not the one its name denotes now.
         """
+        meta, arrays = _read_file(path)
         try:
-            loaded = np.load(os.fspath(path), allow_pickle=False)
-        except (FileNotFoundError, IsADirectoryError, PermissionError):
-            raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise FormatVersionError(f"{path} is not a readable kernelgen interpolant file (empty, truncated, not an "
-                                     f".npz, or holding pickled objects): {type(exc).__name__}: {exc}") from exc
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise FormatVersionError(f"{path} holds a single array (.npy), not a kernelgen interpolant (.npz).")
-        try:
-            with loaded as z:
-                if "__meta__" not in z.files:
-                    raise FormatVersionError(f"{path} is not a kernelgen interpolant file (no metadata).")
-                meta = json.loads(bytes(z["__meta__"]).decode())
-                if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
-                    raise FormatVersionError(f"{path} holds {meta.get('format') if isinstance(meta, dict) else meta!r}, "
-                                             f"not a {_FORMAT_NAME}.")
-                if meta.get("version") != FORMAT_VERSION:
-                    raise FormatVersionError(
-                        f"{path} has format version {meta.get('version')} (written by kernelgen "
-                        f"{meta.get('kernelgen_version')}); this kernelgen reads version {FORMAT_VERSION}. Refit, or "
-                        "load it with the kernelgen version that wrote it.")
-                arrays = {k: z[k] for k in z.files if k != "__meta__"}
-        except (ValueError, EOFError, zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:
-            raise FormatVersionError(f"{path} is corrupt: {type(exc).__name__}: {exc}") from exc
-        stored = meta.pop("content_sha256", None)
-        if stored is None or stored != _content_hash(arrays, meta):
-            raise FormatVersionError(
-                f"{path} has been modified since it was written (its content sha256 does not match): the arrays or "
-                "the certificate were changed. Refit, or restore the original file.")
-        kernel = Kernel.from_dict(meta["kernel"])
+            values = meta["fields"]
+            kw = {}
+            for f in fields(cls):
+                how = f.metadata.get("store", "json")
+                if how == "array":
+                    kw[f.name] = arrays.get(f.name)
+                elif how is not None and f.name in values:
+                    kw[f.name] = _DECODE[how](values[f.name])
+            fm = meta.get("factor")
+            factor = None if fm is None else CholeskyFactor.from_arrays(arrays, fm["n"], fm["tile"], fm["dtype"])
+            X_file = arrays.get("X_train")
+        except KernelgenError:
+            raise  # named already (e.g. KernelIdentityError from Kernel.from_dict)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptFileError(f"{path} has a valid checksum but unreadable fields ({type(exc).__name__}: "
+                                   f"{exc}): not written by kernelgen {__version__}'s save. Refit.") from exc
         X64 = None
         if X_train is not None:
             X64 = as_float_array(X_train, "X_train", ndim=(2,), dtype=np.float64)
-            if data_fingerprint(X64) != meta["data_sha256"]:
-                raise FormatVersionError(
-                    f"X_train (shape {X64.shape}) is not the data this interpolant was fitted on (sha256 differs); "
-                    "pass the same training data, in the same order and dtype values.")
-            if isinstance(kernel, Precomputed):
-                X64 = None
-        factor = None
-        fm = meta.get("factor")
-        if fm is not None:
-            factor = CholeskyFactor.from_arrays(arrays, fm["n"], fm["tile"], fm["dtype"])
-        prov = dict(meta.get("provenance") or {})
+            if data_fingerprint(X64) != kw.get("data_sha256"):
+                prep, rws = kw.get("preparation"), kw.get("rows")
+                raise DataMismatchError(
+                    f"X_train (shape {X64.shape}) is not the data this interpolant was fitted on (sha256 differs): "
+                    f"the file expects shape {kw.get('data_shape')}"
+                    + (f", prepared as {prep!r}" if prep is not None else "")
+                    + (f", rows {rws[:5].tolist()}{'...' if rws.size > 5 else ''} of the prepared set"
+                       if rws is not None else "")
+                    + ". Pass the same training data, in the same order and with the same values.")
+        if isinstance(kw["kernel"], Precomputed):
+            X64 = None
+        elif X64 is None and X_file is not None:
+            X64 = X_file
+        prov = dict(kw.get("provenance") or {})
         prov["loaded"] = {"path": os.fspath(path), "by": provenance()}
-        fit = cls(
-            alpha=arrays["alpha"], kernel=kernel, relative_residual=meta["relative_residual"],
-            alpha_K_alpha=arrays["alpha_K_alpha"], rkhs_norm=meta["rkhs_norm"], ridge=meta["ridge"],
-            solver=meta["solver"], backend=meta["backend"], factor_dtype=meta["factor_dtype"],
-            residual_mode=meta["residual_mode"], rank=meta["rank"], rank_tol=meta["rank_tol"],
-            condition_number=meta["condition_number"], history=tuple(meta["history"]), n_matvecs=meta["n_matvecs"],
-            relative_residual_bound=meta.get("relative_residual_bound"),
-            residual_certificate=meta.get("residual_certificate", "direct"),
-            last_direct_residual=meta.get("last_direct_residual"), timings=dict(meta["timings"]), plan=None, fitted=arrays["fitted"],
-            options=SolveOptions(**meta["options"]), factor=factor, provenance=prov, X_train=X64,
-            data_sha256=meta["data_sha256"])
-        if factor is not None and X64 is not None:
+        kw.update(provenance=prov, factor=factor, X_train=X64, plan=None)
+        fit = cls(**kw)
+        if factor is not None and fit.X_train is not None:
             fit = attach_resolver(fit)
         return fit
+
+
+def _check_preparation(prep):
+    """``prep`` when it is a JSON-serialisable dict or str (InvalidInputError otherwise)."""
+    try:
+        ok = isinstance(prep, (dict, str)) and json.loads(json.dumps(prep, allow_nan=False)) == prep
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidInputError(f"preparation must be a short JSON-serialisable dict or str (string keys; e.g. "
+                                f"{{'dataset': 'mnist', 'transform': 'pixels/255'}}), got {prep!r}.")
+    return prep
+
+
+def _check_rows(rows, n: int) -> np.ndarray:
+    """``rows`` as a read-only int64 array of n non-negative indices (InvalidInputError otherwise)."""
+    r = np.asarray(rows)
+    if r.dtype.kind not in "iu" or r.ndim != 1 or r.shape[0] != n or (r.size and r.min() < 0):
+        raise InvalidInputError(f"rows must be the {n} non-negative integer indices of the training rows (1-D; a "
+                                f"boolean mask m becomes np.flatnonzero(m)), got {r.dtype} of shape {r.shape}.")
+    r = np.array(r, dtype=np.int64)
+    r.setflags(write=False)
+    return r
+
+
+_ENCODE = {"json": lambda v: v, "tuple": lambda v: None if v is None else list(v),
+           "kernel": lambda k: k.to_dict(), "options": lambda o: o.to_dict()}
+_DECODE = {"json": lambda v: v, "tuple": lambda v: None if v is None else tuple(v),
+           "kernel": lambda d: Kernel.from_dict(d), "options": lambda d: SolveOptions(**d)}
+
+
+def _read_file(path):
+    """(metadata, arrays) of a kernelgen interpolant file, or CorruptFileError / FormatVersionError."""
+    try:
+        loaded = np.load(os.fspath(path), allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise CorruptFileError(f"{path} is not a readable kernelgen interpolant file (empty, truncated, not an "
+                               f".npz, or holding pickled objects): {type(exc).__name__}: {exc}") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise CorruptFileError(f"{path} holds a single array (.npy), not a kernelgen interpolant (.npz).")
+    try:
+        with loaded as z:
+            if "__meta__" not in z.files:
+                raise CorruptFileError(f"{path} is not a kernelgen interpolant file (no metadata).")
+            meta = json.loads(bytes(z["__meta__"]).decode())
+            arrays = {k: z[k] for k in z.files if k != "__meta__"}
+    except (ValueError, EOFError, zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"{path} is corrupt (truncated or damaged): {type(exc).__name__}: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
+        raise CorruptFileError(f"{path} holds {meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r}"
+                               f", not a {_FORMAT_NAME} file.")
+    if meta.get("version") != FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{path} has format version {meta.get('version')!r} (written by kernelgen "
+            f"{meta.get('kernelgen_version')}); "
+            f"this kernelgen ({__version__}) reads format version {FORMAT_VERSION}. Refit, or load it with the "
+            "kernelgen version that wrote it.")
+    stored = meta.pop("content_sha256", None)
+    if stored is None or stored != _content_hash(arrays, meta):
+        raise CorruptFileError(
+            f"{path} has been modified since it was written (its content sha256 does not match): the arrays or "
+            "the certificate were changed. Refit, or restore the original file.")
+    return meta, arrays
+
+
+def _atomic_savez(path: str, arrays: dict) -> None:
+    """np.savez to a fresh temporary file beside ``path`` (mode 0666 less the umask), then rename."""
+    d = os.path.dirname(os.path.abspath(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = os.path.join(d, f".kernelgen-{secrets.token_hex(8)}.npz.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for a normal open()
+            break
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    log.debug("saved %s", path)
 
 
 # ---------------------------------------------------------------- building from a solve
@@ -364,7 +617,13 @@ def _certify(alpha, R, Y2, ridge):
 
 
 def build_interpolant(out, Y2, squeeze, kern, X64, K, ridge, opts, backend, *, prov=None, data_sha=None):
-    """The KernelInterpolant of a backend's raw outcome ``out`` (certified norms; a resolver when the factor is kept)."""
+    """The KernelInterpolant of a backend's raw outcome ``out`` (certified norms; a resolver when the factor is kept).
+
+    ``X64`` (the validated training inputs; the solvers pass the caller's float64 array without a
+    copy) is copied once into a read-only array the fit owns (:func:`_owned_readonly`: n * d * 8
+    bytes), unless it is already read-only float64; a kept system is pointed at that copy.
+    ``out["notes"]`` (optional, tuple of str): decisions taken during the solve, kept on the fit.
+    """
     res = out["result"]
     KA, aka, norm = _certify(res.alpha, res.residual, Y2, ridge)
     fit = KernelInterpolant(
@@ -378,9 +637,16 @@ def build_interpolant(out, Y2, squeeze, kern, X64, K, ridge, opts, backend, *, p
         fitted=KA[:, 0] if squeeze else KA, options=opts,
         factor=out.get("factor") if opts.keep_factor else None,
         provenance=prov if prov is not None else provenance(),
-        X_train=X64, data_sha256=data_sha or data_fingerprint(K if X64 is None else X64))
-    if opts.keep_factor and out.get("system") is not None:
-        fit = _with_resolver(fit, out["system"], out["factor"], out.get("precond"))
+        X_train=X64, data_sha256=data_sha or data_fingerprint(K if X64 is None else X64),
+        data_shape=None if K is None else tuple(np.shape(K)), notes=tuple(out.get("notes", ())))
+    system = out.get("system")
+    if opts.keep_factor and system is not None:
+        if X64 is not None and getattr(system, "X64", None) is X64 and fit.X_train is not X64:
+            # the kept operator must read the fit's own copy, not the caller's array (which may change)
+            system.X64 = fit.X_train
+            if hasattr(system, "_entries"):
+                system._entries = None
+        fit = _with_resolver(fit, system, out["factor"], out.get("precond"))
     return fit
 
 

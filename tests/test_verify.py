@@ -60,7 +60,8 @@ def test_smoke_budget_passes_and_writes_the_report(smoke):
         assert (out / c["figure"]).read_bytes()[:8] == PNG
     md = (out / "REPORT.md").read_text()
     assert md.index("## Provenance") < md.index("## Claims at a glance") < md.index("## C1")
-    assert "| id | claim | source value | measured | verdict | seconds |" in md
+    assert "| id | claim | checked at this budget | source value | measured | verdict | seconds |" in md
+    assert rep["status"] == "complete" and rep["interrupted"] is None
     for i in range(1, 11):
         assert f"python -m kernelgen.verify --budget smoke --only C{i}`" in md
 

@@ -10,11 +10,16 @@ Usage::
 
 Every claim (C1-C10) is registered once, in :mod:`kernelgen.verify._registry`, with its statement,
 source (paper, section / equation), the source's number, the quantity measured and, for each budget,
-the scale run and the pass criterion with a one-line justification. Verdicts: ``pass``, ``fail`` (the
-computation contradicts the claim at the stated scale, or broke), ``not reproduced`` (the setting
-could not be built, e.g. MNIST unavailable; the reason is given). Only ``fail`` makes the exit
-status non-zero (1); a usage error exits 2 (argparse), a named kernelgen error outside any claim
-exits 2 with one line (:func:`kernelgen.cli.run`).
+the scale run, what that scale checks (the report's "checked at this budget" column) and the pass
+criterion with a one-line justification. ``smoke`` and ``quick`` check the machinery (tiny scales,
+subsets, references at the same size); only ``full`` tests the papers' numbers, and the report shows
+a source's number beside a measured value only where that budget tested it. Verdicts: ``pass``,
+``fail`` (the computation contradicts the claim at the stated scale, or broke), ``not reproduced``
+(the setting could not be built, e.g. MNIST unavailable; the reason is given), ``interrupted`` (the
+claim was running when SIGINT / SIGTERM arrived) and ``not run`` (the interrupted run never started
+it). A ``fail`` makes the exit status 1; an interrupt (SIGINT or SIGTERM) ends the run with 130 and
+a partial report marked interrupted; a usage error exits 2 (argparse), a named kernelgen error
+outside any claim exits 2 with one line (:func:`kernelgen.cli.run`).
 
 The experiment helpers that the claims and the scripts share are exported here
 (:func:`corrupt_labels`, :func:`median_distance`, :func:`synthetic_design`, :func:`gabor_selection`,
@@ -45,6 +50,8 @@ from ._claims_data import (
 from ._core import (
     BUDGETS,
     FAIL,
+    INTERRUPTED,
+    NOT_RUN,
     VERDICTS,
     Claim,
     Context,
@@ -55,17 +62,21 @@ from ._core import (
     spearman,
     wilson,
 )
+from ._interrupt import InterruptGuard
 from ._registry import CLAIMS, REGISTRY, RUN_ORDER, get
-from ._report import format_measured, write_report
+from ._report import budget_banner, format_measured, write_report
 
 __all__ = [
     "BUDGETS",
     "CLAIMS",
     "GABOR_BANDWIDTH_MULT",
+    "INTERRUPTED",
+    "NOT_RUN",
     "REGISTRY",
     "VERDICTS",
     "Claim",
     "Context",
+    "InterruptGuard",
     "Result",
     "Scale",
     "build_parser",
@@ -119,8 +130,14 @@ def _select(only: str | None) -> list[Claim]:
 
 
 def run_claims(claims: list[Claim], budget: str, out_dir: Path, *, seed: int = 0, data_home=None,
-               quiet: bool = False) -> list[Result]:
+               quiet: bool = False, interrupt: InterruptGuard | None = None) -> list[Result]:
     """Run ``claims`` at ``budget`` (in :data:`RUN_ORDER`), sharing one cache; return their results.
+
+    SIGINT / SIGTERM are recorded for the duration (:class:`~kernelgen.verify._interrupt.InterruptGuard`,
+    previous handlers restored afterwards). After an interrupt -- even one whose ``KeyboardInterrupt``
+    was swallowed inside a claim (e.g. in a JAX callback, "Exception ignored in ...") -- the claim that
+    was running is ``interrupted`` (whatever it returned; its own outcome is kept in ``details`` as
+    ``"before_interrupt"``, not as a result) and every claim not yet started is ``not run``.
 
     Parameters
     ----------
@@ -134,31 +151,71 @@ def run_claims(claims: list[Claim], budget: str, out_dir: Path, *, seed: int = 0
         MNIST cache directory.
     quiet : bool
         No progress bars.
+    interrupt : InterruptGuard, optional
+        The caller's guard (:func:`main` passes its own, so that it also covers writing the report);
+        default: a new one for this call. ``interrupt.interrupted`` tells whether the run was cut short.
 
     Returns
     -------
     list of Result
         Same order as ``claims`` (not the run order); each has its verdict and seconds.
     """
+    guard = InterruptGuard() if interrupt is None else interrupt
     cache: dict = {}
     results: dict[str, Result] = {}
     order = sorted(claims, key=lambda c: RUN_ORDER.index(c.id) if c.id in RUN_ORDER else len(RUN_ORDER))
-    bar = cli.progress(order, quiet=quiet, desc=f"verify ({budget})", unit="claim")
-    for i, claim in enumerate(bar):
-        if hasattr(bar, "set_postfix_str"):
-            bar.set_postfix_str(claim.id)
-        ctx = Context(budget, claim.scales[budget].params, Path(out_dir), seed=seed, data_home=data_home,
-                      cache=cache, quiet=quiet)
-        log.info("%s: %s (%s budget) ...", claim.id, claim.title, budget)
-        res = run_claim(claim, ctx)
-        log.info("%s: %s in %.1f s — %s", claim.id, res.verdict, res.seconds, res.reason)
-        results[claim.id] = res
-        # free cached systems (factors) that no remaining claim shares; the data sets stay
-        needed = {kind for c in order[i + 1:] for kind in c.shares} | {"mnist"}
-        for key in [k for k in cache if isinstance(k, tuple) and k[0] not in needed]:
-            log.info("releasing %s", key[0])
-            del cache[key]
+    current, started = None, 0.0
+    with guard:
+        bar = cli.progress(order, quiet=quiet, desc=f"verify ({budget})", unit="claim")
+        try:
+            with guard.raising():
+                for i, claim in enumerate(bar):
+                    guard.check()  # an interrupt between two claims, or one swallowed in the last claim
+                    if hasattr(bar, "set_postfix_str"):
+                        bar.set_postfix_str(claim.id)
+                    ctx = Context(budget, claim.scales[budget].params, Path(out_dir), seed=seed,
+                                  data_home=data_home, cache=cache, quiet=quiet, interrupt=guard)
+                    log.info("%s: %s (%s budget) ...", claim.id, claim.title, budget)
+                    current, started = claim, time.perf_counter()
+                    res = run_claim(claim, ctx)
+                    if guard.interrupted:  # the claim returned, but an interrupt landed while it ran
+                        res = _interrupted(res, guard)
+                    results[claim.id] = res
+                    current = None
+                    log.info("%s: %s in %.1f s — %s", claim.id, res.verdict, res.seconds, res.reason)
+                    guard.check()
+                    # free cached systems (factors) that no remaining claim shares; the data sets stay
+                    needed = {kind for c in order[i + 1:] for kind in c.shares} | {"mnist"}
+                    for key in [k for k in cache if isinstance(k, tuple) and k[0] not in needed]:
+                        log.info("releasing %s", key[0])
+                        del cache[key]
+        except KeyboardInterrupt:
+            guard.note()  # a KeyboardInterrupt that did not come through the handler is an interrupt too
+            if current is not None and current.id not in results:
+                results[current.id] = Result(
+                    INTERRUPTED, None, f"interrupted by {guard.signal_name} while this claim ran",
+                    seconds=time.perf_counter() - started)
+        finally:
+            if hasattr(bar, "close"):
+                bar.close()
+    if guard.interrupted:
+        log.warning("interrupted by %s: %d of %d claims completed; the rest are marked interrupted / not run",
+                    guard.signal_name, sum(r.verdict not in (INTERRUPTED, NOT_RUN) for r in results.values()),
+                    len(claims))
+    for c in claims:
+        if c.id not in results:
+            results[c.id] = Result(NOT_RUN, None, f"not run: the run was interrupted by {guard.signal_name} "
+                                                  "before this claim started")
     return [results[c.id] for c in claims]
+
+
+def _interrupted(res: Result, guard: InterruptGuard) -> Result:
+    """The result of a claim that returned although an interrupt landed while it ran: not a verdict."""
+    before = {"verdict": res.verdict, "measured": res.measured, "reason": res.reason}
+    return Result(INTERRUPTED, None,
+                  f"interrupted by {guard.signal_name} while this claim ran (the interrupt was swallowed inside "
+                  f"it; its unfinished outcome '{res.verdict}' is not a result)",
+                  details={**res.details, "before_interrupt": before}, seconds=res.seconds)
 
 
 def _dry_run(claims, budget):
@@ -177,8 +234,23 @@ def _dry_run(claims, budget):
     return rows, total
 
 
+def _interruption(guard: InterruptGuard, claims, results) -> dict | None:
+    """The report's record of an interrupt (``None`` when the run was not interrupted before its end)."""
+    if not guard.interrupted:
+        return None
+    during = [c.id for c, r in zip(claims, results) if r.verdict == INTERRUPTED]
+    return {"signal": guard.signal_name, "exit_status": guard.exit_status, "during": during,
+            "not_run": [c.id for c, r in zip(claims, results) if r.verdict == NOT_RUN],
+            "completed": [c.id for c, r in zip(claims, results) if r.verdict not in (INTERRUPTED, NOT_RUN)]}
+
+
 def main(argv=None) -> int:
-    """Command-line entry point; returns the exit status (0, 1 if any claim fails, 2 on usage errors)."""
+    """Command-line entry point; returns the exit status.
+
+    0: every claim ran and none failed; 1: a claim failed; 2: usage error; 130: the run was
+    interrupted (SIGINT / Ctrl-C or SIGTERM) -- the partial report is written and marked so, the claim
+    that was running is ``interrupted`` and the rest ``not run``, none of them pass.
+    """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     status = {"code": 0}
@@ -206,23 +278,42 @@ def main(argv=None) -> int:
                      json_out=args.json_out, seeds={"base": args.seed})
             return
         t0 = time.perf_counter()
-        results = run_claims(claims, args.budget, args.out, seed=args.seed, data_home=args.data_home,
-                             quiet=args.quiet)
-        wall = time.perf_counter() - t0
-        prov = provenance(seeds={"base": args.seed})
-        md, js = write_report(args.out, args.budget, claims, results, prov, command=command, wall_s=wall)
-        width = max(len(c.title) for c in claims)
-        for c, r in zip(claims, results):
-            print(f"{c.id:4s} {c.title:{width}s}  {r.verdict:15s} {r.seconds:7.1f} s  {format_measured(r)}")
-        counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
-        print(f"{counts['pass']} pass, {counts['fail']} fail, {counts['not reproduced']} not reproduced; "
-              f"{wall:.0f} s; report: {md}")
-        status["code"] = 1 if counts[FAIL] else 0
-        cli.emit({"budget": args.budget, "out": str(args.out), "report": str(md), "report_json": str(js),
-                  "counts": counts, "wall_seconds": wall,
-                  "claims": [{"id": c.id, "verdict": r.verdict, "measured": r.measured, "seconds": r.seconds}
-                             for c, r in zip(claims, results)]},
-                 json_out=args.json_out, seeds={"base": args.seed})
+        # one guard for the claims AND the report: outside the claims a signal is only recorded, so a
+        # second Ctrl-C cannot leave the partial report half-written
+        with InterruptGuard() as guard:
+            results = run_claims(claims, args.budget, args.out, seed=args.seed, data_home=args.data_home,
+                                 quiet=args.quiet, interrupt=guard)
+            wall = time.perf_counter() - t0
+            interrupted = _interruption(guard, claims, results)
+            prov = provenance(seeds={"base": args.seed})
+            md, js = write_report(args.out, args.budget, claims, results, prov, command=command, wall_s=wall,
+                                  interrupted=interrupted)
+            print(budget_banner(args.budget))
+            width = max(len(c.title) for c in claims)
+            for c, r in zip(claims, results):
+                print(f"{c.id:4s} {c.title:{width}s}  {r.verdict:15s} {r.seconds:7.1f} s  {format_measured(r)}"
+                      f"  [checked: {c.scales[args.budget].checked}]")
+            counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
+            summary = (f"{counts['pass']} pass, {counts['fail']} fail, {counts['not reproduced']} not reproduced; "
+                       f"{wall:.0f} s; report: {md}")
+            if interrupted:
+                summary = (f"INTERRUPTED by {interrupted['signal']}: {counts[INTERRUPTED]} interrupted, "
+                           f"{counts[NOT_RUN]} not run; " + summary)
+            print(summary)
+            if interrupted:
+                status["code"] = guard.exit_status
+            else:
+                status["code"] = 1 if counts[FAIL] else 0
+            cli.emit({"budget": args.budget, "status": "interrupted" if interrupted else "complete",
+                      "interrupted": interrupted, "out": str(args.out), "report": str(md), "report_json": str(js),
+                      "counts": counts, "wall_seconds": wall,
+                      "claims": [{"id": c.id, "verdict": r.verdict, "measured": r.measured, "seconds": r.seconds,
+                                  "checked": c.scales[args.budget].checked}
+                                 for c, r in zip(claims, results)]},
+                     json_out=args.json_out, seeds={"base": args.seed})
+        if guard.interrupted and not interrupted:  # the signal came after the report was complete
+            log.warning("interrupted by %s after every claim completed; the report is complete", guard.signal_name)
+            status["code"] = guard.exit_status
 
     rc = cli.run(body, parser, argv)
     return rc if rc else status["code"]

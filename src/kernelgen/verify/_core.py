@@ -7,6 +7,8 @@ output directory, a cache shared between claims) and returns a :class:`Result`. 
 (:class:`~kernelgen.errors.DataUnavailableError`) is ``not reproduced`` (the setting could not be
 built), any other exception -- including NaN/inf, which kernelgen raises as
 :class:`~kernelgen.errors.NonFiniteResultError` -- is ``fail`` (the computation broke).
+``KeyboardInterrupt`` is not a verdict of the claim: it propagates to the runner, which marks the
+claim ``interrupted`` and every claim after it ``not run`` (:mod:`kernelgen.verify._interrupt`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from scipy import stats
 
 from ..cli import _jsonable
 from ..errors import DataUnavailableError, InvalidInputError, NonFiniteResultError
+from ._interrupt import InterruptGuard
 
 __all__ = [
     "BUDGETS",
     "FAIL",
+    "INTERRUPTED",
     "NOT_REPRODUCED",
+    "NOT_RUN",
     "PASS",
     "VERDICTS",
     "Claim",
@@ -46,7 +51,9 @@ __all__ = [
 log = logging.getLogger("kernelgen.verify")
 
 PASS, FAIL, NOT_REPRODUCED = "pass", "fail", "not reproduced"
-VERDICTS = (PASS, FAIL, NOT_REPRODUCED)
+#: a claim that was running when the run was interrupted, and one the interrupted run never started
+INTERRUPTED, NOT_RUN = "interrupted", "not run"
+VERDICTS = (PASS, FAIL, NOT_REPRODUCED, INTERRUPTED, NOT_RUN)
 BUDGETS = ("smoke", "quick", "full")
 
 
@@ -83,7 +90,8 @@ def wilson(errors: int, n: int, level: float = 0.95) -> tuple[float, float]:
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the interval contains p exactly; at 0 or n errors rounding could put an end a few ulps past it
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def clopper_pearson(errors: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -132,12 +140,22 @@ class Scale:
         One-line justification of the criterion / tolerance.
     estimate_s : float
         Expected seconds on the project's 2-core machine (for ``--dry-run``).
+    checked : str
+        What this budget actually checks, in a few words for the report's table (data, scale, and
+        the reference the measured value is compared with -- e.g. "independent dense float64 solve,
+        n = 300"), so that a pass is never read as more than it is.
+    source_tested : bool
+        Whether the measured value is a test of the source's own number (or statement) in its own
+        setting. When False, the report does not show the source's number beside the measured value
+        as if it had been tested (it says "not tested at this budget" and points to ``full``).
     """
 
     params: Mapping[str, Any]
     criterion: str
     why: str
     estimate_s: float
+    checked: str = ""
+    source_tested: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,7 +244,9 @@ class Context:
     """What a run function gets: budget, parameters, output directory, shared cache, seed.
 
     ``cache`` lives for one ``main`` call: claims that need the same data or the same kernel system
-    (C3 and C5 at the same n; C8 and C9 on one eigendecomposition) compute it once.
+    (C3 and C5 at the same n; C8 and C9 on one eigendecomposition) compute it once. ``interrupt`` is
+    the run's :class:`~kernelgen.verify._interrupt.InterruptGuard` (``None`` outside a run): claims
+    call :meth:`checkpoint` between their phases.
     """
 
     budget: str
@@ -236,6 +256,16 @@ class Context:
     data_home: str | None = None
     cache: dict = field(default_factory=dict)
     quiet: bool = False
+    interrupt: InterruptGuard | None = None
+
+    def checkpoint(self) -> None:
+        """Raise ``KeyboardInterrupt`` if the run was interrupted, even by a signal something swallowed.
+
+        Claims call it between their phases (checks, label draws, corruption levels), so that a
+        Ctrl-C whose ``KeyboardInterrupt`` was lost in a callback still ends the claim there.
+        """
+        if self.interrupt is not None:
+            self.interrupt.check()
 
     def cached(self, key, make: Callable[[], Any]):
         """``cache[key]``, computed by ``make()`` the first time (the reuse is logged)."""
@@ -251,7 +281,10 @@ class Context:
 
 
 def run_claim(claim: Claim, ctx: Context) -> Result:
-    """Run one claim at ``ctx.budget``: time it and turn exceptions into verdicts (see module text)."""
+    """Run one claim at ``ctx.budget``: time it and turn exceptions into verdicts (see module text).
+
+    ``KeyboardInterrupt`` (and ``SystemExit``) propagate: an interrupt is the run's outcome, not the claim's.
+    """
     t0 = time.perf_counter()
     try:
         res = claim.run(ctx)

@@ -1,11 +1,15 @@
 """REPORT.md and report.json of a verification run.
 
-``REPORT.md``: provenance at the top (package versions, BLAS and threads, CPU, git commit, seeds,
-date), one table of every claim (claim, source value, measured value with its interval, verdict,
-seconds), then one section per claim: statement, source, quantity, the scale run, the criterion with
-its justification, the verdict's reason, the figure, and the command that reruns it alone.
-``report.json``: ``{"provenance": {...}, "budget": ..., "claims": [{"id", "verdict", "measured",
-"source_value", "seconds", ...}]}`` -- the same content, machine-readable (NaN/inf refused).
+``REPORT.md``: a banner saying what the budget checks (``smoke`` / ``quick``: the machinery, not
+the papers' numbers), an ``INTERRUPTED`` banner when the run was cut short, provenance (package
+versions, BLAS and threads, CPU, git commit, seeds, date), one table of every claim (claim, what was
+checked at this budget, the source's number -- only where this budget tested it --, measured value
+with its interval, verdict, seconds), then one section per claim: statement, source, quantity, the
+scale run, the criterion with its justification, the verdict's reason, the figure, and the command
+that reruns it alone. ``report.json``: ``{"status": "complete" | "interrupted", "interrupted":
+{...} | null, "provenance": {...}, "budget": ..., "claims": [{"id", "verdict", "measured",
+"source_value", "checked", "source_tested", "seconds", ...}]}`` -- the same content, machine-readable
+(NaN/inf refused). Both files are written to a temporary name and renamed: never half-written.
 """
 
 from __future__ import annotations
@@ -15,9 +19,22 @@ import os
 from pathlib import Path
 
 from ..cli import _jsonable
-from ._core import Claim, Result
+from ._core import INTERRUPTED, NOT_RUN, VERDICTS, Claim, Result
 
-__all__ = ["claim_record", "format_measured", "write_report"]
+__all__ = ["budget_banner", "claim_record", "format_measured", "source_cell", "write_report"]
+
+_BANNERS = {
+    "smoke": ("`smoke` checks the machinery, not the papers' numbers: every claim's computation runs at a tiny "
+              "scale (synthetic data or a few hundred MNIST images) against an independent reference where one is "
+              "cheap. A pass means what the \"checked at this budget\" column says, nothing more; only "
+              "`--budget full` tests the papers' numbers (e.g. 1.2% and 0.6% at n = 60,000)."),
+    "quick": ("`quick` checks the machinery at MNIST subsets: C3 and C4 are judged at n = 10,000 against "
+              "kernelgen's own earlier exact values at that size (plus an independent dense float64 solve at a "
+              "subset), not against the papers' 60,000-image numbers; only `--budget full` tests those. A pass "
+              "means what the \"checked at this budget\" column says."),
+    "full": ("`full` runs the papers' settings: the source's number is shown beside the measured value where "
+             "this budget tests it."),
+}
 
 
 def format_measured(res: Result) -> str:
@@ -36,6 +53,18 @@ def format_measured(res: Result) -> str:
     return f"{s} ({res.unit})" if res.unit else s
 
 
+def budget_banner(budget: str) -> str:
+    """One sentence: what a run at ``budget`` checks (and, below ``full``, that it is not the papers' numbers)."""
+    return _BANNERS.get(budget, "")
+
+
+def source_cell(claim: Claim, budget: str) -> str:
+    """The source's number for the table: shown only where this budget tested it."""
+    if claim.scales[budget].source_tested or claim.source_value.strip() in ("", "—", "-", "--"):
+        return claim.source_value
+    return f"not tested at `{budget}` (`full` tests it)"
+
+
 def claim_record(claim: Claim, res: Result, budget: str, out_dir: Path) -> dict:
     """The JSON record of one claim's run."""
     scale = claim.scales[budget]
@@ -49,7 +78,7 @@ def claim_record(claim: Claim, res: Result, budget: str, out_dir: Path) -> dict:
         "interval": list(res.interval) if res.interval else None, "interval_kind": res.interval_kind or None,
         "reason": res.reason, "seconds": res.seconds, "figure": fig,
         "scale": dict(scale.params), "criterion": scale.criterion, "justification": scale.why,
-        "details": res.details,
+        "checked": scale.checked, "source_tested": bool(scale.source_tested), "details": res.details,
     }
 
 
@@ -73,9 +102,35 @@ def _provenance_lines(prov: dict) -> list[str]:
     ]
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_report(out_dir: Path, budget: str, claims: list[Claim], results: list[Result], prov: dict,
-                 *, command: str, wall_s: float) -> tuple[Path, Path]:
+                 *, command: str, wall_s: float, interrupted: dict | None = None) -> tuple[Path, Path]:
     """Write ``REPORT.md`` and ``report.json`` into ``out_dir``; return their paths.
+
+    Parameters
+    ----------
+    out_dir : path-like
+    budget : {"smoke", "quick", "full"}
+    claims : list of Claim
+    results : list of Result
+        One per claim, same order.
+    prov : dict
+        :func:`kernelgen.provenance` of the run.
+    command : str
+        The command line, for the report's header.
+    wall_s : float
+    interrupted : dict, optional
+        Set when the run was interrupted: ``{"signal", "exit_status", "during", "not_run", "completed"}``.
+        The report then says so at its top and in ``report.json`` (``"status": "interrupted"``).
 
     Raises
     ------
@@ -85,26 +140,39 @@ def write_report(out_dir: Path, budget: str, claims: list[Claim], results: list[
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = [claim_record(c, r, budget, out_dir) for c, r in zip(claims, results)]
-    obj = _jsonable({"budget": budget, "command": command, "wall_seconds": wall_s, "provenance": prov,
-                     "claims": records}, "report")
+    status = "interrupted" if interrupted else "complete"
+    obj = _jsonable({"budget": budget, "status": status, "interrupted": interrupted,
+                     "banner": budget_banner(budget), "command": command, "wall_seconds": wall_s,
+                     "provenance": prov, "claims": records}, "report")
     js = out_dir / "report.json"
-    js.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
 
-    counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "not reproduced")}
-    L = [f"# kernelgen claims — `{budget}` budget", "",
-         (f"`{command}` — {len(results)} claims: {counts['pass']} pass, {counts['fail']} fail, "
-          f"{counts['not reproduced']} not reproduced; {wall_s:.0f} s wall."), "", "## Provenance", ""]
+    counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
+    line = (f"`{command}` — {len(results)} claims: {counts['pass']} pass, {counts['fail']} fail, "
+            f"{counts['not reproduced']} not reproduced")
+    if interrupted:
+        line += f", {counts[INTERRUPTED]} interrupted, {counts[NOT_RUN]} not run"
+    L = [f"# kernelgen claims — `{budget}` budget" + (" — INTERRUPTED" if interrupted else ""), ""]
+    if interrupted:
+        during = ", ".join(interrupted.get("during") or []) or "between claims"
+        L += [(f"> **INTERRUPTED** by {interrupted['signal']} (during: {during}); exit status "
+               f"{interrupted['exit_status']}. This report is partial: claims marked `interrupted` or `not run` "
+               "were not completed and have no verdict; only the claims with another verdict ran to their end."), ""]
+    L += [f"> **What this budget checks.** {budget_banner(budget)}", "",
+          line + f"; {wall_s:.0f} s wall.", "", "## Provenance", ""]
     L += _provenance_lines(prov)
     L += ["", "## Claims at a glance", "",
-          "| id | claim | source value | measured | verdict | seconds |", "|---|---|---|---|---|---|"]
+          "| id | claim | checked at this budget | source value | measured | verdict | seconds |",
+          "|---|---|---|---|---|---|---|"]
     for c, r in zip(claims, results):
-        L.append(f"| [{c.id}](#{c.id.lower()}) | {_cell(c.title)} | {_cell(c.source_value)} | {_cell(format_measured(r))} | "
-                 f"**{r.verdict}** | {r.seconds:.1f} |")
+        L.append(f"| [{c.id}](#{c.id.lower()}) | {_cell(c.title)} | {_cell(c.scales[budget].checked)} | "
+                 f"{_cell(source_cell(c, budget))} | {_cell(format_measured(r))} | **{r.verdict}** | {r.seconds:.1f} |")
     for c, r, rec in zip(claims, results, records):
         sc = c.scales[budget]
+        tested = "tested at this budget" if sc.source_tested else f"NOT tested at `{budget}` (`full` tests it)"
         L += ["", f"## {c.id}", "", f"**{c.title}** — {c.statement}", "",
-              f"- source: {c.source}; source value: {c.source_value}",
+              f"- source: {c.source}; source value: {c.source_value} ({tested})",
               f"- quantity: {c.quantity}",
+              f"- checked at this budget: {sc.checked}",
               f"- scale ({budget}): `{json.dumps(_jsonable(dict(sc.params), 'scale'))}`",
               f"- criterion: {sc.criterion} — {sc.why}",
               f"- measured: {format_measured(r)}",
@@ -114,5 +182,6 @@ def write_report(out_dir: Path, budget: str, claims: list[Claim], results: list[
         if rec["figure"]:
             L += ["", f"![{c.id}]({rec['figure']})"]
     md = out_dir / "REPORT.md"
-    md.write_text("\n".join(L) + "\n")
+    _write_atomic(js, json.dumps(obj, indent=1, allow_nan=False) + "\n")
+    _write_atomic(md, "\n".join(L) + "\n")
     return md, js

@@ -21,10 +21,8 @@ class Indefinite(Kernel):
     def _check(self):
         pass
 
-    def _from_sqdist(self, D, log2_scale=0, dscale=1.0):
-        true = D * (dscale * 4.0**log2_scale)
-        D[...] = (true == 0) * 1.0 - self.c * np.exp(-true / (2.0 * self.h**2))
-        return D
+    def from_sqdist(self, r2):  # a plain Kernel: r2 is ||x - z||^2 in data units
+        return (r2 == 0) * 1.0 - self.c * np.exp(-r2 / (2.0 * self.h**2))
 
     def diag(self, X):
         return np.full(np.asarray(X).shape[0], 1.0 - self.c)

@@ -9,16 +9,23 @@ Families
 :class:`ReluNNGP`    NNGP of a deep fully connected ReLU net    ``"relu_nngp"``
 :class:`ReluNTK`     NTK of a deep fully connected ReLU net     ``"relu_ntk"``
 :class:`Precomputed` the caller's matrix                       ``"precomputed"``
+:class:`Stationary`  base of distance kernels f(||x - z||^2 / s^2) with a bandwidth s (docs/kernels.md)
 
 Kernels compose: ``Gaussian(5.0) + 0.5 * Linear()``, ``Gaussian(5.0) * Polynomial(2)``.
 A string names a family with its documented defaults (:func:`as_kernel`); parameters go through
 the object (``Gaussian(bandwidth=5.0)``).
 
-What a new kernel must provide: subclass :class:`Kernel`, set ``name`` and ``stationary``,
-implement ``_from_sqdist`` (stationary: squared distances -> values, in place) or
-``_from_gram`` (inner products and squared norms -> values), their ``_jax`` twins, ``diag``, and
-``_check`` for its hyper-parameters. Blocks, centring, exact integer inner products, bounded
-calls, symmetric float64 products and the JAX path come from the base.
+What a new kernel must provide (docs/kernels.md, with a worked Matérn-3/2 kernel): subclass
+:class:`Stationary` (distance kernels with a bandwidth s) and implement the public hook
+:meth:`Kernel.from_sqdist` on r2 = ||x - z||^2 / s^2, or subclass :class:`Kernel` and implement
+:meth:`Kernel.from_gram` (inner products, squared norms, ``diag_offset`` marking the diagonal) and
+:meth:`Kernel.diag`; set a ``name`` of its own (registered once: a clash is refused with
+:class:`~kernelgen.errors.KernelIdentityError`) and validate hyper-parameters in ``_check``. The JAX
+twins :meth:`Kernel.from_sqdist_jax` / :meth:`Kernel.from_gram_jax` are optional
+(:attr:`Kernel.has_jax`; without them the JAX backend refuses the kernel with
+:class:`~kernelgen.errors.UnsupportedOptionError`). Blocks, centring, power-of-two scaling at the float
+range's edges, exact integer inner products, bounded calls, symmetric float64 products, the JAX path,
+save/load (``to_dict`` records ``module:qualname``) and pickling come from the base.
 
 Every matrix is built in blocks whose GEMMs stay within
 :data:`kernelgen.numerics.CALL_LIMITS` (one giant ``X @ Z.T`` segfaults the OpenBLAS bundled with
@@ -37,7 +44,7 @@ import numpy as np
 from .._validation import as_float_array
 from ..errors import InvalidInputError, NonFiniteResultError
 from ..numerics import check_allocation
-from ._base import _REGISTRY, Kernel, Precomputed, Product, Scaled, Sum
+from ._base import _REGISTRY, Kernel, Precomputed, Product, Scaled, Sum, class_identity
 from ._entries import (
     CompositeEntries,
     KernelEntries,
@@ -46,7 +53,7 @@ from ._entries import (
     exact_integer_form,
     fused_summation_depth,
 )
-from ._families import Gaussian, Laplace, Linear, Polynomial, default_bandwidth
+from ._families import Gaussian, Laplace, Linear, Polynomial, Stationary, default_bandwidth
 from ._network import ReluNNGP, ReluNTK
 
 __all__ = [
@@ -63,8 +70,10 @@ __all__ = [
     "ReluNNGP",
     "ReluNTK",
     "Scaled",
+    "Stationary",
     "Sum",
     "as_kernel",
+    "class_identity",
     "default_bandwidth",
     "entries_apply",
     "entries_symmetric_apply",
@@ -78,13 +87,18 @@ __all__ = [
 KERNELS = ("gaussian", "laplace", "linear", "polynomial", "relu_nngp", "relu_ntk")
 
 
+#: Registered names that cannot be built from a name alone (they combine other kernels).
+_COMPOSITE_NAMES = ("sum", "product", "scaled")
+
+
 def as_kernel(kernel, **params) -> Kernel:
-    """A Kernel object from a Kernel (returned as is) or a family name (with ``params``).
+    """A Kernel object from a Kernel (returned as is) or a registered name (with ``params``).
 
     Parameters
     ----------
     kernel : Kernel or str
-        One of :data:`KERNELS` or ``"precomputed"``.
+        One of :data:`KERNELS`, ``"precomputed"``, or the ``name`` of a user kernel class (each
+        name denotes exactly one registered class).
     **params
         Hyper-parameters for the family's constructor; only with a name.
 
@@ -99,10 +113,12 @@ def as_kernel(kernel, **params) -> Kernel:
                                     f"{type(kernel).__name__}({', '.join(f'{k}=...' for k in params)}).")
         return kernel
     if isinstance(kernel, str):
-        if kernel not in KERNELS and kernel != "precomputed":
-            raise InvalidInputError(f"unknown kernel {kernel!r}; choose one of {KERNELS + ('precomputed',)} "
-                                    "or pass a kernelgen.kernels.Kernel object.")
-        cls = _REGISTRY[kernel]
+        cls = _REGISTRY.get(kernel) if kernel not in _COMPOSITE_NAMES else None
+        if cls is None:
+            user = sorted(set(_REGISTRY) - set(KERNELS) - set(_COMPOSITE_NAMES) - {"precomputed"})
+            raise InvalidInputError(f"unknown kernel {kernel!r}; choose one of {KERNELS + ('precomputed',)}"
+                                    f"{' or ' + str(tuple(user)) if user else ''}, or pass a kernelgen.kernels.Kernel "
+                                    "object.")
         try:
             return cls(**params)
         except TypeError as exc:
@@ -171,7 +187,13 @@ def kernel_matrix(X, Z=None, *, kernel="gaussian", dtype=np.float64, out: np.nda
 
 def kernel_matrix_jax(X, Z=None, *, kernel="gaussian", dtype=np.float64, block_rows: int = 4096,
                       **kernel_params):
-    """JAX version of :func:`kernel_matrix` (same formulas and centring); returns a ``jax.Array``."""
+    """JAX version of :func:`kernel_matrix` (same formulas and centring); returns a ``jax.Array``.
+
+    Raises
+    ------
+    UnsupportedOptionError
+        The kernel has no JAX implementation (:attr:`Kernel.has_jax` is False), before any work.
+    """
     k = as_kernel(kernel, **kernel_params)
     X = as_float_array(X, "X", ndim=(2,))
     return k.resolve(X).matrix_jax(X, Z, dtype=dtype, block_rows=block_rows)

@@ -1,9 +1,9 @@
 """The Kernel base class, composition (sum, product, positive scaling) and ``Precomputed``.
 
 A kernel is a small object with named hyper-parameters (``bandwidth``, ``degree``, ...), the
-field's names. It says how its entries are computed from inner products (``_from_gram``) or,
-for a translation-invariant kernel, from squared distances (``_from_sqdist``); everything
-else -- bounded blocks, accurate entries (centring, exact integer inner products), symmetric
+field's names. It says how its entries are computed from inner products (:meth:`Kernel.from_gram`)
+or, for a translation-invariant kernel, from squared distances (:meth:`Kernel.from_sqdist`, in
+units of the kernel's length scale: the base class does every rescaling); everything else -- bounded blocks, accurate entries (centring, exact integer inner products), symmetric
 products K V in float64, the JAX versions -- is inherited from this base and from
 :class:`kernelgen.kernels.KernelEntries`, so that a faster apply (fused, per-process) replaces
 one implementation without touching callers.
@@ -11,6 +11,13 @@ one implementation without touching callers.
 Parameters follow scikit-learn's convention (``get_params`` / ``set_params``, nested names
 such as ``kernel__bandwidth`` in :class:`~sklearn.model_selection.GridSearchCV`, ``clone``,
 pickling), as in ``sklearn.gaussian_process.kernels``.
+
+Names are identities: a class that sets ``name`` registers it once (:data:`_REGISTRY`); another
+class claiming a registered name is refused at its definition (:class:`KernelIdentityError`), the
+same ``module:qualname`` re-registers (a notebook cell run again). :meth:`Kernel.to_dict` records
+the class's ``module:qualname`` and :meth:`Kernel.from_dict` refuses a different class. A subclass
+that does not set its own ``name`` is not registered (it is never found by its parent's name).
+The extension API is described in ``docs/kernels.md``.
 """
 
 from __future__ import annotations
@@ -21,23 +28,55 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from .._validation import as_float_array
+from ..errors import InvalidInputError, KernelIdentityError, NonFiniteResultError, UnsupportedOptionError
 from ..numerics import DEFAULT_TILE
 from . import _entries
 from . import _jax as _jax_entries
 
 __all__ = ["Kernel", "Precomputed", "Product", "Scaled", "Sum"]
 
+#: Registered kernel classes by ``name`` (one class per name: see the module docstring).
 _REGISTRY: dict[str, type] = {}
+
+_LN2 = float(np.log(2.0))
+
+
+def class_identity(cls) -> str:
+    """``"module:qualname"`` of a class: what a saved kernel description records and checks."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _definer(cls, attr):
+    """The class of ``cls``'s MRO whose own namespace defines ``attr`` (None when none does)."""
+    for c in cls.__mro__:
+        if attr in c.__dict__:
+            return c
+    return None
+
+
+def _scale_factor(log_c: float) -> float:
+    """exp(log_c) without raising: +inf when it overflows, 0 when it underflows (scales far from the data)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.exp(np.float64(log_c)))
 
 
 class Kernel:
-    """Base class of kernelgen's kernels (see the module docstring).
+    """Base class of kernelgen's kernels (see the module docstring and ``docs/kernels.md``).
 
-    Subclasses set ``name`` (the string alias, e.g. ``"gaussian"``), ``stationary`` (True when
-    k(x, z) depends on x - z only: the data are then centred and squared distances computed
-    accurately) and implement :meth:`_from_sqdist` (stationary) or :meth:`_from_gram`
-    (inner-product kernels), their JAX twins, and :meth:`diag`.
+    Subclasses set ``name`` (the string alias, e.g. ``"gaussian"``: registered once, see the module
+    docstring), ``stationary`` (True when k(x, z) depends on x - z only: the data are then centred,
+    scaled by a power of two where needed, and squared distances computed accurately) and implement
+    the public hooks :meth:`from_sqdist` (stationary) or :meth:`from_gram` (inner-product kernels),
+    optionally their JAX twins :meth:`from_sqdist_jax` / :meth:`from_gram_jax` (:attr:`has_jax`),
+    :meth:`diag` (inner-product kernels; a stationary kernel's diagonal is k(0)) and :meth:`_check`
+    for the hyper-parameters. Distance kernels with a bandwidth subclass
+    :class:`~kernelgen.kernels.Stationary` instead.
+
+    Raises
+    ------
+    KernelIdentityError
+        At class definition, when ``name`` is already registered by a different class.
     """
 
     name: ClassVar[str] = ""
@@ -45,8 +84,17 @@ class Kernel:
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        if cls.name:
-            _REGISTRY[cls.name] = cls
+        if "name" not in cls.__dict__ or not cls.name:
+            return  # an inherited name is the parent's identity, not this class's: not registered
+        if not isinstance(cls.name, str):
+            raise KernelIdentityError(f"{class_identity(cls)}.name must be a string, got {cls.name!r}.")
+        prev = _REGISTRY.get(cls.name)
+        if prev is not None and class_identity(prev) != class_identity(cls):
+            raise KernelIdentityError(
+                f"kernel name {cls.name!r} is already registered by {class_identity(prev)}; "
+                f"{class_identity(cls)} cannot take it (a name denotes one kernel, in kernel=... and in saved "
+                "files). Remedy: give the new class its own name (e.g. name = 'my_" + cls.name + "').")
+        _REGISTRY[cls.name] = cls  # new, or the same module:qualname defined again (a notebook cell re-run)
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -96,7 +144,10 @@ class Kernel:
         return hash((type(self).__name__, repr(self)))
 
     def to_dict(self) -> dict:
-        """A JSON-serialisable description: ``{"kernel": name, "params": {...}}`` (nested for composites)."""
+        """A JSON-serialisable description: ``{"kernel": name, "class": "module:qualname", "params": {...}}``.
+
+        Nested for composites. ``"class"`` is the identity :meth:`from_dict` checks.
+        """
         params = {}
         for k, v in self.get_params(deep=False).items():
             if isinstance(v, Kernel):
@@ -106,16 +157,31 @@ class Kernel:
             elif isinstance(v, np.generic):
                 v = v.item()
             params[k] = v
-        return {"kernel": self.name or type(self).__name__, "params": params}
+        return {"kernel": self.name or type(self).__name__, "class": class_identity(type(self)), "params": params}
 
     @staticmethod
     def from_dict(d: dict) -> "Kernel":
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`: the registered class of ``d["kernel"]`` with ``d["params"]``.
+
+        Raises
+        ------
+        InvalidInputError
+            Not a kernel description, or a name no class registers now.
+        KernelIdentityError
+            ``d["class"]`` (when recorded) is not the ``module:qualname`` of the class the name resolves to.
+        """
         if not isinstance(d, dict) or "kernel" not in d:
             raise InvalidInputError(f"not a kernel description: {d!r}")
         cls = _REGISTRY.get(d["kernel"])
+        want = d.get("class")
         if cls is None:
-            raise InvalidInputError(f"unknown kernel {d['kernel']!r}; known: {sorted(_REGISTRY)}.")
+            where = f" (written by {want}: import the module that defines it first)" if want else ""
+            raise InvalidInputError(f"unknown kernel {d['kernel']!r}{where}; known: {sorted(_REGISTRY)}.")
+        if want is not None and want != class_identity(cls):
+            raise KernelIdentityError(
+                f"the kernel description was written by {want}, but the name {d['kernel']!r} denotes "
+                f"{class_identity(cls)} now: they may compute different entries. Remedy: import or define the class "
+                f"that wrote it (a subclass needs its own registered name to be saved and loaded), or refit.")
         params = {}
         for k, v in d.get("params", {}).items():
             if isinstance(v, dict) and "kernel" in v:
@@ -135,28 +201,133 @@ class Kernel:
         """True when no hyper-parameter still waits for data (e.g. ``bandwidth=None``)."""
         return True
 
-    # ------------------------------------------------------------------ entries
-    def _from_sqdist(self, D: np.ndarray, log2_scale: int = 0) -> np.ndarray:
-        """Stationary kernels: squared distances (clipped >= 0) -> kernel values, in place.
+    # ------------------------------------------------------------------ the extension hooks
+    def from_sqdist(self, r2: np.ndarray) -> np.ndarray:
+        """Stationary kernels: squared distances in units of the length scale -> kernel values.
 
-        D holds ||x - z||^2 / 4^log2_scale (data far outside the float range are scaled by an exact
-        power of two); the kernel must give the right limits when the scale over- or underflows.
+        Parameters
+        ----------
+        r2 : ndarray of float32 or float64, any shape
+            ||x - z||^2 / length^2, >= 0 (0 exactly on the diagonal of k(X, X)); ``length`` is the
+            bandwidth of a :class:`~kernelgen.kernels.Stationary` kernel, 1 for a plain ``Kernel``.
+            The base computes it accurately at any data scale (centring, power-of-two scaling);
+            entries may be +inf where the distance is beyond the float range in these units.
+            May be overwritten (work in place and return it).
+
+        Returns
+        -------
+        ndarray of the same shape and dtype: k at those distances; must be finite (a NaN or inf is
+        refused with :class:`NonFiniteResultError`).
         """
-        raise NotImplementedError
+        raise UnsupportedOptionError(f"{type(self).__name__} is stationary but implements no from_sqdist(r2) "
+                                     "(squared distances / length^2 -> values); see docs/kernels.md.")
 
-    def _from_gram(self, G, sq_rows, sq_cols, diag_offset, n_features) -> np.ndarray:
-        """Inner-product kernels: G = A B^T -> kernel values (in place when possible; returned)."""
-        raise NotImplementedError
+    def from_gram(self, G: np.ndarray, sq_rows: np.ndarray, sq_cols: np.ndarray, diag_offset, n_features: int):
+        """Inner-product kernels: inner products and squared norms -> kernel values.
 
-    def _from_sqdist_jax(self, D, log2_scale: int = 0):
-        raise NotImplementedError
+        Parameters
+        ----------
+        G : ndarray of shape (r, c), float32 or float64
+            <a_i, b_j> of the block's rows and columns (may be overwritten: work in place and return it).
+        sq_rows : ndarray of shape (r,)
+            |a_i|^2.
+        sq_cols : ndarray of shape (c,)
+            |b_j|^2.
+        diag_offset : int or None
+            When not None (k(X, X)), entry (i, i + diag_offset) is a diagonal entry k(x, x): a kernel
+            whose formula loses accuracy there (e.g. arccos near 1) may set it exactly.
+        n_features : int
+            d, the data's dimension.
 
-    def _from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):
-        raise NotImplementedError
+        Returns
+        -------
+        ndarray of shape (r, c), G's dtype.
+        """
+        raise UnsupportedOptionError(f"{type(self).__name__} implements no from_gram(G, sq_rows, sq_cols, "
+                                     "diag_offset, n_features) (and is not stationary); see docs/kernels.md.")
+
+    def from_sqdist_jax(self, r2):
+        """JAX twin of :meth:`from_sqdist` (a ``jax.Array`` in, one out; not in place)."""
+        raise UnsupportedOptionError(self._no_jax_message())
+
+    def from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):
+        """JAX twin of :meth:`from_gram`; ``diag_mask`` is a boolean (r, c) array of the diagonal entries, or None."""
+        raise UnsupportedOptionError(self._no_jax_message())
+
+    @property
+    def has_jax(self) -> bool:
+        """True when this kernel's class (every part, for composites) implements the JAX twin of its hook.
+
+        A twin inherited from a parent whose NumPy hook this class overrides does not count (it would
+        compute the parent's kernel).
+        """
+        cls = type(self)
+        hook = "from_sqdist" if self.stationary else "from_gram"
+        cpu, dev = _definer(cls, hook), _definer(cls, hook + "_jax")
+        return dev is not None and dev is not Kernel and cpu is not None and issubclass(dev, cpu)
+
+    def _no_jax_message(self) -> str:
+        hook = "from_sqdist_jax" if self.stationary else "from_gram_jax"
+        return (f"the kernel {type(self).__name__} has no JAX implementation ({hook} is not implemented by its "
+                f"class). Remedy: backend='scipy', or implement {hook} (docs/kernels.md).")
+
+    def _length_scale(self) -> float:
+        """The unit of the distances :meth:`from_sqdist` receives (1 here; the bandwidth of a Stationary kernel)."""
+        return 1.0
+
+    def _entries_from_sqdist(self, D: np.ndarray, log2_scale: int = 0, dscale: float = 1.0) -> np.ndarray:
+        """The entries' call: D holds ||x - z||^2 / (4^log2_scale dscale); in place -> values (finite or refused).
+
+        Forms r2 = D 4^log2_scale dscale / length^2 with one scale factor c (exp of a sum of logarithms:
+        no overflow in the factor itself; inf or 0 when it leaves the float range, with the limits right:
+        r2 = 0 at distance 0, +inf elsewhere), then calls :meth:`from_sqdist`.
+        """
+        c = _scale_factor(2.0 * log2_scale * _LN2 - 2.0 * np.log(self._length_scale()))
+        c = c * dscale if dscale != 1.0 else c
+        if np.isinf(c):
+            np.copyto(D, np.where(D > 0, np.inf, 0.0))
+        elif c != 1.0:
+            with np.errstate(over="ignore", under="ignore"):
+                D *= c
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            out = self.from_sqdist(D)
+        if out is None or np.shape(out) != D.shape:
+            raise InvalidInputError(f"{type(self).__name__}.from_sqdist must return an array of shape {D.shape}, "
+                                    f"got {type(out).__name__}.")
+        if not np.all(np.isfinite(out)):
+            raise NonFiniteResultError(
+                f"{type(self).__name__}.from_sqdist returned non-finite values (NaN or inf) for squared distances in "
+                f"[{float(np.min(D)):.3g}, {float(np.max(D)):.3g}] (units of the length scale; +inf means beyond "
+                "the float range). Remedy: make the formula finite there (its limit as r2 -> inf), or rescale "
+                "the data or the bandwidth.")
+        return out
+
+    def _entries_from_sqdist_jax(self, D, log2_scale: int = 0):
+        """JAX twin of :meth:`_entries_from_sqdist` (no integer form: dscale is 1)."""
+        import jax.numpy as jnp
+
+        c = _scale_factor(2.0 * log2_scale * _LN2 - 2.0 * np.log(self._length_scale()))
+        r2 = jnp.where(D > 0, jnp.inf, 0.0).astype(D.dtype) if np.isinf(c) else (D * c if c != 1.0 else D)
+        out = self.from_sqdist_jax(r2)
+        if not bool(jnp.all(jnp.isfinite(out))):
+            raise NonFiniteResultError(f"{type(self).__name__}.from_sqdist_jax returned non-finite values (NaN or "
+                                       "inf). Remedy: make the formula finite (its limit as r2 -> inf), or rescale.")
+        return out
 
     def diag(self, X) -> np.ndarray:
-        """The diagonal k(x_i, x_i), float64 array of shape (n,)."""
-        raise NotImplementedError
+        """The diagonal k(x_i, x_i), float64 array of shape (n,) (stationary kernels: k at distance 0).
+
+        Raises
+        ------
+        UnsupportedOptionError
+            An inner-product kernel that does not implement it.
+        """
+        X = as_float_array(X, "X", ndim=(2,))
+        if not self.stationary:
+            raise UnsupportedOptionError(f"{type(self).__name__} implements no diag(X) (k(x_i, x_i)); "
+                                         "see docs/kernels.md.")
+        k0 = float(np.asarray(self.from_sqdist(np.zeros(1)))[0])
+        return np.full(X.shape[0], k0)
 
     def entries(self, A, B=None, *, dtype=np.float64):
         """A :class:`~kernelgen.kernels.KernelEntries` computing blocks of k(A, B) accurately.
@@ -278,6 +449,13 @@ class _Composite(Kernel):
     def is_resolved(self):
         return all(k.is_resolved for k in self.kernels)
 
+    @property
+    def has_jax(self) -> bool:
+        return all(k.has_jax for k in self.kernels)
+
+    def _no_jax_message(self) -> str:
+        return next(k._no_jax_message() for k in self.kernels if not k.has_jax)
+
     def entries(self, A, B=None, *, dtype=np.float64):
         return _entries.CompositeEntries(self, A, B, dtype=dtype)
 
@@ -362,6 +540,13 @@ class Scaled(Kernel):
     def is_resolved(self):
         return self.kernel.is_resolved
 
+    @property
+    def has_jax(self) -> bool:
+        return self.kernel.has_jax
+
+    def _no_jax_message(self) -> str:
+        return self.kernel._no_jax_message()
+
     def diag(self, X):
         return self.scale * self.kernel.diag(X)
 
@@ -379,6 +564,9 @@ class Precomputed(Kernel):
 
     def __init__(self):
         pass
+
+    #: the JAX backend takes the matrix itself
+    has_jax = True
 
     def entries(self, A, B=None, *, dtype=np.float64):
         raise InvalidInputError("a precomputed kernel has no entries to compute: pass the matrix itself.")

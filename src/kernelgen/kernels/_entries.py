@@ -318,14 +318,24 @@ class KernelEntries:
             self.sqb = self.sqa if same else np.einsum("ij,ij->i", self.B, self.B)
         self._tls = threading.local()
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_tls", None)  # per-thread scratch buffers: rebuilt empty on unpickling
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._tls = threading.local()
+
     def entry_error_bound(self):
         """eta with |computed k(a, b) - k(a, b)| <= eta * k(a, b) for every entry, or None.
 
         A proven bound on the relative error of each float64 entry against the kernel of the given
         data in exact arithmetic, for the non-negative kernels whose entries are exp(-t): Gaussian
         (integer form or centred float form) and Laplace (integer form only: the square root of an
-        inexact squared distance near 0 has no useful relative bound). None otherwise (other
-        kernels, float32 entries, bandwidths at the float range's edges).
+        inexact squared distance near 0 has no useful relative bound), of exactly those classes (a
+        subclass gets None: it may compute another formula). None otherwise (other kernels, float32
+        entries, bandwidths at the float range's edges).
 
         The analysis (u = 2^-53; libm/NumPy ``log`` and ``exp`` taken as accurate to _MATH_ULPS ulps):
         the exponent t = c D is formed from c = exp(L) with L from logarithms (relative error eps_c)
@@ -335,13 +345,15 @@ class KernelEntries:
         accurate). With t_max = c D_max, D_max <= (max|a| + max|b|)^2, the exponent's error is
         dt <= eps_t t_max + c E_D, and the entry's relative error <= expm1(dt)(1 + eps_exp) + eps_exp.
         """
-        if self.dtype != np.float64 or self.kernel.name not in ("gaussian", "laplace"):
+        # only the exact built-in classes (a subclass may change the formula): Gaussian / Laplace say which
+        form = getattr(self.kernel, "_proven_entry_form", lambda: None)()
+        if self.dtype != np.float64 or form not in ("gaussian", "laplace"):
             return None
         u = _U64
         eps_math = 2.0 * _MATH_ULPS * u  # one ulp is at most 2u relative
         s = float(self.kernel.bandwidth)
         ls = self.log2_scale
-        gauss = self.kernel.name == "gaussian"
+        gauss = form == "gaussian"
         if gauss:
             L = 2.0 * ls * _LN2_64 - np.log(2.0) - 2.0 * np.log(s)
             dL = 8.0 * u * (2.0 * abs(ls) * _LN2_64 + _LN2_64 + 2.0 * abs(np.log(s))) + 4.0 * u * abs(L)
@@ -415,7 +427,6 @@ class KernelEntries:
             G = self._scratch("gram32", rows, cols, np.float32)
             _gemm_bounded(self.A[r0:r1], self.B[c0:c1], G, self.lim)  # -2 <a, b>: exact integers
             sq_r, sq_c, inv_c2 = self.sqa[r0:r1], self.sqb[c0:c1], self.inv_c2
-            fold = getattr(kern, "_sqdist_scale_folds", False)
 
             direct = out is not None and out.dtype == np.float64
 
@@ -425,11 +436,9 @@ class KernelEntries:
                 o = out[a:b] if direct else self._scratch("sqdist64", b - a, cols, np.float64)
                 np.add(G[a:b], sq_r[a:b, None], out=o)
                 o += sq_c[None, :]
-                if fold:
-                    kern._from_sqdist(o, 0, inv_c2)
-                else:
-                    o *= inv_c2
-                    kern._from_sqdist(o)
+                res = kern._entries_from_sqdist(o, 0, inv_c2)
+                if res is not o:
+                    o[...] = res
                 if out is not None and not direct:
                     out[a:b] = o  # float32 entries: one rounding of the float64 value
                 if consume is not None:
@@ -461,14 +470,16 @@ class KernelEntries:
                     cc = r + a + diag_offset
                     ok = (cc >= 0) & (cc < cols)
                     o[r[ok], cc[ok]] = 0.0
-                kern._from_sqdist(o, self.log2_scale) if self.log2_scale else kern._from_sqdist(o)
+                res = kern._entries_from_sqdist(o, self.log2_scale)
+                if res is not o:
+                    o[...] = res
                 if consume is not None:
                     consume(a, b, o)
         else:
             def work(a, b):
                 o = out[a:b]
                 off = None if diag_offset is None else diag_offset + a
-                res = kern._from_gram(o, sq_r[a:b], sq_c, off, self.n_features)
+                res = kern.from_gram(o, sq_r[a:b], sq_c, off, self.n_features)
                 if res is not o:
                     o[...] = res
                 if consume is not None:
@@ -499,6 +510,8 @@ class CompositeEntries:
         self._tls = threading.local()
 
     _scratch = KernelEntries._scratch
+    __getstate__ = KernelEntries.__getstate__
+    __setstate__ = KernelEntries.__setstate__
 
     def entry_error_bound(self):
         """None: no proven entry bound for composite kernels (the float64 iteration verifies directly)."""

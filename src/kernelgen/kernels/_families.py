@@ -10,6 +10,13 @@ the median pairwise Euclidean distance over a seeded sample of at most 1,000 row
 (:func:`default_bandwidth`), divided by sqrt(2) for the Gaussian (a typical pair then has
 k = exp(-1)) and undivided for the Laplace kernel. On MNIST pixels in [0, 1] this gives
 s ~ 7.2; the literature value s = 5 (EigenPro convention, FACTS.md) must be passed explicitly.
+The distances are computed on the data scaled by exact powers of two, so the rule works at any data
+scale (1e200, 1e-300) without overflow or underflow.
+
+:class:`Stationary` is the public base of distance kernels with a bandwidth: a subclass writes
+:meth:`~kernelgen.kernels.Kernel.from_sqdist` on r2 = ||x - z||^2 / s^2 only (docs/kernels.md).
+Gaussian and Laplace keep a private fused path (scale folded into one factor, the proven entry
+bound of :meth:`KernelEntries.entry_error_bound`) used only while their own formula is in force.
 """
 
 from __future__ import annotations
@@ -21,9 +28,9 @@ import numpy as np
 
 from .._validation import as_float_array
 from ..errors import InvalidInputError
-from ._base import Kernel
+from ._base import _LN2, Kernel, _scale_factor
 
-__all__ = ["Gaussian", "Laplace", "Linear", "Polynomial", "default_bandwidth"]
+__all__ = ["Gaussian", "Laplace", "Linear", "Polynomial", "Stationary", "default_bandwidth"]
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +41,11 @@ def default_bandwidth(X, *, kernel: str = "gaussian", max_samples: int = 1000, s
     Parameters
     ----------
     X : array of shape (n_samples, n_features)
-    kernel : {"gaussian", "laplace"}
+        Any scale: the distances are computed on X scaled by exact powers of two (no overflow at
+        1e200, no underflow at 1e-300) and the median scaled back.
+    kernel : str
+        ``"gaussian"`` divides the median by sqrt(2); any other name (``"laplace"``, a user's
+        :class:`Stationary` kernel) takes the median itself.
     max_samples : int
         Rows sampled (without replacement, with ``seed``) when X is larger.
     seed : int
@@ -46,7 +57,7 @@ def default_bandwidth(X, *, kernel: str = "gaussian", max_samples: int = 1000, s
     Raises
     ------
     InvalidInputError
-        Fewer than two rows, or all sampled rows coincide.
+        Fewer than two rows, all sampled rows coincide, or the median distance is beyond float64.
     """
     X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
     if X.shape[0] < 2:
@@ -54,22 +65,31 @@ def default_bandwidth(X, *, kernel: str = "gaussian", max_samples: int = 1000, s
     if X.shape[0] > max_samples:
         idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_samples, replace=False))
         X = X[idx]
-    X = X - X.mean(axis=0)  # distances are translation invariant; centring avoids cancellation
+    # distances are translation invariant and scale with the data: bring the data to [-1, 1] by an exact power of
+    # two, centre them (no cancellation), bring the centred spread to [-1, 1] again, and scale the median back
+    e1 = _exponent(X)
+    X = np.ldexp(X, -e1)
+    X = X - X.mean(axis=0)
+    e2 = _exponent(X)
+    X = np.ldexp(X, -e2)
     sq = np.einsum("ij,ij->i", X, X)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (X @ X.T), 0.0)
     med = float(np.median(np.sqrt(d2[np.triu_indices(X.shape[0], 1)])))
     if med <= 0:
         raise InvalidInputError("all sampled rows coincide; pass bandwidth explicitly.")
-    return med / np.sqrt(2.0) if kernel == "gaussian" else med
+    med = med / np.sqrt(2.0) if kernel == "gaussian" else med
+    with np.errstate(over="ignore"):
+        out = float(np.ldexp(med, e1 + e2))
+    if not (np.isfinite(out) and out > 0):
+        raise InvalidInputError(f"the median distance of these data ({med:.6g} x 2^{e1 + e2}) is outside the float64 "
+                                "range; rescale the data or pass bandwidth explicitly.")
+    return out
 
 
-_LN2 = float(np.log(2.0))
-
-
-def _scale_factor(log_c: float) -> float:
-    """exp(log_c) without raising: +inf when it overflows, 0 when it underflows (bandwidths far from the data)."""
-    with np.errstate(over="ignore", under="ignore"):
-        return float(np.exp(np.float64(log_c)))
+def _exponent(X) -> int:
+    """e with max|X| / 2^e in [0.5, 1) (0 for all-zero X): an exact power-of-two rescaling."""
+    m = float(np.max(np.abs(X))) if X.size else 0.0
+    return int(np.frexp(m)[1]) if m > 0 else 0
 
 
 def _scale_with_limits(D, c):
@@ -97,8 +117,25 @@ def _positive_or_none(value, what):
         raise InvalidInputError(f"{what} must be a positive finite number (or None for the default), got {value!r}.")
 
 
-class _Stationary(Kernel):
-    """Distance kernels with a bandwidth s (None: the median heuristic on the training data)."""
+class Stationary(Kernel):
+    """Base of distance kernels k(x, z) = f(||x - z||^2 / s^2) with a bandwidth s.
+
+    A subclass sets ``name`` and implements :meth:`~kernelgen.kernels.Kernel.from_sqdist` on
+    r2 = ||x - z||^2 / s^2 (and :meth:`~kernelgen.kernels.Kernel.from_sqdist_jax` for the JAX
+    backend); the bandwidth, its median-heuristic default, the diagonal k(0) and every rescaling at
+    the float range's edges come from here (docs/kernels.md).
+
+    Parameters
+    ----------
+    bandwidth : float > 0 or None
+        s, in the units of the data; None: the median heuristic on the training data
+        (:func:`default_bandwidth`, filled by :meth:`resolve`).
+
+    Raises
+    ------
+    InvalidInputError
+        A bandwidth that is not a positive finite number (or None).
+    """
 
     stationary = True
 
@@ -114,7 +151,9 @@ class _Stationary(Kernel):
             return self
         s = default_bandwidth(X, kernel=self.name)
         log.info("no bandwidth given: the median heuristic chose s = %.6g", s)
-        return type(self)(bandwidth=s)
+        params = self.get_params(deep=False)
+        params["bandwidth"] = s
+        return type(self)(**params)  # every other hyper-parameter kept
 
     @property
     def is_resolved(self):
@@ -126,12 +165,16 @@ class _Stationary(Kernel):
                                     "(kernel.resolve(X)), or pass a bandwidth.")
         return float(self.bandwidth)
 
-    def diag(self, X):
-        X = as_float_array(X, "X", ndim=(2,))
-        return np.ones(X.shape[0])
+    def _length_scale(self) -> float:
+        return self._s()
+
+    def _builtin_formula(self, owner) -> bool:
+        """True while ``owner``'s own from_sqdist and from_sqdist_jax are in force (no subclass overrides them)."""
+        cls = type(self)
+        return cls.from_sqdist is owner.from_sqdist and cls.from_sqdist_jax is owner.from_sqdist_jax
 
 
-class Gaussian(_Stationary):
+class Gaussian(Stationary):
     """Gaussian (RBF) kernel k(x, z) = exp(-||x - z||^2 / (2 s^2)).
 
     Parameters
@@ -146,23 +189,37 @@ class Gaussian(_Stationary):
 
     name = "gaussian"
 
-    _sqdist_scale_folds = True
+    def from_sqdist(self, r2):
+        r2 *= -0.5
+        return np.exp(r2, out=r2)
 
-    def _from_sqdist(self, D, log2_scale: int = 0, dscale: float = 1.0):
+    def from_sqdist_jax(self, r2):
+        import jax.numpy as jnp
+
+        return jnp.exp(-0.5 * r2)
+
+    def _proven_entry_form(self):
+        return "gaussian" if type(self) is Gaussian else None
+
+    def _entries_from_sqdist(self, D, log2_scale: int = 0, dscale: float = 1.0):
+        if not self._builtin_formula(Gaussian):
+            return super()._entries_from_sqdist(D, log2_scale, dscale)
         # D holds ||x - z||^2 / (4^log2_scale dscale); the exponent is -D * dscale * 4^log2_scale / (2 s^2)
         c = _scale_factor(2.0 * log2_scale * _LN2 - np.log(2.0) - 2.0 * np.log(self._s()))
         _scale_with_limits(D, c * dscale if dscale != 1.0 else c)
         np.exp(D, out=D)
         return D
 
-    def _from_sqdist_jax(self, D, log2_scale: int = 0):
+    def _entries_from_sqdist_jax(self, D, log2_scale: int = 0):
+        if not self._builtin_formula(Gaussian):
+            return super()._entries_from_sqdist_jax(D, log2_scale)
         import jax.numpy as jnp
 
         c = _scale_factor(2.0 * log2_scale * _LN2 - np.log(2.0) - 2.0 * np.log(self._s()))
         return jnp.exp(_scale_with_limits_jax(D, c))
 
 
-class Laplace(_Stationary):
+class Laplace(Stationary):
     """Laplace kernel k(x, z) = exp(-||x - z|| / s).
 
     Parameters
@@ -173,9 +230,22 @@ class Laplace(_Stationary):
 
     name = "laplace"
 
-    _sqdist_scale_folds = True
+    def from_sqdist(self, r2):
+        np.sqrt(r2, out=r2)
+        r2 *= -1.0
+        return np.exp(r2, out=r2)
 
-    def _from_sqdist(self, D, log2_scale: int = 0, dscale: float = 1.0):
+    def from_sqdist_jax(self, r2):
+        import jax.numpy as jnp
+
+        return jnp.exp(-jnp.sqrt(r2))
+
+    def _proven_entry_form(self):
+        return "laplace" if type(self) is Laplace else None
+
+    def _entries_from_sqdist(self, D, log2_scale: int = 0, dscale: float = 1.0):
+        if not self._builtin_formula(Laplace):
+            return super()._entries_from_sqdist(D, log2_scale, dscale)
         # D holds ||x - z||^2 / (4^log2_scale dscale)
         np.sqrt(D, out=D)
         c = _scale_factor(log2_scale * _LN2 - np.log(self._s()))
@@ -183,7 +253,9 @@ class Laplace(_Stationary):
         np.exp(D, out=D)
         return D
 
-    def _from_sqdist_jax(self, D, log2_scale: int = 0):
+    def _entries_from_sqdist_jax(self, D, log2_scale: int = 0):
+        if not self._builtin_formula(Laplace):
+            return super()._entries_from_sqdist_jax(D, log2_scale)
         import jax.numpy as jnp
 
         return jnp.exp(_scale_with_limits_jax(jnp.sqrt(D), _scale_factor(log2_scale * _LN2 - np.log(self._s()))))
@@ -197,10 +269,10 @@ class Linear(Kernel):
     def __init__(self):
         pass
 
-    def _from_gram(self, G, sq_rows, sq_cols, diag_offset, n_features):
+    def from_gram(self, G, sq_rows, sq_cols, diag_offset, n_features):
         return G
 
-    def _from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):
+    def from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):
         return G
 
     def diag(self, X):
@@ -238,13 +310,13 @@ class Polynomial(Kernel):
         if isinstance(c, bool) or not isinstance(c, numbers.Real) or not (np.isfinite(c) and c >= 0):
             raise InvalidInputError(f"Polynomial.coef0 must be a finite number >= 0 (positive definite), got {c!r}.")
 
-    def _from_gram(self, G, sq_rows, sq_cols, diag_offset, n_features):
+    def from_gram(self, G, sq_rows, sq_cols, diag_offset, n_features):
         G *= 1.0 / float(self.bandwidth) ** 2
         G += float(self.coef0)
         np.power(G, int(self.degree), out=G)
         return G
 
-    def _from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):
+    def from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):
         return (G / float(self.bandwidth) ** 2 + float(self.coef0)) ** int(self.degree)
 
     def diag(self, X):

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._jax import enable_x64
+from ..errors import UnsupportedOptionError
 from ._entries import _CLOSE, _power_of_two_scale, _safe_mean, _validate_pair
 
-__all__ = ["apply_jax", "block_jax", "matrix_jax"]
+__all__ = ["apply_jax", "block_jax", "matrix_jax", "require_jax"]
 
 #: Registered names of the kernels whose entries combine their components' (``Sum``, ``Product``).
 _COMBINED = ("sum", "product")
@@ -46,8 +47,8 @@ def block_jax(kernel, Ab, B, diag_offset, log2_scale: int = 0):
         d2 = _near_duplicates_by_differences(d2, Ab, B, sq_r, sq_c)
         if mask is not None:
             d2 = jnp.where(mask, 0.0, d2)
-        return kernel._from_sqdist_jax(d2, log2_scale)
-    return kernel._from_gram_jax(G, sq_r, sq_c, mask, Ab.shape[1])
+        return kernel._entries_from_sqdist_jax(d2, log2_scale)
+    return kernel.from_gram_jax(G, sq_r, sq_c, mask, Ab.shape[1])
 
 
 def _near_duplicates_by_differences(d2, Ab, B, sq_r, sq_c):
@@ -85,8 +86,21 @@ def _centred(kernel, A, B, dtype=np.float64):
     return A, B, 0
 
 
+def require_jax(kernel) -> None:
+    """Raise UnsupportedOptionError (kernel class, remedy) unless the kernel has a JAX implementation (``has_jax``)."""
+    if not getattr(kernel, "has_jax", True):
+        raise UnsupportedOptionError(kernel._no_jax_message())
+
+
 def matrix_jax(kernel, A, B=None, *, dtype=np.float64, block_rows=4096):
-    """k(A, B) as a jax.Array in ``dtype``."""
+    """k(A, B) as a jax.Array in ``dtype``.
+
+    Raises
+    ------
+    UnsupportedOptionError
+        The kernel (or a part of a composite) has no JAX implementation; raised before any work.
+    """
+    require_jax(kernel)
     import jax
     import jax.numpy as jnp
 
@@ -102,7 +116,8 @@ def matrix_jax(kernel, A, B=None, *, dtype=np.float64, block_rows=4096):
 
 
 def apply_jax(kernel, A, B, V, *, block_rows=4096) -> np.ndarray:
-    """k(A, B) @ V on the JAX device in float64, in row blocks; returns NumPy."""
+    """k(A, B) @ V on the JAX device in float64, in row blocks; returns NumPy (UnsupportedOptionError as matrix_jax)."""
+    require_jax(kernel)
     import jax.numpy as jnp
     from jax import lax
 

@@ -52,10 +52,10 @@ class _ReluNetwork(Kernel):
         return dict(n_features=int(n_features), depth=int(self.depth), weight_variance=float(self.weight_variance),
                     bias_variance=float(self.bias_variance), which=self.which)
 
-    def _from_gram(self, G, sq_rows, sq_cols, diag_offset, n_features):
+    def from_gram(self, G, sq_rows, sq_cols, diag_offset, n_features):
         return relu_kernel_from_gram(G, sq_rows, sq_cols, diag_offset=diag_offset, **self._kw(n_features))
 
-    def _from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):
+    def from_gram_jax(self, G, sq_rows, sq_cols, diag_mask, n_features):
         import jax.numpy as jnp
 
         K = relu_kernel_from_gram_jax(G, sq_rows, sq_cols, **self._kw(n_features))

@@ -38,6 +38,8 @@ from scipy.stats import spearmanr
 
 from kernelgen import cli
 from kernelgen import evidence as ev
+from kernelgen.errors import NonFiniteResultError
+from kernelgen.random_features import encode_targets
 from kernelgen.verify import corrupt_labels  # shared with claims C5, C9
 
 log = logging.getLogger("label_noise")
@@ -66,6 +68,27 @@ def load_data(args):
     return Xtr, ytr, Xte, yte, 28
 
 
+def class_labels(y, n_classes, name="y"):
+    """``y`` as 1-D int64 labels in ``0..n_classes-1`` (a column ``(n, 1)`` too), by kernelgen's shared rule.
+
+    Refuses (named errors) continuous or non-finite values and labels outside the classes, instead of letting
+    a column vector broadcast in ``argmax(...) != y`` into an (n, n) comparison (a wrong error rate, silently).
+    """
+    return encode_targets(y, task="classification", classes=np.arange(n_classes), name=name).labels
+
+
+def zero_one_error(scores, y, n_classes, name="y"):
+    """Fraction of rows whose ``argmax`` is not the label: scores (n, C), labels as in :func:`class_labels`."""
+    return float(np.mean(np.argmax(scores, axis=1) != class_labels(y, n_classes, name)))
+
+
+def require_finite(record, what):
+    """Raise NonFiniteResultError for a NaN / infinite float in ``record`` (a NaN is never a reported value)."""
+    bad = [k for k, v in record.items() if isinstance(v, float) and not np.isfinite(v)]
+    if bad:
+        raise NonFiniteResultError(f"{what}: {', '.join(f'{k} = {record[k]}' for k in bad)}; nothing is reported.")
+
+
 def pooled_features(X, side, pool):
     """Average-pool square images by ``pool`` and append a bias column of ones."""
     if side is None or pool <= 1:
@@ -80,6 +103,8 @@ def pooled_features(X, side, pool):
 # softmax helpers and plain SGD (JAX, float64 inside enable_x64)
 # ----------------------------------------------------------------------------------------------
 def softmax_metrics(F, y, w, C):
+    """(accuracy, mean cross-entropy) of the softmax weights ``w`` on features F and labels y (see class_labels)."""
+    y = class_labels(y, C)
     Z = F @ w.reshape(F.shape[1], C)
     Z = Z - Z.max(axis=1, keepdims=True)
     logp = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
@@ -130,6 +155,7 @@ def run(args):
 
     Xtr, ytr, Xte, yte, side = load_data(args)
     n, C = Xtr.shape[0], (args.n_classes_smoke if args.smoke else N_CLASSES)
+    ytr, yte = class_labels(ytr, C, "y_train"), class_labels(yte, C, "y_test")  # before any expensive work
     bw = args.bandwidth
     log.info("n_train=%d n_test=%d bandwidth=%s", n, Xte.shape[0], bw)
 
@@ -158,8 +184,8 @@ def run(args):
         # exact interpolant (precomputed kernel, float64 Cholesky factor, residual reported)
         fit = kernelgen.kernel_interpolate(K, Y, kernel="precomputed", solver="cholesky",
                                            options=kernelgen.SolveOptions(dtype="float64"))
-        train_err = float(np.mean(np.argmax(fit.fitted, 1) != y_p))
-        test_err = float(np.mean(np.argmax(K_test @ fit.alpha, 1) != yte))
+        train_err = zero_one_error(fit.fitted, y_p, C)
+        test_err = zero_one_error(K_test @ fit.alpha, yte, C)
         # GP evidence at type-II ML (a^2, sigma^2), from the stored eigendecomposition
         gp = ev.gp_type2_ml(fac, Y)
         # softmax regression: MAP (Newton) and its Laplace evidence
@@ -207,8 +233,10 @@ def run(args):
                            laplace_at_end=at.log_evidence, laplace_at_map=mp.log_evidence,
                            log_joint_gap=(mp.log_likelihood + mp.log_prior) - (at.log_likelihood + at.log_prior),
                            newton_decrement2=at.newton_decrement2, seconds=time.perf_counter() - t_r)
+                require_finite(rec, f"SGD run p={p}, lr={lr}, B={B}")
                 runs.append(rec)
         row["seconds"] = time.perf_counter() - t_p
+        require_finite(row, f"corruption level p={p}")
         rows.append(row)
         log.info("p=%.1f kernel test err %.4f rkhs %.1f logev/n %.4f a2 %.3g s2 %.3g Neff %.1f | softmax MAP err %.4f (%.1f s)",
                  p, test_err, row["rkhs_norm"], row["log_evidence_per_sample"], gp.amplitude2, gp.noise_var,

@@ -61,6 +61,7 @@ from scipy.stats import pearsonr, spearmanr
 
 from kernelgen import cli
 from kernelgen import evidence as ev
+from kernelgen.random_features import encode_targets
 
 log = logging.getLogger("smith_le")
 
@@ -114,6 +115,15 @@ def load_data(args):
     return Xtr, ytr, Xte, yte, dict(MODELS)
 
 
+def binary_labels(y, name="y"):
+    """``y`` as 1-D int64 labels in {0, 1} (a column ``(n, 1)`` too), by kernelgen's shared rule.
+
+    Refuses (named errors) continuous or non-finite values and labels outside {0, 1}, instead of letting a
+    column vector broadcast in ``(z > 0) == (y == 1)`` into an (n, n) comparison (a wrong accuracy, silently).
+    """
+    return encode_targets(y, task="classification", classes=np.arange(2), name=name).labels
+
+
 def balanced_subset(y, n):
     """Indices of the first n/2 zeros and the first n/2 ones (y is zeros-block then ones-block)."""
     return np.r_[np.flatnonzero(y == 0)[: n // 2], np.flatnonzero(y == 1)[: n // 2]]
@@ -153,6 +163,7 @@ def score(r, lam, y, C, yte, n):
 
 def sweep(G, C, y, yte, priors):
     """Laplace evidence over the priors, strong to weak, each Newton run warm-started (same logits)."""
+    y, yte = binary_labels(y, "y"), binary_labels(yte, "y_test")
     n = y.size
     rows, a, lam_prev = [], None, None
     for lam in sorted(priors, reverse=True):
@@ -194,9 +205,11 @@ def correlations(rows):
     le = np.array([r["log_evidence"] for r in rows])
     ce = np.array([r["test_cross_entropy"] for r in rows])
     lam = [r["prior_precision"] for r in rows]
+    # a correlation with a constant sequence is undefined: None, never NaN
+    defined = le.size >= 2 and np.ptp(le) > 0 and np.ptp(ce) > 0
     return {
-        "spearman": float(spearmanr(le, ce).statistic),
-        "pearson": float(pearsonr(le, ce).statistic),
+        "spearman": float(spearmanr(le, ce).statistic) if defined else None,
+        "pearson": float(pearsonr(le, ce).statistic) if defined else None,
         "argmax_evidence_prior": lam[int(np.argmax(le))],
         "argmin_test_ce_prior": lam[int(np.argmin(ce))],
         "test_ce_at_argmax_evidence": float(ce[int(np.argmax(le))]),
@@ -208,6 +221,7 @@ def correlations(rows):
 def run(args):
     t0 = time.perf_counter()
     Xtr_all, ytr_all, Xte, yte, models = load_data(args)
+    ytr_all, yte = binary_labels(ytr_all, "y_train"), binary_labels(yte, "y_test")
     out = {}
     for name, cfg in models.items():
         t1 = time.perf_counter()
@@ -234,7 +248,8 @@ def run(args):
         corr = {"informative": correlations(inf_rows),
                 "random_per_seed": [correlations(rr) for rr in rnd]}
         for key in ("spearman", "pearson"):
-            corr[f"random_mean_{key}"] = float(np.mean([c[key] for c in corr["random_per_seed"]]))
+            vals = [c[key] for c in corr["random_per_seed"] if c[key] is not None]
+            corr[f"random_mean_{key}"] = float(np.mean(vals)) if vals else None
         check = None
         if name == WEIGHT_SPACE_CHECK[0]:
             lam = WEIGHT_SPACE_CHECK[1]
@@ -350,12 +365,15 @@ def _fmt_model(name, m):
     lines.append(f"verdict ({name}): {m['verdict']}{failed}")
     k = m["correlation_log_evidence_vs_test_ce"]
     ci = k["informative"]
-    lines.append(f"corr(log evidence, test CE) across priors: informative Spearman {ci['spearman']:+.3f} "
-                 f"Pearson {ci['pearson']:+.3f} (evidence peak at lam={ci['argmax_evidence_prior']:.2g}, test CE "
+    def r3(x):
+        return "n/a" if x is None else f"{x:+.3f}"
+
+    lines.append(f"corr(log evidence, test CE) across priors: informative Spearman {r3(ci['spearman'])} "
+                 f"Pearson {r3(ci['pearson'])} (evidence peak at lam={ci['argmax_evidence_prior']:.2g}, test CE "
                  f"{ci['test_ce_at_argmax_evidence']:.4f}; test CE lowest at lam={ci['argmin_test_ce_prior']:.2g}, "
                  f"{ci['min_test_ce']:.4f})")
-    lines.append("  random per seed Spearman " + " ".join(f"{x['spearman']:+.3f}" for x in k["random_per_seed"])
-                 + "; Pearson " + " ".join(f"{x['pearson']:+.3f}" for x in k["random_per_seed"]))
+    lines.append("  random per seed Spearman " + " ".join(r3(x["spearman"]) for x in k["random_per_seed"])
+                 + "; Pearson " + " ".join(r3(x["pearson"]) for x in k["random_per_seed"]))
     if m["weight_space_check"]:
         w = m["weight_space_check"]
         lines.append(f"check: weight-space Laplace {w['weight_space']:.6f} vs function-space {w['function_space']:.6f} "

@@ -1,6 +1,8 @@
 """Random-feature models, minimum-norm fits and double-descent sweeps over the width.
 
-Modules: ``_features`` (feature maps, arc-cosine kernel, ``min_norm_fit``), ``_sweep`` (the exact sweep). The
+Modules: ``_features`` (feature maps, arc-cosine kernel, ``min_norm_fit``), ``_sweep`` (the exact sweep),
+``_targets`` (``encode_targets``: the one rule deciding class labels vs regression targets, shared by the sweep,
+the estimators and the scripts). The
 scikit-learn estimators ``RandomFeaturesRegressor`` / ``RandomFeaturesClassifier`` live in
 :mod:`kernelgen.estimators` with the kernel-interpolation estimators.
 
@@ -68,9 +70,12 @@ from ._features import (
     random_fourier_features,
 )
 from ._sweep import SweepOptions, SweepResult, default_widths, double_descent_sweep
+from ._targets import TASKS, EncodedTargets, encode_targets, infer_task
 
 __all__ = [
     "FEATURE_KINDS",
+    "TASKS",
+    "EncodedTargets",
     "MinNormFit",
     "RandomFeatureMap",
     "SweepOptions",
@@ -79,6 +84,8 @@ __all__ = [
     "default_widths",
     "double_descent_sweep",
     "draw_random_features",
+    "encode_targets",
+    "infer_task",
     "min_norm_fit",
     "random_fourier_features",
 ]

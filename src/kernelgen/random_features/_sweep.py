@@ -16,11 +16,12 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._validation import as_float_array, check_same_rows
-from ..errors import InvalidInputError, MemoryBudgetError, ShapeMismatchError
+from ..errors import InvalidInputError, MemoryBudgetError, NonFiniteResultError, ShapeMismatchError
 from ..factors import qr_factor
 from ..kernels import Gaussian
 from ..solvers import kernel_interpolate
 from ._features import arccos_kernel, draw_random_features
+from ._targets import encode_targets, infer_task
 
 __all__ = ["SweepOptions", "SweepResult", "default_widths", "double_descent_sweep"]
 
@@ -101,8 +102,11 @@ class SweepResult:
     widths : ndarray of shape (n_widths,)
     n_train : int
     seeds : list of int
-    test_error, train_error : ndarray
-        Zero-one error of ``argmax`` predictions (NaN for regression targets).
+    task : {"classification", "regression"}
+        The question the sweep answered (``double_descent_sweep``'s ``task``, or the one inferred from ``y``).
+    test_error, train_error : ndarray or None
+        Zero-one error of ``argmax`` predictions; None for a regression sweep (no class to compare with:
+        never NaN). ``mean``, ``std`` and ``peak_width`` of them raise :class:`InvalidInputError` there.
     test_sq, train_sq : ndarray
         Mean over samples of ``||f(x) - y||^2`` (summed over targets).
     coef_norm : ndarray
@@ -126,7 +130,8 @@ class SweepResult:
         ``||Y - Phi a||_F / ||Y||_F`` (the interpolation residual for ``N >= n``).
     kernel_limit : dict or None
         ``N -> infinity`` reference from :func:`kernelgen.kernel_interpolate` (keys
-        ``test_error``, ``test_sq``, ``train_error``, ``train_sq``, ``rkhs_norm``, ``solver``).
+        ``test_error``, ``test_sq``, ``train_error``, ``train_sq``, ``rkhs_norm``, ``solver``; the two
+        errors are None for a regression sweep).
     seconds : float
     coef : list or None
         With ``SweepOptions.keep_coef``: ``coef[seed][width]`` is ``a_N = Phi_N^+ Y``, shape (N, k).
@@ -135,8 +140,8 @@ class SweepResult:
     widths: np.ndarray
     n_train: int
     seeds: list
-    test_error: np.ndarray
-    train_error: np.ndarray
+    test_error: np.ndarray | None
+    train_error: np.ndarray | None
     test_sq: np.ndarray
     train_sq: np.ndarray
     coef_norm: np.ndarray
@@ -150,19 +155,27 @@ class SweepResult:
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
     coef: list | None = None
+    task: str = "classification"
+
+    def _metric(self, name: str) -> np.ndarray:
+        a = getattr(self, name)
+        if a is None:
+            raise InvalidInputError(f"{name} is not defined for a {self.task} sweep (zero-one errors need class "
+                                    "labels); use test_sq / train_sq, or sweep with task='classification'.")
+        return a
 
     def mean(self, name: str) -> np.ndarray:
         """Mean over seeds of a metric: shape (n_widths,)."""
-        return np.mean(getattr(self, name), axis=0)
+        return np.mean(self._metric(name), axis=0)
 
     def std(self, name: str) -> np.ndarray:
         """Standard deviation over seeds (ddof=1; zeros for one seed): shape (n_widths,)."""
-        a = getattr(self, name)
+        a = self._metric(name)
         return np.std(a, axis=0, ddof=1) if a.shape[0] > 1 else np.zeros(a.shape[1])
 
     def peak_width(self, name: str = "test_error") -> int:
         """Width of the largest seed-mean of ``name``."""
-        return int(self.widths[int(np.nanargmax(self.mean(name)))])
+        return int(self.widths[int(np.argmax(self.mean(name)))])
 
     def to_dict(self) -> dict:
         """JSON-ready dict (lists instead of arrays)."""
@@ -185,17 +198,6 @@ def default_widths(n: int, *, max_ratio: float = 4.0, min_ratio: float = 0.1) ->
     ratios = ratios[(ratios >= min_ratio - 1e-12) & (ratios <= max_ratio + 1e-12)]
     w = np.unique(np.maximum(1, np.round(ratios * n)).astype(np.int64))
     return w
-
-
-def _encode_targets(y, name):
-    """Labels (1-D ints) -> (one-hot float64, labels, classes); float 2-D -> (Y, None, None)."""
-    y = np.asarray(y)
-    if y.ndim == 1 and y.dtype.kind in "iub":
-        classes = np.unique(y)
-        Y = (y[:, None] == classes[None, :]).astype(np.float64)
-        return Y, y, classes
-    Y = as_float_array(y, name, ndim=(1, 2), dtype=np.float64)
-    return (Y[:, None] if Y.ndim == 1 else Y), None, None
 
 
 def _sym_lower_norm1(Lw: np.ndarray, m: int) -> float:
@@ -323,8 +325,8 @@ def _gram_metrics(pred_tr, Y, lab, pred_te, Yt, labt):
     out = {
         "train_sq": float(np.mean(np.sum((pred_tr - Y) ** 2, axis=1))),
         "test_sq": float(np.mean(np.sum((pred_te - Yt) ** 2, axis=1))),
-        "train_error": np.nan,
-        "test_error": np.nan,
+        "train_error": None,
+        "test_error": None,
     }
     if lab is not None:
         out["train_error"] = float(np.mean(np.argmax(pred_tr, axis=1) != lab))
@@ -460,9 +462,48 @@ def _kernel_limit(fm, X, Y, lab, Xt, Yt, labt) -> dict:
     return out
 
 
+def _sweep_targets(y, y_test, task):
+    """Train and test targets under one task: (Y, labels, Y_test, test labels, task)."""
+    if task is None:
+        kinds = (infer_task(y), infer_task(y_test))
+        if kinds[0] != kinds[1]:
+            raise InvalidInputError(
+                f"y looks like {kinds[0]} targets but y_test like {kinds[1]} ones (dtypes "
+                f"{np.asarray(y).dtype}, {np.asarray(y_test).dtype}); pass task='classification' or "
+                "task='regression' to say which question the sweep answers.")
+    tr = encode_targets(y, task=task, name="y")
+    te = encode_targets(y_test, task=tr.task, classes=tr.classes, name="y_test")
+    return tr.Y, tr.labels, te.Y, te.labels, tr.task
+
+
+_METRICS = ("test_error", "train_error", "test_sq", "train_sq", "coef_norm", "opt_residual", "fit_residual")
+
+
+def _check_metrics(per_seed, klim, seeds) -> None:
+    """Raise :class:`NonFiniteResultError` for a NaN / infinite metric (never reported as a value).
+
+    ``cond`` may be infinite (a rank-0 ``Phi``) but not NaN.
+    """
+    for seed, rows in zip(seeds, per_seed):
+        for r in rows:
+            bad = [k for k in _METRICS if r[k] is not None and not np.isfinite(r[k])]
+            bad += ["cond"] if np.isnan(r["cond"]) else []
+            if bad:
+                raise NonFiniteResultError(
+                    f"width N={r['width']} (seed {seed}): {', '.join(bad)} = "
+                    f"{', '.join(repr(r[k]) for k in bad)}; the features or targets overflow float64 "
+                    "(scale X or y to moderate magnitudes).")
+    if klim is not None:
+        bad = [k for k, v in klim.items() if isinstance(v, float) and not np.isfinite(v)]
+        if bad:
+            raise NonFiniteResultError(f"kernel limit: {', '.join(bad)} not finite "
+                                       f"({', '.join(repr(klim[k]) for k in bad)}); scale X or y.")
+
+
 def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "fourier",
                          bandwidth: float = 5.0, seeds=(0,), kernel_limit: bool = True,
-                         options: SweepOptions | None = None, verbose: bool = False) -> SweepResult:
+                         options: SweepOptions | None = None, verbose: bool = False,
+                         task: str | None = None) -> SweepResult:
     """Minimum-norm random-feature fits of every width in ``widths``, reusing work.
 
     For each seed one map of ``max(widths)`` features is drawn and the width-``N`` model uses
@@ -472,10 +513,11 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
     Parameters
     ----------
     X : array_like of shape (n_samples, n_inputs)
-    y : array_like of shape (n_samples,) of int labels, or (n_samples, n_targets) floats
-        Integer labels are one-hot encoded (classification: zero-one error by argmax).
+    y : array_like of shape (n_samples,) or (n_samples, 1) of labels, or (n_samples, n_targets) of reals
+        Class labels are one-hot encoded (classification: zero-one error by argmax); see ``task``.
     X_test : array_like of shape (n_test, n_inputs)
     y_test : like ``y``
+        Under classification, labels among the classes of ``y``.
     widths : array_like of int, optional
         Default :func:`default_widths` (``0.1 n`` ... ``4 n``, 33 widths).
     kind : {"fourier", "relu"}
@@ -486,6 +528,10 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
     options : SweepOptions, optional
     verbose : bool
         tqdm progress over widths.
+    task : {None, "classification", "regression"}
+        None: classification for integer, boolean or string labels (a column ``(n, 1)`` of them too),
+        regression otherwise (:func:`kernelgen.random_features.encode_targets`); float labels holding
+        integers are regression targets unless ``task="classification"``.
 
     Returns
     -------
@@ -493,8 +539,13 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
 
     Raises
     ------
+    InvalidInputError
+        ``y`` and ``y_test`` of different kinds under ``task=None`` (pass ``task``), continuous labels
+        under classification, test labels outside the training classes, targets whose norm overflows.
     MemoryBudgetError
         When the stored features and Gram matrices exceed ``options.max_bytes``.
+    NonFiniteResultError
+        A metric came out NaN or infinite (overflowing features or targets): never reported as a value.
 
     References
     ----------
@@ -506,16 +557,15 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
     Xt = as_float_array(X_test, "X_test", ndim=(2,), dtype=np.float64)
     if Xt.shape[1] != X.shape[1]:
         raise ShapeMismatchError(f"X has {X.shape[1]} columns but X_test has {Xt.shape[1]}.")
-    Y, lab, classes = _encode_targets(y, "y")
-    Yt, labt, classes_t = _encode_targets(y_test, "y_test")
+    Y, lab, Yt, labt, task = _sweep_targets(y, y_test, task)
+    for name, T in (("y", Y), ("y_test", Yt)):
+        with np.errstate(over="ignore"):
+            overflow = not np.isfinite(np.linalg.norm(T))
+        if overflow:  # every residual and squared loss would be inf or NaN
+            raise InvalidInputError(f"{name} is too large: its norm overflows float64 ({np.max(np.abs(T)):.3g} "
+                                    "in absolute value); scale the targets.")
     check_same_rows(X, Y, "X", "y")
     check_same_rows(Xt, Yt, "X_test", "y_test")
-    if classes is not None:
-        if classes_t is None or not np.all(np.isin(classes_t, classes)):
-            raise InvalidInputError("y_test must hold integer labels from the classes of y.")
-        Yt = (labt[:, None] == classes[None, :]).astype(np.float64)
-        lab = np.searchsorted(classes, lab)
-        labt = np.searchsorted(classes, labt)
     if Yt.shape[1] != Y.shape[1]:
         raise ShapeMismatchError(f"y has {Y.shape[1]} targets but y_test has {Yt.shape[1]}.")
     n = X.shape[0]
@@ -553,19 +603,22 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
         for seed in seeds:
             fm = draw_random_features(X.shape[1], Nmax, kind=kind, bandwidth=bandwidth, seed=seed)
             per_seed.append(_sweep_one(fm, X, Ys, lab, Xt, Yt, labt, widths, opts, verbose, timings))
+    _check_metrics(per_seed, None, seeds)
     klim = None
     if kernel_limit:
         t0 = time.perf_counter()
         with threadpool_limits(limits=1 if n < opts.single_thread_below else None, user_api="blas"):
             klim = _kernel_limit(fm, X, Ys, lab, Xt, Yt, labt)
         timings["kernel_limit"] = time.perf_counter() - t0
+        _check_metrics([], klim, seeds)
 
     def stack(key, dtype=np.float64):
         return np.array([[r[key] for r in rows] for rows in per_seed], dtype=dtype)
 
+    errors = task == "classification"
     return SweepResult(
-        widths=widths, n_train=n, seeds=seeds,
-        test_error=stack("test_error"), train_error=stack("train_error"),
+        widths=widths, n_train=n, seeds=seeds, task=task,
+        test_error=stack("test_error") if errors else None, train_error=stack("train_error") if errors else None,
         test_sq=stack("test_sq"), train_sq=stack("train_sq"), coef_norm=stack("coef_norm"),
         cond=stack("cond"), rank=stack("rank", np.int64), method=stack("method", object).astype(str),
         cgls_iters=stack("cgls_iters", np.int64), opt_residual=stack("opt_residual"),

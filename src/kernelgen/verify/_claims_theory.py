@@ -59,7 +59,8 @@ def run_c6(ctx: Context) -> Result:
     X, y, Xt, yt = _data(ctx, P)
     n = X.shape[0]
     widths = np.unique(np.round(np.asarray(P["width_ratios"]) * n).astype(int))
-    res = random_features.double_descent_sweep(X, y, Xt, yt, widths, kind="fourier", bandwidth=P["bandwidth"],
+    res = random_features.double_descent_sweep(X, y, Xt, yt, widths, kind="fourier", task="classification",
+                                               bandwidth=P["bandwidth"],
                                                seeds=tuple(range(ctx.seed, ctx.seed + P["n_seeds"])),
                                                kernel_limit=False)
     at = int(np.nonzero(res.widths == n)[0][0])

@@ -299,3 +299,21 @@ def test_factor_failure_message_gives_no_bandwidth_advice():
         CholeskyFactor.factor(A)
     msg = str(e.value)
     assert "bandwidth" not in msg and "min_norm" in msg and "ridge" in msg
+
+
+def test_a_kernel_that_would_not_load_back_is_refused_before_writing(tmp_path):
+    """An unnamed subclass is saved under its parent's name: refuse at save time, write nothing."""
+    from kernelgen.errors import KernelIdentityError
+    from kernelgen.kernels import Gaussian
+
+    class HalfGaussian(Gaussian):  # no name of its own
+        def from_sqdist(self, r2):
+            return np.exp(-0.25 * r2)
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    fit = kernel_interpolate(X, y, kernel=HalfGaussian(bandwidth=2.0))
+    path = tmp_path / "f.npz"
+    with pytest.raises(KernelIdentityError, match="name of its own"):
+        fit.save(path)
+    assert list(tmp_path.iterdir()) == []

@@ -36,6 +36,7 @@ from ..errors import (
     FormatVersionError,
     InvalidInputError,
     KernelgenError,
+    KernelIdentityError,
     NonFiniteResultError,
     NotPicklableError,
     ShapeMismatchError,
@@ -416,6 +417,7 @@ class KernelInterpolant:
         if include_data and self.X_train is None and not isinstance(self.kernel, Precomputed):
             raise InvalidInputError("include_data=True but this interpolant has no training inputs attached; "
                                     "load it with load_interpolant(path, X_train) first.")
+        _check_kernel_round_trips(self.kernel)
         arrays, values = {}, {}
         for f in fields(fit):
             how, v = f.metadata.get("store", "json"), getattr(fit, f.name)
@@ -681,6 +683,20 @@ def attach_resolver(fit):
     opts = fit.options
     system = KernelSystem(fit.kernel, fit.X_train, None, fit.ridge, "on-the-fly", opts.tile, False)
     return _with_resolver(fit, system, fit.factor)
+
+
+def _check_kernel_round_trips(kernel) -> None:
+    """Refuse, before writing, a kernel that a later load would not rebuild as the same class and parameters."""
+    try:
+        back = Kernel.from_dict(json.loads(json.dumps(kernel.to_dict(), default=_json_default)))
+    except KernelgenError as exc:
+        raise KernelIdentityError(
+            f"{type(kernel).__name__} cannot be saved: its description does not load back ({exc}). Give the class a "
+            "name of its own (class attribute `name`), so that the file can record and find it.") from exc
+    if type(back) is not type(kernel) or back != kernel:
+        raise KernelIdentityError(
+            f"{kernel!r} would load back as {back!r}: a subclass without a `name` of its own is saved under its "
+            "parent's name. Give the class a name of its own (class attribute `name`); nothing was written.")
 
 
 def _content_hash(arrays: dict, meta: dict) -> str:

@@ -9,7 +9,13 @@ import pytest
 
 import kernelgen
 from kernelgen import SolveOptions, kernel_interpolate, kernel_matrix
-from kernelgen.errors import FormatVersionError, InvalidInputError, NotPositiveDefiniteError
+from kernelgen.errors import (
+    CorruptFileError,
+    DataMismatchError,
+    FormatVersionError,
+    InvalidInputError,
+    NotPositiveDefiniteError,
+)
 from kernelgen.factors import CholeskyFactor, EighFactor, Factor, JaxCholeskyFactor
 from kernelgen.kernels import (
     Gaussian,
@@ -263,7 +269,7 @@ def test_load_refuses_other_data_and_other_versions(fitted, tmp_path):
     fit.save(path)
     X2 = X.copy()
     X2[0, 0] += 1e-12
-    with pytest.raises(FormatVersionError):
+    with pytest.raises(DataMismatchError):
         load_interpolant(path, X2)
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
@@ -275,7 +281,7 @@ def test_load_refuses_other_data_and_other_versions(fitted, tmp_path):
     with pytest.raises(FormatVersionError):
         load_interpolant(bad, X)
     np.savez(tmp_path / "other.npz", alpha=np.zeros(3))
-    with pytest.raises(FormatVersionError):
+    with pytest.raises(CorruptFileError):
         load_interpolant(tmp_path / "other.npz", X)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 
 from .errors import InvalidInputError, NonFiniteInputError, ShapeMismatchError
 
-__all__ = ["as_float_array", "check_same_rows", "float_dtype_name", "is_finite_real", "is_int"]
+__all__ = ["as_float_array", "check_not_sparse", "check_same_rows", "float_dtype_name", "is_finite_real", "is_int",
+           "is_sparse"]
 
 _FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -28,7 +30,18 @@ def as_float_array(
     Integer, boolean and unsigned arrays are converted to float64 (``dtype=None``);
     float32/float64 keep their dtype unless ``dtype`` is given. Complex or object
     arrays are refused. The input is never modified (a copy is made when needed).
+
+    Raises
+    ------
+    InvalidInputError
+        A scipy.sparse matrix or array (:func:`check_not_sparse`), complex, object or string
+        dtypes, or an empty array.
+    ShapeMismatchError
+        A number of dimensions outside ``ndim``.
+    NonFiniteInputError
+        NaN or infinity (with ``check_finite``).
     """
+    check_not_sparse(a, name)
     if hasattr(a, "__array__") and not isinstance(a, np.ndarray):
         a = np.asarray(a)
     if not isinstance(a, np.ndarray):
@@ -57,6 +70,26 @@ def as_float_array(
     if check_finite:
         _check_finite(out, name)
     return out
+
+
+def is_sparse(a) -> bool:
+    """True for a scipy.sparse matrix or array (scipy is not imported for the check)."""
+    sp = sys.modules.get("scipy.sparse")  # a scipy.sparse object exists only once scipy.sparse is imported
+    return bool(sp is not None and sp.issparse(a))
+
+
+def check_not_sparse(a, name: str) -> None:
+    """Refuse a scipy.sparse input with a remedy (NumPy would see it as a 0-d object array).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the input, its sparse format and shape, and the remedy ``.toarray()``.
+    """
+    if is_sparse(a):
+        raise InvalidInputError(
+            f"{name} is a scipy.sparse {type(a).__name__} of shape {a.shape}: sparse matrices are not supported "
+            f"(kernelgen's kernels and solvers work on dense arrays); pass {name}.toarray().")
 
 
 def _check_finite(a: np.ndarray, name: str) -> None:

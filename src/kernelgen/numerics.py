@@ -4,6 +4,8 @@ Every module imports these instead of restating them:
 
 - :data:`EXACT_TOL` -- the float64 relative residual that defines "exact" (1e-10).
 - :data:`WORKING_MEMORY_BYTES` -- the working-memory budget of one block of temporaries.
+- :data:`MEMORY_FRACTION` -- the share of the memory available now that one solve may use by default
+  (the rest is the margin for the interpreter's growth and small temporaries).
 - :data:`CALL_LIMITS` / :data:`DEFAULT_TILE` -- the largest single BLAS/LAPACK call issued per dtype
   (the OpenBLAS bundled with NumPy/SciPy segfaults on very large single calls: FACTS.md measured a
   float32 ``cho_factor`` crash from n ~ 40,000 and float64 from ~23,000, and a float64
@@ -33,6 +35,7 @@ __all__ = [
     "CallLimits",
     "DEFAULT_TILE",
     "EXACT_TOL",
+    "MEMORY_FRACTION",
     "WORKING_MEMORY_BYTES",
     "available_memory",
     "empty_hugepages",
@@ -50,6 +53,11 @@ EXACT_TOL = 1e-10
 
 #: Working memory for one block of temporaries (kernel blocks, feature blocks), in bytes.
 WORKING_MEMORY_BYTES = 256 * 2**20
+
+#: Share of :func:`available_memory` one computation may use when no budget is given. MemAvailable
+#: already excludes the running interpreter and the libraries it loaded, so the remaining 15% is the
+#: only margin (for their growth and small temporaries): no fixed overhead is added on top of it.
+MEMORY_FRACTION = 0.85
 
 
 @dataclass(frozen=True)
@@ -141,14 +149,14 @@ def available_memory() -> int:
 def check_allocation(nbytes: int, *, what: str, memory_budget: int | None = None, remedy: str = "") -> None:
     """Refuse an allocation of ``nbytes`` before making it when it exceeds the budget.
 
-    The budget defaults to 85% of :func:`available_memory` (the planner's rule).
+    The budget defaults to :data:`MEMORY_FRACTION` (85%) of :func:`available_memory` (the planner's rule).
 
     Raises
     ------
     MemoryBudgetError
         With the bytes needed, the bytes available and ``remedy``.
     """
-    budget = int(memory_budget if memory_budget is not None else 0.85 * available_memory())
+    budget = int(memory_budget if memory_budget is not None else MEMORY_FRACTION * available_memory())
     if nbytes > budget:
         raise MemoryBudgetError(f"{what} needs {nbytes / 1e9:.2f} GB but {budget / 1e9:.2f} GB is available. "
                                 f"Remedy: {remedy or 'fewer rows, or more memory'}.", nbytes, budget)

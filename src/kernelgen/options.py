@@ -55,7 +55,9 @@ class SolveOptions:
         float32 / float64 matrix; None: ``1e3 * u`` of that precision
         (:func:`kernelgen.numerics.check_symmetric`).
     memory_budget : int or None, default None
-        Bytes the solve may use; None: 85% of the memory available now.
+        Bytes the solve may use; None: :data:`kernelgen.numerics.MEMORY_FRACTION` (85%) of the
+        memory available now (which already excludes the running interpreter; nothing fixed is
+        added on top).
     tile : int, default 2048
         Tile of the tiled Cholesky (1 <= tile; capped at the tested BLAS call limit, 8192).
     store_kernel : bool or None, default None
@@ -80,7 +82,12 @@ class SolveOptions:
         carries that proven bound through every pass (each applied to [p, |p|]) and stops, without
         the verifying pass, as soon as the bound reaches ``tol``; where it cannot (the worst-case
         rounding term gamma_D K|alpha| exceeds ``tol``, as on MNIST at n >= 3,000), the verifying
-        pass is made as usual. See :mod:`kernelgen.solvers._refine`.
+        pass is made as usual. See :mod:`kernelgen.solvers._refine`. "bound" is never ignored:
+        :func:`kernelgen.kernel_interpolate` raises
+        :class:`~kernelgen.errors.UnsupportedOptionError` before any n x n work where the bound
+        cannot hold or is not implemented (``backend="jax"`` or ``"mpi"``, ``solver="min_norm"``, a
+        precomputed K, a kernel without a proven entry bound on the data), and
+        ``solver="auto"`` does not fall back to min_norm under it.
 
     Raises
     ------

@@ -6,6 +6,12 @@ one lower triangle when it fits beside the factor, otherwise recomputed blockwis
 a dense float64 n x n), and preconditioned CG (or plain refinement) runs until the float64 relative
 residual reaches ``options.tol``. If the float32 route fails (factor breakdown, no convergence),
 the solve is redone with a float64 factor when memory allows, logged and reported.
+
+``solver="auto"`` (the default) is Cholesky; when the *float64* factor meets a non-positive pivot
+(K is not positive definite to working precision: duplicate points, a bandwidth too large for the
+data), the same K^+ Y is computed by ``min_norm`` when the planner allows it, logged at WARNING and
+recorded on the result (``fit.solver == "min_norm"``, ``fit.notes``). Every option is honoured or
+refused before any n x n work (:class:`~kernelgen.errors.UnsupportedOptionError`), never ignored.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from ..errors import (
     NonFiniteResultError,
     NotPositiveDefiniteError,
     ShapeMismatchError,
+    UnsupportedOptionError,
 )
 from ..factors import CholeskyFactor, EighFactor, LowerPanels
 from ..kernels import Precomputed, as_kernel
@@ -81,10 +88,17 @@ def kernel_interpolate(
     solver : {"auto", "cholesky", "min_norm"}
         ``"cholesky"``: positive-definite K (raises NotPositiveDefiniteError at the first failing
         pivot); ``"min_norm"``: alpha = K^+ Y by a rank-revealing eigendecomposition (the
-        minimum-norm interpolant of a singular K; rank reported); ``"auto"``: Cholesky (logged).
+        minimum-norm interpolant of a singular K; rank reported); ``"auto"``: Cholesky (with the
+        dtype=None float32 -> float64 retry), and when the float64 factor finds K not positive
+        definite, ``"min_norm"`` if the planner allows it (the same K^+ Y; logged at WARNING,
+        ``fit.solver == "min_norm"`` and the reason in ``fit.notes``); not on ``backend="mpi"``
+        (Cholesky only) nor with ``SolveOptions(certificate="bound")``, where the
+        NotPositiveDefiniteError is raised with the reason.
     backend : {"auto", "scipy", "jax", "mpi"}
-        ``"auto"`` picks JAX when an accelerator is visible, else SciPy/LAPACK (tiled). ``"mpi"``:
-        ScaLAPACK under ``mpiexec -n P`` (collective; every process passes the same X, Y).
+        ``"auto"`` picks JAX when an accelerator is visible, the kernel has a JAX implementation
+        (``Kernel.has_jax``) and no ``certificate="bound"`` is asked; else SciPy/LAPACK (tiled); the
+        choice and its reason are logged. ``"mpi"``: ScaLAPACK under ``mpiexec -n P`` (collective;
+        every process passes the same X, Y and sees the same ``KERNELGEN_MPI_*`` settings).
     options : SolveOptions or dict, optional
         The numerical knobs (tolerance, iteration, dtype policy, memory budget, tile, what to keep);
         see :class:`kernelgen.SolveOptions`.
@@ -98,10 +112,18 @@ def kernel_interpolate(
     Raises
     ------
     NonFiniteInputError, ShapeMismatchError, InvalidInputError
-        Bad data or options.
+        Bad data or options (a scipy.sparse X is refused: pass ``X.toarray()``).
+    UnsupportedOptionError
+        Before any n x n work: an option the chosen backend, solver or kernel cannot honour
+        (``backend="jax"`` with a kernel without a JAX implementation; ``certificate="bound"`` on
+        ``backend="jax"``/``"mpi"``, with ``solver="min_norm"``, a precomputed K, or a kernel without
+        a proven entry error bound; ``backend="mpi"`` with a precomputed K or ``solver="min_norm"``).
+    SettingsMismatchError
+        ``backend="mpi"``: the processes see different ``KERNELGEN_*`` environment settings.
     NotPositiveDefiniteError
-        Cholesky met a non-positive pivot (global index on the exception), or min_norm found a
-        negative eigenvalue beyond rounding.
+        Cholesky met a non-positive pivot (global index on the exception; the message ends with a
+        remedy for the kernel: a smaller bandwidth for a stationary kernel, ``ridge``, or
+        ``solver="min_norm"``), or min_norm found a negative eigenvalue beyond rounding.
     MemoryBudgetError
         The planner refused before allocating (bytes needed and available in the message).
     ConvergenceError
@@ -130,33 +152,161 @@ def kernel_interpolate(
         raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
     def validate():
-        return _validate_inputs(X, Y, kernel=kernel, ridge=ridge, solver=solver, options=options)
+        v = _validate_inputs(X, Y, kernel=kernel, ridge=ridge, solver=solver, options=options)
+        chosen = _choose_backend(backend, v[1], v[2], v[0])
+        _check_supported(chosen, solver, opts=v[0], kern=v[1], precomputed=v[2], A=v[3])
+        return v + (chosen,)
 
     # under mpiexec every process validates its own copy, and they agree: one refusing alone would hang the others
-    opts, kern, precomputed, A, X64, n, d, ridge, Y2, squeeze = mpi_agree(validate) if backend == "mpi" else validate()
+    opts, kern, precomputed, A, X64, n, d, ridge, Y2, squeeze, backend = (
+        mpi_agree(validate) if backend == "mpi" else validate())
+    requested = solver
     if solver == "auto":
         solver = "cholesky"
-        log.info("solver='auto' chose 'cholesky' (raises NotPositiveDefiniteError if K is not positive definite)")
-    if backend == "auto":
-        backend = "jax" if accelerator_available() else "scipy"
-        log.info("backend='auto' chose %r", backend)
+        log.info("solver='auto' starts with 'cholesky' (min_norm if the float64 factor finds K not positive definite)")
 
-    if backend == "jax":
-        out = solve_jax(A, Y2, kernel=kern, precomputed=precomputed, solver=solver, ridge=ridge, opts=opts,
-                        verbose=verbose)
-    elif backend == "mpi":  # under mpiexec: every process returns the same fit (see solvers/_mpi_backend.py)
-        out = solve_mpi(A, Y2, kernel=kern, precomputed=precomputed, solver=solver, ridge=ridge, opts=opts,
-                        verbose=verbose)
-    elif solver == "min_norm":
-        out = _solve_min_norm(A, Y2, kernel=kern, precomputed=precomputed, ridge=ridge, opts=opts, verbose=verbose)
-    else:
-        out = _solve_cholesky(A, Y2, kernel=kern, precomputed=precomputed, n=n, d=d, ridge=ridge, opts=opts,
-                              verbose=verbose)
+    trace = {}  # the backends record the dtype of each factor they attempt
+    try:
+        if backend == "jax":
+            out = solve_jax(A, Y2, kernel=kern, precomputed=precomputed, solver=solver, ridge=ridge, opts=opts,
+                            verbose=verbose, trace=trace)
+        elif backend == "mpi":  # under mpiexec: every process returns the same fit (see solvers/_mpi_backend.py)
+            out = solve_mpi(A, Y2, kernel=kern, precomputed=precomputed, solver=solver, ridge=ridge, opts=opts,
+                            verbose=verbose)
+        elif solver == "min_norm":
+            out = _solve_min_norm(A, Y2, kernel=kern, precomputed=precomputed, ridge=ridge, opts=opts,
+                                  verbose=verbose)
+        else:
+            out = _solve_cholesky(A, Y2, kernel=kern, precomputed=precomputed, n=n, d=d, ridge=ridge, opts=opts,
+                                  verbose=verbose, trace=trace)
+    except NotPositiveDefiniteError as exc:
+        if solver != "cholesky":
+            raise
+        why = _auto_refusal(requested, backend, opts, trace)
+        if why:
+            raise NotPositiveDefiniteError(f"{exc}{why} {_not_pd_remedy(kern, precomputed, opts, backend)}",
+                                           exc.index) from exc
+        pivot = "unknown" if exc.index is None else exc.index
+        note = (f"solver='auto': K is not positive definite (first failing pivot {pivot}); solved by min_norm")
+        log.info("solver='auto': the float64 Cholesky factor failed (%s); trying min_norm", str(exc).split(". ")[0])
+        try:
+            if backend == "jax":
+                out = solve_jax(A, Y2, kernel=kern, precomputed=precomputed, solver="min_norm", ridge=ridge,
+                                opts=opts, verbose=verbose)
+            else:
+                out = _solve_min_norm(A, Y2, kernel=kern, precomputed=precomputed, ridge=ridge, opts=opts,
+                                      verbose=verbose)
+        except MemoryBudgetError as mem:
+            raise NotPositiveDefiniteError(
+                f"{exc} solver='auto' could not take the min-norm route: {mem} "
+                f"{_not_pd_remedy(kern, precomputed, opts, backend, min_norm=False)}", exc.index) from exc
+        except NotPositiveDefiniteError as indefinite:  # K is indefinite, not only singular: report both findings
+            raise NotPositiveDefiniteError(f"{exc} solver='auto' then tried min_norm: {indefinite}",
+                                           exc.index) from indefinite
+        log.warning("%s (the same K^+ Y)", note)
+        out["notes"] = tuple(out.get("notes", ())) + (note,)
     out["timings"]["total"] = time.perf_counter() - t_start
     fit = build_interpolant(out, Y2, squeeze, kern, X64, A if precomputed else None, ridge, opts, backend)
     log.info("kernel_interpolate: n=%d solver=%s backend=%s factor=%s residual %.3e in %.1f s",
              n, fit.solver, fit.backend, fit.factor_dtype, fit.relative_residual, fit.timings["total"])
     return fit
+
+
+def _choose_backend(backend, kern, precomputed, opts):
+    """``backend="auto"``: JAX when an accelerator is visible and the kernel and options allow it (logged)."""
+    if backend != "auto":
+        return backend
+    if not accelerator_available():
+        log.info("backend='auto' chose 'scipy' (no accelerator visible)")
+        return "scipy"
+    if not precomputed and not getattr(kern, "has_jax", True):
+        log.info("backend='auto' chose 'scipy': %r has no JAX implementation (an accelerator is visible)", kern)
+        return "scipy"
+    if opts.certificate == "bound":
+        log.info("backend='auto' chose 'scipy': SolveOptions(certificate='bound') is implemented there only")
+        return "scipy"
+    log.info("backend='auto' chose 'jax' (an accelerator is visible)")
+    return "jax"
+
+
+def _check_supported(backend, solver, *, opts, kern, precomputed, A):
+    """Refuse, before any n x n work, an option the backend, solver or kernel cannot honour (never ignore it)."""
+    if backend == "jax" and not precomputed and not getattr(kern, "has_jax", True):
+        raise UnsupportedOptionError(
+            f"backend='jax' needs a kernel with a JAX implementation; {kern!r} has none (its _from_sqdist_jax / "
+            "_from_gram_jax twins are not implemented). Remedy: backend='scipy' (or backend='auto', which picks it "
+            "for this kernel), or implement the kernel's _jax twins.")
+    if backend == "mpi":
+        if precomputed:
+            raise UnsupportedOptionError("backend='mpi' computes its kernel tiles from X: a precomputed K is not "
+                                         "supported (use backend='scipy').")
+        if solver == "min_norm":
+            raise UnsupportedOptionError("backend='mpi' solves by Cholesky only, got solver='min_norm' (use "
+                                         "backend='scipy' for the minimum-norm solve).")
+    if backend == "jax" and opts.store_kernel is False:
+        raise UnsupportedOptionError(
+            "SolveOptions(store_kernel=False) cannot hold on backend='jax': its float64 residual uses the float64 K "
+            "kept on the device. Remedy: backend='scipy' (recomputes the float64 kernel on the fly), or "
+            "store_kernel=None.")
+    if backend == "mpi" and opts.store_kernel is True:
+        raise UnsupportedOptionError(
+            "SolveOptions(store_kernel=True) cannot hold on backend='mpi': each pass recomputes its share of the "
+            "float64 kernel tiles. Remedy: store_kernel=None, or backend='scipy'.")
+    if opts.certificate != "bound":
+        return
+    what = "SolveOptions(certificate='bound')"
+    if backend in ("jax", "mpi"):
+        raise UnsupportedOptionError(
+            f"{what} is not implemented on backend={backend!r}: its float64 products carry no proven error bound "
+            "through CG. Remedy: backend='scipy', or certificate='direct' (the direct float64 residual).")
+    if solver == "min_norm":
+        raise UnsupportedOptionError(
+            f"{what} cannot hold with solver='min_norm': the bound is carried through the Cholesky-preconditioned "
+            "CG; the eigendecomposition's pseudo-inverse refinement has none. Remedy: certificate='direct', or "
+            "solver='cholesky'.")
+    if precomputed:
+        raise UnsupportedOptionError(
+            f"{what} needs kernel entries with a proven error bound; a precomputed K has none (its entries' errors "
+            "are unknown to kernelgen). Remedy: certificate='direct', or pass X with a Kernel object.")
+    if kern.entries(A, None, dtype=np.float64).entry_error_bound() is None:  # O(n d): copies and norms of X
+        raise UnsupportedOptionError(
+            f"{what} needs kernel entries with a proven error bound, and {kern!r} has none on these data (proven: "
+            "Gaussian, Laplace on integer data, at bandwidths inside the float range). Remedy: "
+            "certificate='direct' (the direct float64 residual certifies alpha).")
+
+
+def _auto_refusal(requested, backend, opts, trace) -> str:
+    """Why the solve cannot take the min-norm route after a NotPositiveDefiniteError ('' when it can: solver='auto'
+    after a float64 factor, on a backend with min_norm, with an option min_norm honours)."""
+    if requested != "auto":
+        return f" (solver={requested!r}: no other route is tried.)"
+    if backend == "mpi":
+        return " solver='auto' cannot take the min-norm route on backend='mpi' (Cholesky only)."
+    if trace.get("factor_dtype") != "float64":
+        if opts.dtype == "float32":
+            return (" solver='auto' takes the min-norm route only when a float64 factor fails, and "
+                    "SolveOptions(dtype='float32') asked for a float32 one.")
+        return (" solver='auto' could not take the min-norm route: it needs more memory than the float64 factor, "
+                "which did not fit.")
+    if opts.certificate == "bound":
+        return (" solver='auto' cannot take the min-norm route with SolveOptions(certificate='bound'), which the "
+                "min-norm solve cannot honour.")
+    return ""
+
+
+def _not_pd_remedy(kern, precomputed, opts, backend, *, min_norm=True) -> str:
+    """The kernel-aware remedy of a Cholesky breakdown (the factor's message does not know the kernel)."""
+    mn = (["solver='min_norm' (the minimum-norm interpolant K^+ Y" + (", on backend='scipy')" if backend == "mpi"
+                                                                      else ")")] if min_norm else [])
+    ridge = ["an explicit ridge=... (reported on the result)"]
+    f32 = ["SolveOptions(dtype='float64')"] if opts.dtype == "float32" else []
+    if precomputed:
+        return "Remedy for this precomputed K: " + ", ".join(f32 + mn + ridge) + "."
+    if getattr(kern, "stationary", False) and getattr(kern, "bandwidth", None) is not None:
+        return (f"Remedy for {kern!r}: K of a stationary kernel is numerically singular when the bandwidth is "
+                "large against the distances between points (K tends to all ones) or points repeat: a SMALLER "
+                "bandwidth, " + ", ".join(f32 + ridge + mn) + ".")
+    return f"Remedy for {kern!r}: " + ", ".join(f32 + ridge + mn) + "."
 
 
 def _validate_inputs(X, Y, *, kernel, ridge, solver, options):
@@ -217,7 +367,8 @@ def _check_kernel_scale(kern, X64, opts):
 
 
 # ----------------------------------------------------------------------------- Cholesky (SciPy)
-def _solve_cholesky(A, Y2, *, kernel, precomputed, n, d, ridge, opts, verbose):
+def _solve_cholesky(A, Y2, *, kernel, precomputed, n, d, ridge, opts, verbose, trace=None):
+    trace = {} if trace is None else trace
     timings = {}
     plan = plan_kernel_solve(n, d, Y2.shape[1], solver="cholesky", dtype=opts.dtype, precomputed=precomputed,
                              memory_budget=opts.memory_budget, tile=opts.tile, store_kernel=opts.store_kernel,
@@ -252,6 +403,7 @@ def _solve_cholesky(A, Y2, *, kernel, precomputed, n, d, ridge, opts, verbose):
     timings["kernel"] = time.perf_counter() - t0
 
     def factor_and_refine(F):
+        trace["factor_dtype"] = np.dtype(F.dtype).name
         factor = CholeskyFactor.from_panels(F, verbose=verbose)
         timings["factor"] = factor.seconds
         t0 = time.perf_counter()

@@ -20,10 +20,9 @@ import time
 import numpy as np
 
 from .._jax import default_device, enable_x64
-from ..errors import MemoryBudgetError
+from ..errors import MemoryBudgetError, UnsupportedOptionError
 from ..factors import EighFactor, JaxCholeskyFactor
-from ..numerics import available_memory
-from ._planner import BASE_OVERHEAD
+from ..numerics import MEMORY_FRACTION, available_memory
 from ._refine import refine
 from ._system import KernelSystem, check_interpolates, pinv_refine
 
@@ -33,7 +32,8 @@ __all__ = ["solve_jax", "device_memory"]
 
 
 def device_memory(device=None) -> int:
-    """Bytes usable on ``device`` (GPU: the allocator's limit; CPU: available host memory)."""
+    """Bytes usable on ``device`` (GPU: the allocator's limit; CPU: :data:`~kernelgen.numerics.MEMORY_FRACTION`
+    of the host memory available now, which already excludes the running interpreter)."""
     device = device or default_device()
     try:
         stats = device.memory_stats()
@@ -41,7 +41,7 @@ def device_memory(device=None) -> int:
             return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
     except Exception:  # CPU devices have no memory_stats
         pass
-    return int(0.85 * available_memory()) - BASE_OVERHEAD
+    return int(MEMORY_FRACTION * available_memory())
 
 
 def _build_kernel(A, kernel, precomputed, dtype):
@@ -53,8 +53,24 @@ def _build_kernel(A, kernel, precomputed, dtype):
     return kernel.matrix_jax(A, dtype=dtype)
 
 
-def solve_jax(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
-    """The JAX path (module docstring); returns the raw outcome dict that kernel_interpolate packages."""
+def solve_jax(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose, trace=None):
+    """The JAX path (module docstring); returns the raw outcome dict that kernel_interpolate packages.
+
+    ``trace`` (a dict, optional) receives ``factor_dtype``, the dtype of the Cholesky factor attempted
+    (kernel_interpolate's solver="auto" reads it when the factor fails).
+
+    Raises
+    ------
+    UnsupportedOptionError
+        A kernel without a JAX implementation (``Kernel.has_jax`` False), before any n x n work.
+    MemoryBudgetError
+        The device memory cannot hold the path (before allocating).
+    """
+    if not precomputed and not getattr(kernel, "has_jax", True):
+        raise UnsupportedOptionError(
+            f"backend='jax' needs a kernel with a JAX implementation; {kernel!r} has none. Remedy: "
+            "backend='scipy' (or backend='auto'), or implement the kernel's _jax twins.")
+    trace = {} if trace is None else trace
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -110,6 +126,7 @@ def solve_jax(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
             Kf = Kf + jnp.asarray(ridge, Kf.dtype) * jnp.eye(n, dtype=Kf.dtype)
         jax.block_until_ready(Kf)
         timings["kernel"] = time.perf_counter() - t0
+        trace["factor_dtype"] = fdt.name
         factor = JaxCholeskyFactor.factor(Kf)
         timings["factor"] = factor.seconds
         del Kf

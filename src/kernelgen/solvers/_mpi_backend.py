@@ -5,7 +5,7 @@ Every process calls :func:`kernel_interpolate` with the same X and Y (checked). 
 1. **plan** (per process, before allocating): the local block-cyclic block of the float32 (or
    float64) factor as ScaLAPACK stores it, the copies of X the kernel entries hold, the entry and
    tile workspaces and the vectors of the iteration, against this process's share of the node's
-   memory (``0.85 * MemAvailable / processes on the node``, or ``SolveOptions.memory_budget`` per
+   memory (``MEMORY_FRACTION (0.85) * MemAvailable / processes on the node``, or ``SolveOptions.memory_budget`` per
    process); and the 32-bit index limit of LP64 ScaLAPACK (local block < 2^31 entries, else the
    smallest P that fits is named). Any process refusing makes every process raise the same error.
 2. **kernel**: each process computes only its own ``nb x nb`` block-cyclic tiles of the lower
@@ -32,7 +32,13 @@ failure cannot leave the other processes waiting forever in a collective.
 Settings (environment, so that they pass through ``mpiexec -x``): ``KERNELGEN_MPI_GRID`` (e.g.
 ``2x1``; default the most nearly square P_r <= P_c), ``KERNELGEN_MPI_BLOCK`` (block size nb,
 default 256), ``KERNELGEN_MPI_CHECKPOINT`` (a directory for the per-process factor blocks),
-``KERNELGEN_SCALAPACK`` (the library, see :func:`~kernelgen.factors.load_scalapack`).
+``KERNELGEN_SCALAPACK`` (the library, see :func:`~kernelgen.factors.load_scalapack`). Every process
+reads them (:data:`MPI_ENV_SETTINGS`) and they are agreed in the first collective, together with the
+validation of X, Y, kernel and options (:func:`mpi_agree`): processes that see different values all
+raise :class:`~kernelgen.errors.SettingsMismatchError` naming the setting and the ranks (a differing
+grid would otherwise leave every process waiting in the factorization, a differing block size make
+ScaLAPACK reject an argument); a malformed value is an :class:`~kernelgen.errors.InvalidInputError`
+on every process, never silently replaced by the default.
 
 References
 ----------
@@ -54,6 +60,7 @@ import traceback
 
 import numpy as np
 
+from .._validation import as_float_array
 from ..errors import (
     ConvergenceError,
     DataIntegrityError,
@@ -62,6 +69,8 @@ from ..errors import (
     MemoryBudgetError,
     NonFiniteResultError,
     NotPositiveDefiniteError,
+    SettingsMismatchError,
+    ShapeMismatchError,
 )
 from ..factors._scalapack import (
     BlacsGrid,
@@ -72,15 +81,18 @@ from ..factors._scalapack import (
     load_scalapack,
     numroc,
 )
-from ..numerics import CALL_LIMITS, available_memory
+from ..numerics import CALL_LIMITS, MEMORY_FRACTION, available_memory
 from ._refine import refine
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DistributedKernelSystem", "mpi_agree", "mpi_plan", "mpi_settings", "predict_mpi", "solve_mpi"]
+    "DistributedKernelSystem", "MPI_ENV_SETTINGS", "mpi_agree", "mpi_plan", "mpi_settings", "predict_mpi",
+    "solve_mpi"]
 
 DEFAULT_BLOCK = 256
+#: Every environment setting the MPI path reads; all processes of a run must see the same values.
+MPI_ENV_SETTINGS = ("KERNELGEN_MPI_GRID", "KERNELGEN_MPI_BLOCK", "KERNELGEN_MPI_CHECKPOINT", "KERNELGEN_SCALAPACK")
 _GRIDS: dict = {}
 
 
@@ -96,7 +108,14 @@ def _world():
 
 
 def mpi_settings(nprocs: int) -> dict:
-    """Grid, block size and checkpoint directory from the environment (see the module docstring)."""
+    """Grid, block size and checkpoint directory from the environment (see the module docstring).
+
+    Raises
+    ------
+    InvalidInputError
+        A malformed ``KERNELGEN_MPI_GRID`` or ``KERNELGEN_MPI_BLOCK``, or a grid of another size than
+        the number of processes.
+    """
     g = os.environ.get("KERNELGEN_MPI_GRID", "").strip().lower()
     if g:
         try:
@@ -109,7 +128,10 @@ def mpi_settings(nprocs: int) -> dict:
     else:
         grid = default_grid(nprocs)
     b = os.environ.get("KERNELGEN_MPI_BLOCK", "").strip()
-    nb = int(b) if b.isdigit() and int(b) > 0 else DEFAULT_BLOCK
+    if b and not (b.isdigit() and int(b) > 0):
+        raise InvalidInputError(f"KERNELGEN_MPI_BLOCK must be a positive integer (the block size nb), got {b!r}; "
+                                f"unset it for the default {DEFAULT_BLOCK}.")
+    nb = int(b) if b else DEFAULT_BLOCK
     return {"grid": grid, "nb": nb, "checkpoint": os.environ.get("KERNELGEN_MPI_CHECKPOINT") or None}
 
 
@@ -134,7 +156,8 @@ def mpi_plan(n: int, d: int, k: int, *, grid: tuple, nb: int, rank: int, factor_
         # 2 processes this plan says 8.99 GB, the measured peak RSS was 8.99 / 8.96 GB.
         "X_copies": n * d * (8 + fdt.itemsize + 8) + 3 * n * 8,
         # the float64 entries' integer-GEMM buffer (CALL_LIMITS-sized) and the fill / pass tiles
-        "entry_workspace": lim32.gemm_rows * lim32.gemm_cols * 4 + nb * nb * 8 + tile * tile * 8,
+        # (the GEMM buffer is sized by the largest block asked, never more than n x n)
+        "entry_workspace": min(n, lim32.gemm_rows) * min(n, lim32.gemm_cols) * 4 + nb * nb * 8 + tile * tile * 8,
         "vectors": 16 * n * k * 8,
     }
     return {"local_shape": (locr, locc), "local_entries": locr * locc, "bytes": int(sum(parts.values())),
@@ -161,22 +184,65 @@ def _hash(*arrays) -> str:
     return h.hexdigest()
 
 
+def _env_settings() -> dict:
+    """This process's values of :data:`MPI_ENV_SETTINGS` (None when unset; surrounding blanks ignored)."""
+    out = {}
+    for var in MPI_ENV_SETTINGS:
+        v = os.environ.get(var)
+        out[var] = None if v is None or not v.strip() else v.strip()
+    return out
+
+
+def _check_settings_agree(per_rank: list) -> None:
+    """Raise SettingsMismatchError (the same on every process) when the ranks' settings differ."""
+    diffs = []
+    for var in MPI_ENV_SETTINGS:
+        groups: dict = {}
+        for r, st in enumerate(per_rank):
+            groups.setdefault(st[var], []).append(r)
+        if len(groups) > 1:
+            diffs.append(f"{var} is " + ", ".join(
+                f"{'unset' if v is None else repr(v)} on rank(s) {ranks}" for v, ranks in groups.items()))
+    if diffs:
+        raise SettingsMismatchError(
+            "backend='mpi': the processes disagree on their environment settings: " + "; ".join(diffs)
+            + ". Every process must see the same values (a different grid or block size would hang or break the "
+            "distributed factorization). Remedy: pass each to every process (mpiexec -x VAR=value), or unset it "
+            "on all of them.")
+
+
 def mpi_agree(validate):
-    """Run ``validate()`` on every process and agree on the outcome (collective).
+    """Run ``validate()`` on every process and agree on the outcome and the settings (collective).
 
     Input checks can fail on some processes only (NaN in one process's copy of X, a different
     shape): the processes that passed would then wait forever in the solve's first collective.
-    Here each process reports whether its ``validate()`` raised a kernelgen error; if any did, every
-    process raises -- the failing ones their own error, the others an :class:`InvalidInputError`
-    naming the failing ranks and the first message. Returns ``validate()``'s value.
+    Here each process reports whether its ``validate()`` raised a kernelgen error, together with its
+    environment settings (:data:`MPI_ENV_SETTINGS`, parsed and the library loaded on every process
+    before any collective depends on them). If the settings differ, every process raises
+    :class:`SettingsMismatchError` naming the settings and the ranks; else if any validation failed,
+    every process raises -- the failing ones their own error, the others an
+    :class:`InvalidInputError` naming the failing ranks and the first message. Returns
+    ``validate()``'s value.
+
+    Raises
+    ------
+    SettingsMismatchError
+        The processes see different values of a ``KERNELGEN_*`` setting.
+    KernelgenError
+        ``validate()``'s error, or a malformed setting, on some process (InvalidInputError on the others).
     """
     comm = _world()
     err, value = None, None
+    settings = _env_settings()
     try:
         value = validate()
+        load_scalapack()
+        mpi_settings(comm.Get_size())
     except KernelgenError as exc:
         err = exc
-    outcomes = comm.allgather(None if err is None else f"{type(err).__name__}: {err}")
+    gathered = comm.allgather((None if err is None else f"{type(err).__name__}: {err}", settings))
+    _check_settings_agree([st for _, st in gathered])
+    outcomes = [o for o, _ in gathered]
     bad = [r for r, o in enumerate(outcomes) if o is not None]
     if err is not None:
         raise err
@@ -416,7 +482,8 @@ def _check_memory(comm, n, d, k, grid_shape, nb, fdt, tile, opts):
     rank, size = comm.Get_rank(), comm.Get_size()
     plan = mpi_plan(n, d, k, grid=grid_shape, nb=nb, rank=rank, factor_dtype=fdt, tile=tile)
     share = _node_share(comm)
-    budget = int(opts.memory_budget) if opts.memory_budget is not None else int(0.85 * available_memory() / share)
+    budget = (int(opts.memory_budget) if opts.memory_budget is not None
+              else int(MEMORY_FRACTION * available_memory() / share))
     plan["budget"] = budget
     verdicts = comm.allgather((plan["bytes"], budget))
     over = [(r, need, have) for r, (need, have) in enumerate(verdicts) if need > have]
@@ -425,11 +492,12 @@ def _check_memory(comm, n, d, k, grid_shape, nb, fdt, tile, opts):
              budget / 1e9, share)
     if over:
         r, need, have = max(over, key=lambda t: t[1] - t[2])
+        f32 = ", or SolveOptions(dtype='float32') (halves the factor block)" if fdt == np.float64 else ""
         raise MemoryBudgetError(
             f"backend='mpi': rank {r} of {size} needs {need / 1e9:.2f} GB (its {fdt.name} local factor block "
             f"{plan['local_shape'] if r == rank else ''} as ScaLAPACK stores it, its copies of X, workspaces) but "
             f"{have / 1e9:.2f} GB is its share of the node ({len(over)} process(es) over). Remedy: more nodes "
-            "(more processes, fewer per node), or SolveOptions(dtype='float32').", need, have)
+            f"(more processes, fewer per node), free memory on the node{f32}.", need, have)
     return plan
 
 
@@ -488,7 +556,9 @@ def predict_mpi(fit, X_test, *, comm=None) -> np.ndarray:
     X = fit.X_train
     if X is None:
         raise InvalidInputError("predict_mpi needs the training inputs on the fit.")
-    Xt = np.asarray(X_test, dtype=np.float64)
+    Xt = as_float_array(X_test, "X_test", ndim=(2,), dtype=np.float64)
+    if Xt.shape[1] != X.shape[1]:
+        raise ShapeMismatchError(f"X_test has {Xt.shape[1]} features but the fit was trained on {X.shape[1]}.")
     alpha = np.asarray(fit.alpha, dtype=np.float64)
     a2 = alpha.reshape(alpha.shape[0], -1)
     n, r, p = X.shape[0], comm.Get_rank(), comm.Get_size()

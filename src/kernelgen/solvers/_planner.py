@@ -22,19 +22,25 @@ import numpy as np
 
 from ..errors import InvalidInputError, MemoryBudgetError
 from ..factors import EIGH_MAX_N, LowerPanels
-from ..numerics import CALL_LIMITS, DEFAULT_TILE, available_memory
+from ..numerics import CALL_LIMITS, DEFAULT_TILE, MEMORY_FRACTION, available_memory
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MemoryPlan", "plan_kernel_solve", "available_memory", "AUTO_FLOAT64_MAX_N", "EIGH_MAX_N"]
+__all__ = ["MemoryPlan", "plan_kernel_solve", "available_memory", "AUTO_FLOAT64_MAX_N", "EIGH_MAX_N",
+           "DEFAULT_MEMORY_FRACTION", "SMALL_TEMPORARIES"]
 
 #: dtype=None factors in float64 up to this n (cheap there), in float32 above
 #: (the default of :attr:`kernelgen.SolveOptions.float64_max_n`).
 AUTO_FLOAT64_MAX_N = 4096
-#: Fraction of the available memory the planner lets one solve use by default.
-DEFAULT_MEMORY_FRACTION = 0.85
-#: Fixed allowance for the interpreter, libraries and small temporaries.
-BASE_OVERHEAD = 600 * 2**20
+#: Fraction of the available memory the planner lets one solve use by default (the one rule,
+#: :data:`kernelgen.numerics.MEMORY_FRACTION`).
+DEFAULT_MEMORY_FRACTION = MEMORY_FRACTION
+#: The solve's own small temporaries (Python objects, LAPACK's workspaces, the fused passes'
+#: cache-sized blocks). The interpreter and its libraries are *not* counted: they are resident
+#: already, so the memory available now excludes them, and the default budget's margin
+#: (1 - MEMORY_FRACTION) covers their growth. (Counting a fixed 600 MiB on top of that margin
+#: refused even n = 50 on a node with 0.7 GB free.)
+SMALL_TEMPORARIES = 64 * 2**20
 
 
 def _gb(b: float) -> str:
@@ -102,25 +108,25 @@ def plan_kernel_solve(
     precomputed : bool
         The caller supplies K (already in memory; not counted).
     memory_budget : int, optional
-        Bytes this solve may use; default 85% of :func:`available_memory`.
+        Bytes this solve may use; default :data:`DEFAULT_MEMORY_FRACTION` (85%) of
+        :func:`available_memory`.
     store_kernel : bool, optional
         Force (True) or forbid (False) keeping the float64 kernel triangle.
 
     Raises
     ------
     MemoryBudgetError
-        With bytes needed, bytes available and a remedy.
+        With bytes needed, bytes available and a remedy that fits the cause: when even the
+        smallest solve does not fit (too little memory free), freeing memory or a larger
+        ``memory_budget``; otherwise a float32 factor (only when it would fit), the largest number
+        of samples that fits, or more memory.
     """
     if n < 1:
         raise InvalidInputError("n must be positive")
-    budget = int(memory_budget if memory_budget is not None
-                 else DEFAULT_MEMORY_FRACTION * available_memory())
+    explicit = memory_budget is not None
+    budget = int(memory_budget if explicit else DEFAULT_MEMORY_FRACTION * available_memory())
     k = max(1, int(n_targets))
-    vec = 8 * n * k * 8  # alpha, residual, CG directions and products, float64
-    x_bytes = 0 if precomputed else n * d * (8 + 4)  # float64 X and a float32 copy
-    breakdown = {"overhead": BASE_OVERHEAD, "vectors": vec}
-    if x_bytes:
-        breakdown["X"] = x_bytes
+    breakdown = _base_breakdown(n, d, k, precomputed)
 
     if solver == "min_norm":
         if n > EIGH_MAX_N:
@@ -129,14 +135,15 @@ def plan_kernel_solve(
                 f"largest single LAPACK call kernelgen issues ({EIGH_MAX_N}). Remedy: solver='cholesky' "
                 "(exact for positive-definite kernels), or a subset of at most "
                 f"{EIGH_MAX_N} samples.", 0, budget)
-        breakdown["eigh (K copy, vectors, workspace)"] = 3 * n * n * 8
-        if not precomputed:
-            breakdown["K float64"] = n * n * 8
+        breakdown.update(_min_norm_parts(n, precomputed))
         need = sum(breakdown.values())
         if need > budget:
             raise MemoryBudgetError(
-                f"solver='min_norm' at n={n} needs {_gb(need)} but {_gb(budget)} is available. "
-                "Remedy: solver='cholesky' (a float32 triangle, n^2*2 bytes), fewer samples, or more memory.",
+                f"solver='min_norm' at n={n} needs {_gb(need)} but {_gb(budget)} is available. Remedy: "
+                + _remedy(budget, explicit, _largest_n(lambda m: _min_norm_need(m, d, k, precomputed), budget,
+                                                       EIGH_MAX_N),
+                          _min_norm_need(1, d, k, precomputed), "solver='cholesky' (a float32 triangle, n^2*2 bytes)",
+                          _cholesky_need(n, d, k, np.dtype(np.float32), tile, precomputed, False) <= budget),
                 need, budget)
         return MemoryPlan(n, d, k, "eigh", np.dtype(np.float64), "eigh", n, need, budget, breakdown)
 
@@ -150,9 +157,9 @@ def plan_kernel_solve(
             raise InvalidInputError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
     if int(tile) < 1:
         raise InvalidInputError(f"tile must be a positive integer, got {tile!r}")
+    tile_req = int(tile)
     tile = int(min(tile, CALL_LIMITS[fdt].potrf_n, max(n, 1)))
-    breakdown["factor"] = LowerPanels.nbytes_for(n, tile, fdt)
-    breakdown["blocks"] = n * tile * fdt.itemsize + 2 * tile * CALL_LIMITS[np.dtype(np.float64)].gemm_cols * 8
+    breakdown.update(_cholesky_parts(n, tile, fdt))
     need_min = sum(breakdown.values())
     tri64 = LowerPanels.nbytes_for(n, tile, np.float64)
     if precomputed:
@@ -164,13 +171,92 @@ def plan_kernel_solve(
         residual = "on-the-fly"
     need = sum(breakdown.values())
     if need > budget:
-        alt = ""
-        if fdt == np.float64:
-            alt = " dtype='float32' (mixed precision, still exact in float64) halves the factor;"
+        f32_fits = fdt == np.float64 and _cholesky_need(n, d, k, np.dtype(np.float32), tile_req, precomputed,
+                                                        False) <= budget
+        def need_at(m, dt):
+            return _cholesky_need(m, d, k, np.dtype(dt), tile_req, precomputed, False)
+
+        if dtype is None:  # the policy: float64 up to float64_max_n, float32 above
+            m32 = _largest_n(lambda m: need_at(m, np.float32), budget)
+            m_max = m32 if m32 > float64_max_n else min(_largest_n(lambda m: need_at(m, np.float64), budget),
+                                                         float64_max_n)
+        else:
+            m_max = _largest_n(lambda m: need_at(m, fdt), budget)
+        remedy = _remedy(budget, explicit, m_max, need_at(1, fdt),
+                         "dtype='float32' (mixed precision, still exact in float64) halves the factor", f32_fits)
         raise MemoryBudgetError(
             f"an exact kernel solve at n={n} needs {_gb(need)} ({', '.join(f'{a} {_gb(b)}' for a, b in breakdown.items())}) "
-            f"but {_gb(budget)} is available. Remedy:{alt} use fewer training samples, or a machine with more memory.",
-            need, budget)
+            f"but {_gb(budget)} is available. Remedy: {remedy}", need, budget)
     plan = MemoryPlan(n, d, k, "cholesky", fdt, residual, tile, need, budget, breakdown)
     log.info("memory plan: %s", plan.describe())
     return plan
+
+
+# ----------------------------------------------------------------------------- the parts and the remedy
+def _base_breakdown(n, d, k, precomputed) -> dict:
+    """The parts every path needs: the solve's small temporaries, the float64 vectors, the copies of X."""
+    breakdown = {"temporaries": SMALL_TEMPORARIES,
+                 "vectors": 8 * n * k * 8}  # alpha, residual, CG directions and products, float64
+    if not precomputed:
+        breakdown["X"] = n * d * (8 + 4)  # float64 X and a float32 copy
+    return breakdown
+
+
+def _cholesky_parts(n, tile, fdt) -> dict:
+    return {"factor": LowerPanels.nbytes_for(n, tile, fdt),
+            "blocks": n * tile * fdt.itemsize + 2 * tile * CALL_LIMITS[np.dtype(np.float64)].gemm_cols * 8}
+
+
+def _min_norm_parts(n, precomputed) -> dict:
+    parts = {"eigh (K copy, vectors, workspace)": 3 * n * n * 8}
+    if not precomputed:
+        parts["K float64"] = n * n * 8
+    return parts
+
+
+def _cholesky_need(n, d, k, fdt, tile, precomputed, stored) -> int:
+    """Bytes of the Cholesky path at n (the float64 triangle only when ``stored``)."""
+    tile = max(1, int(min(tile, CALL_LIMITS[fdt].potrf_n, max(n, 1))))
+    parts = {**_base_breakdown(n, d, k, precomputed), **_cholesky_parts(n, tile, fdt)}
+    if stored:
+        parts["kernel float64"] = LowerPanels.nbytes_for(n, tile, np.float64)
+    return int(sum(parts.values()))
+
+
+def _min_norm_need(n, d, k, precomputed) -> int:
+    return int(sum({**_base_breakdown(n, d, k, precomputed), **_min_norm_parts(n, precomputed)}.values()))
+
+
+def _largest_n(need_at, budget, cap=2**40) -> int:
+    """The largest m <= cap with need_at(m) <= budget (need_at grows with m), 0 when none."""
+    if need_at(1) > budget:
+        return 0
+    lo, hi = 1, 2
+    while hi <= cap and need_at(hi) <= budget:
+        lo, hi = hi, hi * 2
+    hi = min(hi, cap + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if need_at(mid) <= budget else (lo, mid)
+    return lo
+
+
+def _remedy(budget, explicit, m_max, need_one, alternative, alternative_fits) -> str:
+    """A remedy that fits the cause of a refusal.
+
+    When not even one sample fits (``m_max == 0``), the cause is the memory free, not the problem's
+    size: the remedy is to free memory (or to raise an explicit budget); a float32 factor or fewer
+    samples cannot help. Otherwise: ``alternative`` (e.g. a float32 factor) only when it would fit,
+    the largest number of samples that fits (``m_max``), more memory.
+    """
+    if m_max < 1:
+        where = (f"SolveOptions(memory_budget={budget}) leaves too little for any solve (the smallest needs "
+                 f"{_gb(need_one)}): raise memory_budget" if explicit else
+                 f"too little memory is free for any solve ({_gb(budget / DEFAULT_MEMORY_FRACTION)} available "
+                 f"now, the smallest solve needs {_gb(need_one)}): free memory (end other processes on this "
+                 "machine) or run on a machine with more free memory")
+        return where + "; a float32 factor or fewer samples would not help."
+    parts = [alternative] if alternative_fits else []
+    parts.append(f"use at most {m_max} training samples (what fits in {_gb(budget)})")
+    parts.append("free memory, or a machine with more memory")
+    return "; ".join(parts) + "."

@@ -125,6 +125,9 @@ def pinv_refine(factor: EighFactor, system: KernelSystem, Y2, tol, max_steps: in
 def check_interpolates(res, factor, opts):
     """min_norm: warn (or raise, by option) when the minimum-norm solution is not an interpolant.
 
+    The :class:`~kernelgen.errors.InterpolationWarning` is emitted once, by :func:`warnings.warn`
+    (attributed to the caller of kernel_interpolate), and logged at DEBUG only.
+
     The threshold follows the precision the kernel matrix carries: ``opts.tol`` for float64; for a
     float32 matrix its own rounding (~u32 * cond of the kept spectrum) already limits how well any Y
     in its range can be reproduced, so max(tol, 10 * u32 * cond) is used.
@@ -147,5 +150,7 @@ def check_interpolates(res, factor, opts):
            f"{tol:.1e} with numerical rank {factor.rank} of {factor.shape[0]}. " + why)
     if opts.require_interpolation:
         raise SingularSystemError(msg + " (SolveOptions(require_interpolation=True))")
-    log.warning(msg)
+    # emitted once, through warnings only (so that warnings.filterwarnings can silence it); the log keeps a
+    # DEBUG line, never a second WARNING
+    log.debug("InterpolationWarning: %s", msg)
     warnings.warn(msg, InterpolationWarning, stacklevel=4)

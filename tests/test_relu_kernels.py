@@ -104,10 +104,16 @@ def test_deep_recursion_matches_direct_scalar_evaluation(rng, sw2, sb2):
     for depth in (0, 2, 4):
         kw = dict(depth=depth, weight_variance=sw2, bias_variance=sb2)
         ref = np.array([[_direct(x, z, depth, sw2, sb2) for z in Z] for x in X])
+        dx = np.array([_direct(x, x, depth, sw2, sb2) for x in X])
+        dz = np.array([_direct(z, z, depth, sw2, sb2) for z in Z])
         for i, which in enumerate(WHICH):
-            # same formulas, different operation order (math.sin/cos vs sqrt((1-rho)(1+rho))):
-            # a few ulps per layer, amplified by 1/sin theta in Sigma_dot: 1e-12 relative
-            np.testing.assert_allclose(kern(X, Z, which=which, **kw), ref[..., i], rtol=1e-12)
+            # same formulas, different operation order (math.sin/cos vs sqrt((1-rho)(1+rho)); a GEMM vs a
+            # scalar loop for <x, z>): a few ulps per layer of the scale sqrt(k(x,x) k(z,z)) (Cauchy-Schwarz),
+            # amplified by 1/sin theta in Sigma_dot: 1e-12 of that scale. Relative to the entry alone it would
+            # not do: at depth 0 the entry is sigma_w^2 <x, z>/d + sigma_b^2, which cancels to near zero.
+            scale = np.sqrt(np.outer(dx[:, i], dz[:, i]))
+            got = kern(X, Z, which=which, **kw)
+            assert np.all(np.abs(got - ref[..., i]) <= 1e-12 * (np.abs(ref[..., i]) + scale))
 
 
 def _pair(a, b, c):

@@ -243,6 +243,7 @@ def run_select(args, X, y):
     n_classes = int(y.max()) + 1
     results = []
     for name, delta in grid:
+        cli.check_interrupted()
         opts = replace(SELECT_BASE, **delta)
         t0 = time.perf_counter()
         F = features(X[np.concatenate([fit_idx, val_idx])], opts)
@@ -251,10 +252,12 @@ def run_select(args, X, y):
         med = median_distance(Ff, args.seed)
         errs, infos = [], []
         for m in mults:
+            cli.check_interrupted()
             try:
                 pred, info = fit_predict(Ff, y[fit_idx], Fv, m * med, n_classes)
                 errs.append(float(np.mean(pred != y[val_idx])))
             except Exception as exc:  # e.g. a Cholesky failure at a very wide bandwidth
+                cli.check_interrupted()  # an error caused by an interrupt is the interrupt, not a failed setting
                 logger.warning("%s, mult %g failed: %s", name, m, exc)
                 errs.append(None)
                 info = {"error": f"{type(exc).__name__}: {exc}"}
@@ -285,10 +288,9 @@ def run_select(args, X, y):
         smoke=bool(args.smoke), machine=dict(platform=platform.platform(), cpus=os.cpu_count()),
         provenance=provenance(seeds=_seeds(args)),
     )
-    sel_path = Path(args.selection) if args.selection else (
-        args.out_dir / "gabor_selection_smoke.json" if args.smoke else DEFAULT_SELECTION)
-    sel_path.parent.mkdir(parents=True, exist_ok=True)
-    sel_path.write_text(json.dumps(out, indent=1) + "\n")
+    sel_path = selection_path(args)
+    cli.check_interrupted()  # an interrupted selection is not written
+    _write_atomic(sel_path, json.dumps(out, indent=1) + "\n")
     figs = [plot_selection(args.out_dir, results, chosen)] + plot_filters(args.out_dir, chosen["features"])
     print(f"chosen: {chosen['name']}, bandwidth {chosen['bandwidth_mult']} x median, "
           f"validation error {100 * e:.2f}% (D={chosen['feature_dim']}); selection took {seconds:.0f} s")
@@ -313,15 +315,17 @@ def run_final(args, X, y, Xte, yte, selection_path):
     F = features(X[:n], opts, verbose=not args.quiet)
     Fte = features(Xte, opts, verbose=not args.quiet)
     t_feat = time.perf_counter() - t0
+    cli.check_interrupted()
     med = median_distance(F, args.seed)
     bw = mult * med
-    print(f"features: D={F.shape[1]}, {t_feat:.1f} s; bandwidth {mult} x {med:.4f} = {bw:.4f}", flush=True)
+    print(f"features: D={F.shape[1]}, {t_feat:.1f} s; bandwidth {mult} x {med:.4g} = {bw:.4g}", flush=True)
     budget = None if args.memory_budget_gb is None else int(args.memory_budget_gb * 1e9)
     # If the float32 factor fails at this n (K gets worse conditioned as n grows), step down
     # to the next smaller bandwidth multiple of the selection grid -- a rule that uses no
     # test data -- and report it.
     failed = []
     while True:
+        cli.check_interrupted()
         try:
             pred, info = fit_predict(F, y[:n], Fte, bw, int(y.max()) + 1, memory_budget=budget,
                                      verbose=not args.quiet)
@@ -334,7 +338,7 @@ def run_final(args, X, y, Xte, yte, selection_path):
                 raise
             mult = max(smaller)
             bw = mult * med
-            print(f"float32 factor failed; retrying with bandwidth {mult} x median = {bw:.4f}", flush=True)
+            print(f"float32 factor failed; retrying with bandwidth {mult} x median = {bw:.4g}", flush=True)
     info["bandwidth_failures"] = failed
     test_error = float(np.mean(pred != yte))  # the test set, touched once
     val_used = None  # the saved validation error of the setting actually used, if in the grid
@@ -380,6 +384,80 @@ def _floor_seconds(n, D, sgemm=247e9, dgemm=119e9, spotrf=220e9, n_residuals=5):
     return n * n * D / sgemm + n**3 / 3 / spotrf + n_residuals * 2 * n * n * D / dgemm
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file in the same directory: never a half-written file."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def selection_path(args) -> Path:
+    """The selection JSON this run writes (--select, --smoke) or reads (the final fit, --replot)."""
+    if args.selection:
+        return Path(args.selection).expanduser()
+    return args.out_dir / "gabor_selection_smoke.json" if args.smoke else DEFAULT_SELECTION
+
+
+def check(args) -> None:
+    """Refuse, before any data are loaded, options out of range or that do not apply in this mode."""
+    import math
+
+    from kernelgen.errors import InvalidInputError
+
+    select_sizes = ["select_n_train", "select_n_val"]
+    final_only = ["n_train", "bandwidth_mult", "memory_budget_gb"]
+    if args.replot:
+        cli.refuse_options(args, ["select", "smoke", "data_home", "seed"] + select_sizes + final_only,
+                           "with --replot (it only redraws the figures of a saved selection)")
+    elif args.smoke:
+        cli.refuse_options(args, ["data_home", "select"] + select_sizes,
+                           "with --smoke (it selects on 120 + 120 synthetic images, then fits; no MNIST is read)")
+    elif args.select:
+        cli.refuse_options(args, final_only, "with --select (the selection fits its subsets at every grid "
+                                             "bandwidth, with no memory budget)")
+    else:
+        cli.refuse_options(args, select_sizes, "without --select")
+    if args.seed < 0:
+        raise InvalidInputError(f"--seed must be a non-negative integer, got {args.seed}.")
+    for name in final_only[1:]:
+        v = getattr(args, name)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}.")
+    if not 1 <= args.n_train <= 60000:
+        raise InvalidInputError(f"--n-train must be in [1, 60000], got {args.n_train}.")
+    if args.select and not args.smoke:
+        if args.select_n_train < 2 or args.select_n_val < 1 or args.select_n_train + args.select_n_val > 60000:
+            raise InvalidInputError("--select-n-train (>= 2) and --select-n-val (>= 1) must add up to at most the "
+                                    f"60,000 training images, got {args.select_n_train} + {args.select_n_val}.")
+    path = selection_path(args)
+    if args.select or args.smoke:  # written at the end of the selection: checked now, not after hours
+        cli.check_output_path(path, option="--selection")
+    elif not path.is_file():
+        raise InvalidInputError(f"--selection {path}: no such file; run --select first to write it, or give the "
+                                "path of a saved selection.")
+    else:
+        from kernelgen.errors import CorruptFileError
+
+        try:
+            sel = json.loads(path.read_text())
+            ok = isinstance(sel, dict) and {"results", "chosen"} <= set(sel)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            raise CorruptFileError(f"--selection {path} is not a selection written by --select (it needs 'results' "
+                                   "and 'chosen'); run --select again or give another file.")
+
+
 def build_parser():
     p = cli.make_parser(__doc__, script=__file__, data_home=True, out_dir="results/mnist_gabor",
                         seed=0, seed_help="seed of the selection's fit/validation split and of the median-distance "
@@ -406,7 +484,7 @@ def build_parser():
 def _main(args):
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.replot:
-        sel = json.loads(Path(args.selection or DEFAULT_SELECTION).read_text())
+        sel = json.loads(selection_path(args).read_text())
         figs = [plot_selection(args.out_dir, sel["results"], sel["chosen"])]
         figs += plot_filters(args.out_dir, sel["chosen"]["features"])
         print(f"saved {', '.join(figs)}")
@@ -418,12 +496,12 @@ def _main(args):
     elif args.select:
         metrics = run_select(args, X, y)
     else:
-        metrics = run_final(args, X, y, Xte, yte, args.selection or DEFAULT_SELECTION)
+        metrics = run_final(args, X, y, Xte, yte, selection_path(args))
     return cli.emit(metrics, json_out=args.json_out, seeds=_seeds(args))
 
 
 def main(argv=None) -> int:
-    return cli.run(_main, build_parser(), argv)
+    return cli.run(_main, build_parser(), argv, check=check)
 
 
 if __name__ == "__main__":

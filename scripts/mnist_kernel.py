@@ -10,6 +10,12 @@ try --n-train 10000 before the full run.
     python scripts/mnist_kernel.py --n-train 10000   # a subset
     python scripts/mnist_kernel.py                   # all 60,000 training images
     python scripts/mnist_kernel.py --smoke           # synthetic digits, seconds
+    python scripts/mnist_kernel.py --n-train 10000 --save fit.npz
+    python scripts/mnist_kernel.py --load fit.npz    # reload a saved fit, predict the test set
+
+A file written with --save records how the training data were prepared (pixels / 255 in
+float64, or the synthetic digits' seed) and which training rows were used; --load rebuilds
+exactly those rows, checks them against the file's data sha256 and predicts the test images.
 
 Prints a human summary; the last line of stdout is one JSON object of metrics.
 """
@@ -24,6 +30,10 @@ from kernelgen import cli
 
 KERNELS = ["gaussian", "laplace", "linear", "polynomial", "relu_nngp", "relu_ntk"]
 DEFAULT_BANDWIDTH = {"gaussian": 5.0, "laplace": 10.0, "polynomial": 1.0}
+N_MNIST_TRAIN, N_MNIST_TEST, N_SMOKE_TRAIN, N_SMOKE_TEST = 60000, 10000, 400, 200
+#: options that choose or configure a fit; with --load the fit comes from the file
+FIT_OPTIONS = ["kernel", "bandwidth", "depth", "degree", "solver", "backend", "dtype", "ridge", "tol", "save",
+               "n_train", "seed", "smoke"]
 
 
 def synthetic_digits(n_train: int, n_test: int, seed: int):
@@ -63,31 +73,132 @@ def build_parser():
                         "refinement above; the residual is float64 either way)")
     p.add_argument("--ridge", type=float, default=0.0, help="ridge added to the diagonal (0: exact interpolation)")
     p.add_argument("--tol", type=float, default=1e-10, help="float64 relative residual to reach")
-    p.add_argument("--save", default=None, metavar="PATH",
-                   help="save the fitted interpolant (alpha, kernel, data hash, residual certificate) to PATH "
-                        "(.npz), to reload with kernelgen.load_interpolant(PATH, X_train) (default: not saved)")
+    p.add_argument("--save", type=cli.OutputPath(create_parents=False), default=None, metavar="PATH",
+                   help="save the fitted interpolant (alpha, kernel, data hash, how the data were prepared, the "
+                        "training rows, residual certificate) to PATH (.npz; its directory must exist), to reload "
+                        "with --load PATH (default: not saved)")
+    p.add_argument("--load", default=None, metavar="PATH",
+                   help="instead of fitting, reload an interpolant saved by --save, rebuild its training data "
+                        "from the preparation and rows recorded in the file, and predict the test images "
+                        "(default: fit)")
     return p
 
 
-def _main(args) -> dict:
-    t_start = time.perf_counter()
-    import kernelgen
-    from kernelgen.kernels import (
-        Gaussian,
-        Laplace,
-        Linear,
-        Polynomial,
-        ReluNNGP,
-        ReluNTK,
-    )
+def make_kernel(args):
+    """The kernel the options describe (its constructor validates the hyper-parameters)."""
+    from kernelgen.kernels import Gaussian, Laplace, Linear, Polynomial, ReluNNGP, ReluNTK
 
     bandwidth = DEFAULT_BANDWIDTH.get(args.kernel) if args.bandwidth is None else args.bandwidth
-    kernel = {"gaussian": lambda: Gaussian(bandwidth=bandwidth),
-              "laplace": lambda: Laplace(bandwidth=bandwidth),
-              "linear": Linear,
-              "polynomial": lambda: Polynomial(degree=args.degree, bandwidth=bandwidth),
-              "relu_nngp": lambda: ReluNNGP(depth=args.depth),
-              "relu_ntk": lambda: ReluNTK(depth=args.depth)}[args.kernel]()
+    return {"gaussian": lambda: Gaussian(bandwidth=bandwidth),
+            "laplace": lambda: Laplace(bandwidth=bandwidth),
+            "linear": Linear,
+            "polynomial": lambda: Polynomial(degree=args.degree, bandwidth=bandwidth),
+            "relu_nngp": lambda: ReluNNGP(depth=args.depth),
+            "relu_ntk": lambda: ReluNTK(depth=args.depth)}[args.kernel]()
+
+
+def check(args) -> None:
+    """Refuse, before any data are loaded, options out of range or that do not apply."""
+    import math
+
+    import kernelgen
+    from kernelgen.errors import InvalidInputError
+
+    if args.n_test is not None and not 1 <= args.n_test <= N_MNIST_TEST:
+        raise InvalidInputError(f"--n-test must be in [1, {N_MNIST_TEST}] (the test error of no images is undefined), "
+                                f"got {args.n_test}; leave it out for all of them.")
+    if args.load is not None:
+        cli.refuse_options(args, FIT_OPTIONS, "with --load (the fit, its data and its kernel come from the file)")
+        from pathlib import Path
+
+        if not Path(args.load).is_file():
+            raise InvalidInputError(f"--load {args.load}: no such file (give a file written by --save).")
+        return
+    if args.smoke:
+        cli.refuse_options(args, ["data_home"], "with --smoke (synthetic digits; no MNIST is read)")
+    n_max = N_SMOKE_TRAIN if args.smoke else N_MNIST_TRAIN
+    if (not args.smoke or "n_train" in cli.given(args)) and not 1 <= args.n_train <= n_max:
+        raise InvalidInputError(f"--n-train must be in [1, {n_max}]{' with --smoke' if args.smoke else ''}, "
+                                f"got {args.n_train}.")
+    if args.seed is not None and args.seed < 0:
+        raise InvalidInputError(f"--seed must be a non-negative integer, got {args.seed}.")
+    if args.kernel not in DEFAULT_BANDWIDTH:
+        cli.refuse_options(args, ["bandwidth"], f"with --kernel {args.kernel} (it has no bandwidth)")
+    if args.kernel not in ("relu_nngp", "relu_ntk"):
+        cli.refuse_options(args, ["depth"], f"with --kernel {args.kernel} (only the ReLU kernels have a depth)")
+    if args.kernel != "polynomial":
+        cli.refuse_options(args, ["degree"], f"with --kernel {args.kernel} (only the polynomial kernel has one)")
+    if not (math.isfinite(args.ridge) and args.ridge >= 0):
+        raise InvalidInputError(f"--ridge must be a finite number >= 0, got {args.ridge}.")
+    make_kernel(args)  # InvalidInputError for a bandwidth, depth or degree out of range
+    kernelgen.SolveOptions(dtype=args.dtype, tol=args.tol)  # InvalidInputError for --tol outside (0, 1)
+
+
+def synthetic_preparation(n_train: int, n_test: int, seed: int) -> dict:
+    return {"dataset": "synthetic_digits", "generator": "scripts/mnist_kernel.py:synthetic_digits",
+            "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed), "transform": "pixels/255",
+            "dtype": "float64"}
+
+
+#: how the MNIST training inputs are prepared (recorded in a --save file; --load rebuilds from it)
+MNIST_PREPARATION = {"dataset": "mnist", "split": "train", "transform": "pixels/255", "dtype": "float64"}
+
+
+def prepared_data(preparation, rows, *, n_test, data_home, verbose):
+    """Rebuild (X_train, y_train, X_test, y_test) from a file's preparation and rows (for --load)."""
+    from kernelgen.errors import InvalidInputError
+
+    prep = preparation if isinstance(preparation, dict) else {}
+    if prep.get("dataset") == "synthetic_digits":
+        Xtr, ytr, Xte, yte = synthetic_digits(prep["n_train"], prep["n_test"], seed=prep["seed"])
+        Xtr, Xte = Xtr.astype(np.float64) / 255.0, Xte.astype(np.float64) / 255.0
+        return Xtr[rows], ytr[rows], Xte[:n_test], yte[:n_test]
+    if {k: prep.get(k) for k in MNIST_PREPARATION} == MNIST_PREPARATION:
+        return cli.load_mnist_scaled(train_index=rows, n_test=n_test, data_home=data_home, verbose=verbose)
+    raise InvalidInputError(f"--load: the file's training data were prepared as {preparation!r}, which this script "
+                            "cannot rebuild (it rebuilds files written by its own --save); load it with "
+                            "kernelgen.load_interpolant(PATH, X_train) and the training inputs it was fitted on.")
+
+
+def _load_main(args) -> dict:
+    """--load: reload a saved fit, rebuild its training rows, predict the test images."""
+    import kernelgen
+    from kernelgen.errors import InvalidInputError
+
+    t_start = time.perf_counter()
+    verbose = not args.quiet
+    info = kernelgen.load_interpolant(args.load)  # no data yet: read what the file records
+    if info.rows is None or info.preparation is None:
+        raise InvalidInputError(f"--load {args.load}: the file records no preparation or rows of its training data "
+                                "(written by another program); load it with kernelgen.load_interpolant(PATH, "
+                                "X_train) and the training inputs it was fitted on.")
+    Xtr, ytr, Xte, yte = prepared_data(info.preparation, info.rows, n_test=args.n_test, data_home=args.data_home,
+                                       verbose=verbose)
+    fit = kernelgen.load_interpolant(args.load, Xtr)  # DataMismatchError unless the rows rebuild the data
+    cli.check_interrupted()
+    t0 = time.perf_counter()
+    P = fit.predict(Xte, verbose=verbose)
+    t_predict = time.perf_counter() - t0
+    test_error = float(np.mean(np.argmax(P, axis=1) != yte))
+    dataset = info.preparation.get("dataset")
+    print(f"kernelgen: reloaded {args.load} ({dataset}, n_train={Xtr.shape[0]}, {fit.kernel!r})")
+    print(f"  test error  {100 * test_error:.2f}% on {Xte.shape[0]} test images; saved relative residual "
+          f"{fit.relative_residual:.2e}, RKHS norm {fit.rkhs_norm:.3g}")
+    metrics = {"mode": "load", "loaded": args.load, "dataset": dataset, "preparation": info.preparation,
+               "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0]), "kernel_spec": fit.kernel.to_dict(),
+               "test_error": test_error, "relative_residual": fit.relative_residual, "rkhs_norm": fit.rkhs_norm,
+               "ridge": fit.ridge, "timings": {"predict": t_predict}, "seconds": time.perf_counter() - t_start,
+               "peak_rss_gb": cli.peak_rss_gb()}
+    return cli.emit(metrics, json_out=args.json_out)
+
+
+def _main(args) -> dict:
+    if args.load is not None:
+        return _load_main(args)
+    t_start = time.perf_counter()
+    import kernelgen
+
+    kernel = make_kernel(args)
     options = kernelgen.SolveOptions(dtype=args.dtype, tol=args.tol)
     verbose = not args.quiet
     comm = None
@@ -99,17 +210,21 @@ def _main(args) -> dict:
     t0 = time.perf_counter()
     seeds = {"subset_seed": args.seed}
     if args.smoke:
-        n_train = min(args.n_train, 400)
+        n_train, n_test = min(args.n_train, N_SMOKE_TRAIN), args.n_test or N_SMOKE_TEST
         smoke_seed = 0 if args.seed is None else args.seed
-        Xtr, ytr, Xte, yte = synthetic_digits(n_train, args.n_test or 200, seed=smoke_seed)
+        Xtr, ytr, Xte, yte = synthetic_digits(n_train, n_test, seed=smoke_seed)
         # the project's convention: pixels / 255
         Xtr, Xte = Xtr.astype(np.float64) / 255.0, Xte.astype(np.float64) / 255.0
         seeds = {"synthetic_data": smoke_seed}
         dataset = "synthetic"
+        preparation, rows = synthetic_preparation(n_train, n_test, smoke_seed), np.arange(n_train)
     else:
+        rows = cli.subset_rows(args.n_train, N_MNIST_TRAIN, args.seed)
+        preparation = MNIST_PREPARATION
+
         def load():
-            return cli.load_mnist_scaled(n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-                                         data_home=args.data_home, verbose=verbose)
+            return cli.load_mnist_scaled(train_index=rows, n_test=args.n_test, data_home=args.data_home,
+                                         verbose=verbose)
 
         if comm is not None and comm.Get_size() > 1:  # rank 0 fills the cache (download) first, then the rest
             got = None
@@ -131,8 +246,10 @@ def _main(args) -> dict:
     Y = cli.one_hot(ytr, 10)
     t_load = time.perf_counter() - t0
 
+    cli.check_interrupted()
     fit = kernelgen.kernel_interpolate(Xtr, Y, kernel=kernel, ridge=args.ridge, solver=args.solver,
                                        backend=args.backend, options=options, verbose=verbose)
+    cli.check_interrupted()
     train_error = float(np.mean(np.argmax(fit.fitted, axis=1) != ytr))
     t0 = time.perf_counter()
     if comm is not None:
@@ -143,8 +260,9 @@ def _main(args) -> dict:
         P = fit.predict(Xte, verbose=verbose)
     t_predict = time.perf_counter() - t0
     test_error = float(np.mean(np.argmax(P, axis=1) != yte))
-    if args.save and (comm is None or comm.Get_rank() == 0):  # one writer
-        fit.save(args.save)
+    cli.check_interrupted()
+    if args.save and (comm is None or comm.Get_rank() == 0):  # one writer; written whole or not at all
+        fit.save(args.save, preparation=preparation, rows=rows)
     seconds = time.perf_counter() - t_start
 
     metrics = {
@@ -171,6 +289,7 @@ def _main(args) -> dict:
         "seconds": seconds,
         "peak_rss_gb": cli.peak_rss_gb(),
         "saved": args.save,
+        "preparation": preparation,
     }
     if comm is not None:
         metrics["mpi_processes"] = comm.Get_size()
@@ -185,14 +304,14 @@ def _main(args) -> dict:
     if fit.relative_residual_bound is not None:
         print(f"  proven bound on the exact-arithmetic residual {fit.relative_residual_bound:.2e} "
               f"(certificate: {fit.residual_certificate})")
-    print(f"  RKHS norm {fit.rkhs_norm:.1f}   ridge {fit.ridge}   solver {fit.solver}/{fit.backend}")
+    print(f"  RKHS norm {fit.rkhs_norm:.3g}   ridge {fit.ridge:.3g}   solver {fit.solver}/{fit.backend}")
     print("  time " + ", ".join(f"{k} {v:.1f}s" for k, v in metrics["timings"].items())
           + f"; total {seconds:.1f}s; peak RSS {metrics['peak_rss_gb']:.2f} GB")
     return cli.emit(metrics, json_out=args.json_out, seeds=seeds)
 
 
 def main(argv=None) -> int:
-    return cli.run(_main, build_parser(), argv)
+    return cli.run(_main, build_parser(), argv, check=check)
 
 
 if __name__ == "__main__":

@@ -189,8 +189,46 @@ def build_parser():
     return p
 
 
+#: the options that size the MNIST runs; --smoke runs fixed tiny synthetic problems instead
+MNIST_SIZES = ["n_linear", "n_reach", "n_kernel", "bandwidth", "linear_samples", "reach_steps", "kernel_samples",
+               "kernel_batch_samples", "kernel_batches", "gd_steps", "reach_gd_steps", "batches"]
+
+
+def check(args) -> None:
+    """Refuse, before any data are loaded, options out of range or that do not apply."""
+    import math
+
+    from kernelgen.errors import InvalidInputError
+
+    if args.seed < 0:
+        raise InvalidInputError(f"--seed must be a non-negative integer, got {args.seed}.")
+    if args.smoke:
+        cli.refuse_options(args, ["data_home"] + MNIST_SIZES,
+                           "with --smoke (it runs fixed tiny synthetic problems; no MNIST is read)")
+        return
+    for name in ("n_linear", "n_reach", "n_kernel"):
+        if not 2 <= getattr(args, name) <= 60000:
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be in [2, 60000], got {getattr(args, name)}.")
+    if args.n_reach >= 784:  # the out-of-span demonstration starts in the null space of X (n < d = 784)
+        raise InvalidInputError(f"--n-reach must be below the 784 pixels (X needs a null space), got {args.n_reach}.")
+    lower = {"bandwidth": 0.0, "linear_samples": 1, "reach_steps": 5, "kernel_samples": 1, "kernel_batch_samples": 1}
+    for name, lo in lower.items():  # reach_steps // 5 steps of the B = 10 run
+        v = getattr(args, name)
+        if not (math.isfinite(v) and v >= lo and v > 0):
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be a finite number "
+                                    f"{'> 0' if lo == 0 else f'>= {lo}'}, got {v}.")
+    for name in ("gd_steps", "reach_gd_steps"):
+        if getattr(args, name) < 1:
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    for name, n in (("batches", args.n_linear), ("kernel_batches", args.n_kernel)):
+        b = getattr(args, name)
+        if b[0] != 1 or min(b) < 1 or max(b) > n:
+            raise InvalidInputError(f"--{name.replace('_', '-')} must start with 1 (the reference run) and lie in "
+                                    f"[1, {n}], got {b}.")
+
+
 def main(argv=None) -> int:
-    return cli.run(_main, build_parser(), argv)
+    return cli.run(_main, build_parser(), argv, check=check)
 
 
 def _main(args) -> dict:
@@ -205,7 +243,8 @@ def _main(args) -> dict:
     sections: dict[str, dict[str, float]] = {}
     mark = [t_start, c_start]
 
-    def lap(name):  # wall and process CPU seconds (all threads) since the previous lap
+    def lap(name):  # wall and process CPU seconds (all threads) since the previous lap; a phase ends here
+        cli.check_interrupted()
         w, c = time.perf_counter(), time.process_time()
         sections[name] = {"wall": w - mark[0], "cpu": c - mark[1]}
         mark[:] = [w, c]

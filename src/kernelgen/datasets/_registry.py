@@ -54,6 +54,7 @@ from ._cache import (
     read_cache,
     remove_stale_temporaries,
     verify_arrays,
+    writable_problem,
     write_cache,
 )
 
@@ -282,6 +283,19 @@ class _Context:
     def download_dir(self) -> Path:
         return self.data_home / self.dataset.name
 
+    @property
+    def unwritable(self) -> str | None:
+        """Why nothing can be written in the data home (None: it can), probed once."""
+        if not hasattr(self, "_unwritable"):
+            self._unwritable = writable_problem(self.data_home)
+        return self._unwritable
+
+    def require_writable(self) -> None:
+        """Raise before a download when the data home cannot hold it."""
+        if self.unwritable is not None:
+            raise DataUnavailableError(f"not tried: the data home {self.data_home} is not writable "
+                                       f"({self.unwritable})")
+
 
 @dataclass(frozen=True)
 class _Source:
@@ -382,6 +396,7 @@ def _mirror_source(base_url: str) -> _Source:
 
         ds = ctx.dataset
         downloader = _mirror_downloader(base_url, ctx.options)
+        ctx.require_writable()
         store = pooch.create(
             path=ctx.download_dir,
             base_url=base_url,
@@ -414,6 +429,7 @@ def _archive_source(archive: Archive) -> _Source:
                         f"{local}: sha256 {got} differs from the pinned {archive.file.sha256}; refusing to open it."
                     )
                 return archive.decode(local)
+        ctx.require_writable()
         logger.info("%s: fetching %s into %s", ctx.dataset.name, archive.label, ctx.download_dir)
         path = _pooch_call(
             archive.label,
@@ -446,6 +462,10 @@ def dataset_sources(dataset: Dataset) -> list[_Source]:
 # ---------------------------------------------------------------------------------------------
 
 
+_CHOOSE_HOME = ("a writable data home DIR (pass data_home=DIR, --data-home DIR to the scripts, or set "
+                "KERNELGEN_DATA=DIR)")
+
+
 def _howto(ctx: _Context) -> str:
     ds = ctx.dataset
     what = ds.local_dir_hint or ", ".join(f.name for f in ds.files) or "the dataset's files"
@@ -455,11 +475,19 @@ def _howto(ctx: _Context) -> str:
             f"download {', '.join(f.name for f in ds.files)} from {ds.mirrors[0]} on a connected machine "
             f"and use that directory as DIR"
         )
+    home = ctx.data_home if ctx.unwritable is None else _CHOOSE_HOME
     for a in ds.archives:
         if a.howto:
-            ways.append(a.howto.format(data_home=ctx.data_home, local_dir_arg=ds.local_dir_arg))
-    ways.append(f"copy a verified cache file {ctx.cache_path.name} from another machine to {ctx.cache_path}")
-    return f"To supply {ds.name} by hand, either\n" + "; or\n".join(f"  * {w}" for w in ways) + "."
+            ways.append(a.howto.format(data_home=home, local_dir_arg=ds.local_dir_arg))
+    if ctx.unwritable is None:
+        ways.append(f"copy a verified cache file {ctx.cache_path.name} from another machine to {ctx.cache_path}")
+    else:
+        ways.append(f"copy a verified cache file {ctx.cache_path.name} from another machine into {_CHOOSE_HOME}")
+    text = f"To supply {ds.name} by hand, either\n" + "; or\n".join(f"  * {w}" for w in ways) + "."
+    if ctx.unwritable is not None:
+        text = (f"The data home {ctx.data_home} is not writable ({ctx.unwritable}), so nothing could be downloaded "
+                f"or cached there: choose {_CHOOSE_HOME}, or\n" + text)
+    return text
 
 
 def _load(ctx: _Context, sources: Sequence[_Source]) -> tuple[np.ndarray, ...]:
@@ -487,6 +515,11 @@ def _load(ctx: _Context, sources: Sequence[_Source]) -> tuple[np.ndarray, ...]:
             continue
         if not src.is_cache:
             logger.info("%s loaded from %s", ctx.spec.name, src.name)
+            if ctx.unwritable is not None:
+                logger.warning("the %s cache is not written: the data home %s is not writable (%s); choose a "
+                               "writable one (data_home=DIR or KERNELGEN_DATA=DIR) so the next load is fast",
+                               ctx.spec.name, ctx.data_home, ctx.unwritable)
+                return arrays
             try:
                 write_cache(ctx.cache_path, arrays, ctx.spec)
             except OSError as exc:
@@ -530,6 +563,9 @@ def load_dataset(
     ``<data_home>/<name>.npz`` (verified on every read, rebuilt if corrupt); ``local_dir``; each
     mirror (through pooch, files checked against their pinned sha256); each archive. The first
     success is cached atomically. Temporaries left by a killed earlier load are removed first.
+    A data home that cannot be written (read-only file system, no permission) still serves its
+    cache and local copies; downloads into it are not tried, and the error says so and how to
+    choose another (``data_home=DIR`` or ``KERNELGEN_DATA=DIR``).
 
     Parameters
     ----------

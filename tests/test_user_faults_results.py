@@ -317,3 +317,65 @@ def test_a_kernel_that_would_not_load_back_is_refused_before_writing(tmp_path):
     with pytest.raises(KernelIdentityError, match="name of its own"):
         fit.save(path)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- from the newcomer review
+def test_changing_the_callers_kernel_after_the_fit_changes_nothing():
+    """The fit owns its kernel: set_params / attribute assignment on the caller's object (or a part of a
+    composite) must not move predictions that the certificate vouches for."""
+    from kernelgen.kernels import Laplace
+
+    rng = np.random.default_rng(0)
+    X, y, Q = rng.normal(size=(40, 3)), rng.normal(size=40), rng.normal(size=(5, 3))
+    k = Gaussian(bandwidth=0.5)
+    fit = kernel_interpolate(X, y, kernel=k)
+    p0 = fit.predict(Q)
+    k.set_params(bandwidth=3.0)
+    assert fit.kernel.bandwidth == 0.5
+    assert np.array_equal(fit.predict(Q), p0)  # same kernel, same alpha: the same bits
+    k2 = Gaussian(bandwidth=0.5)
+    fit2 = kernel_interpolate(X, y, kernel=k2 + Laplace(bandwidth=1.0))
+    p2 = fit2.predict(Q)
+    k2.bandwidth = 2.0
+    assert np.array_equal(fit2.predict(Q), p2)
+
+
+@pytest.mark.parametrize("ridge", [1e6, 1e12, 1e17])
+def test_rkhs_norm_and_fitted_values_are_accurate_when_the_ridge_dominates(ridge):
+    """K alpha taken as Y - R - ridge alpha cancels when ridge |alpha| >> |K alpha| (all digits lost at 1e17):
+    against a direct product K alpha, both must agree to float64 product accuracy."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    k = Gaussian(bandwidth=0.7)
+    fit = kernel_interpolate(X, y, kernel=k, ridge=ridge)
+    K = k.matrix(X)
+    a = np.asarray(fit.alpha)
+    KA = K @ a
+    # a float64 product of 20 positive-weighted terms: error <= gamma_20 |K||a| ~ 2e-15 of it; 1e-12 leaves room
+    assert np.allclose(fit.fitted, KA, rtol=1e-12, atol=1e-12 * np.max(np.abs(K) @ np.abs(a)))
+    assert fit.rkhs_norm == pytest.approx(np.sqrt(a @ KA), rel=1e-12)
+    assert np.all(np.asarray(fit.alpha_K_alpha) > 0)
+
+
+def test_a_read_only_memory_map_is_copied(tmp_path):
+    """A read-only map does not stop another writer changing the file: the fit must not read it later."""
+    rng = np.random.default_rng(2)
+    X, y, Q = rng.normal(size=(30, 3)), rng.normal(size=30), rng.normal(size=(4, 3))
+    np.save(tmp_path / "X.npy", X)
+    m = np.load(tmp_path / "X.npy", mmap_mode="r")
+    fit = kernel_interpolate(m, y, kernel=Gaussian(bandwidth=1.0))
+    p0 = fit.predict(Q)
+    w = np.load(tmp_path / "X.npy", mmap_mode="r+")
+    w[:] = 0.0
+    w.flush()
+    del w
+    assert np.array_equal(fit.predict(Q), p0)
+
+
+def test_save_into_a_missing_directory_names_the_users_path(tmp_path):
+    rng = np.random.default_rng(3)
+    fit = kernel_interpolate(rng.normal(size=(10, 2)), rng.normal(size=10), kernel=Gaussian(bandwidth=1.0))
+    target = tmp_path / "no" / "such" / "f.npz"
+    with pytest.raises(FileNotFoundError, match="does not exist") as e:
+        fit.save(target)
+    assert ".tmp" not in str(e.value) and str(target) in str(e.value)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import copy
 import logging
-import mmap
 import os
 import secrets
 import time
@@ -67,12 +67,14 @@ def data_fingerprint(X) -> str:
 
 def _owned_readonly(X) -> np.ndarray:
     """X as a float64 array nobody can write: X itself when it and every array it views are read-only
-    float64 (memory of bytes or a mapped file underneath), else a read-only C-contiguous copy."""
-    if isinstance(X, np.ndarray) and X.dtype == np.float64 and not X.flags.writeable:
+    float64 over memory no one else can change (its own, or bytes), else a read-only C-contiguous copy.
+    A memory-mapped file is copied: another process may write the file under a read-only map."""
+    if isinstance(X, np.ndarray) and not isinstance(X, np.memmap) and X.dtype == np.float64 \
+            and not X.flags.writeable:
         b = X.base
-        while isinstance(b, np.ndarray) and not b.flags.writeable:
+        while isinstance(b, np.ndarray) and not isinstance(b, np.memmap) and not b.flags.writeable:
             b = b.base
-        if b is None or isinstance(b, (bytes, mmap.mmap)):
+        if b is None or isinstance(b, bytes):
             return X
     A = np.array(X, dtype=np.float64, order="C", copy=True)
     A.setflags(write=False)
@@ -91,8 +93,10 @@ class KernelInterpolant:
     Every array on it is read-only and owned by it: the training inputs are copied once at the
     fit (a float64 copy of n * d * 8 bytes: 376 MB for MNIST's 60,000 x 784), unless they are
     already a read-only float64 array (e.g. ``X.setflags(write=False)`` on an array that owns its
-    memory, or ``np.load(..., mmap_mode="r")``), which is kept without a copy. Changing the
-    caller's X after the fit therefore changes neither predictions nor certificate.
+    memory), which is kept without a copy; a memory-mapped file is copied (another writer may change it).
+    The kernel is a private deep copy too (``set_params`` on the caller's kernel afterwards changes
+    nothing here). Changing the caller's X or kernel after the fit therefore changes neither
+    predictions nor certificate.
 
     Fitted objects pickle (``pickle``, ``joblib``, ``cross_validate(..., n_jobs=2)``) and unpickle
     to bit-identical predictions; a kept factor is pickled with them and ``solve`` is rebuilt on
@@ -201,6 +205,8 @@ class KernelInterpolant:
     _resolve: Callable | None = field(default=None, repr=False, compare=False, metadata=_stored(None))
 
     def __post_init__(self):
+        # the fit owns its kernel: the caller's object may be changed in place later (set_params, attributes)
+        object.__setattr__(self, "kernel", copy.deepcopy(self.kernel))
         for name in ("alpha", "fitted", "alpha_K_alpha"):
             a = getattr(self, name)
             if a is not None:
@@ -580,6 +586,10 @@ def _read_file(path):
 def _atomic_savez(path: str, arrays: dict) -> None:
     """np.savez to a fresh temporary file beside ``path`` (mode 0666 less the umask), then rename."""
     d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise FileNotFoundError(f"cannot save to {path}: the directory {d} does not exist; create it first.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save to {path}: it is a directory; name a file (e.g. {path}/fit.npz).")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     while True:
         tmp = os.path.join(d, f".kernelgen-{secrets.token_hex(8)}.npz.tmp")
@@ -600,9 +610,26 @@ def _atomic_savez(path: str, arrays: dict) -> None:
 
 
 # ---------------------------------------------------------------- building from a solve
-def _certify(alpha, R, Y2, ridge):
-    """alpha_j^T K alpha_j from the verified product K alpha = Y - R - ridge alpha."""
-    KA = Y2 - R - ridge * alpha
+def _kernel_times(kern, X64, K, alpha) -> np.ndarray:
+    """K alpha by a direct float64 product of the kernel alone (the caller's K in row blocks, else recomputed)."""
+    if K is not None:
+        K = np.asarray(K)
+        out = np.empty((K.shape[0], alpha.shape[1]), dtype=np.float64)
+        step = 4096  # row blocks: every GEMM far inside the BLAS call limits (kernelgen.numerics.CALL_LIMITS)
+        for i in range(0, K.shape[0], step):
+            out[i:i + step] = np.asarray(K[i:i + step], dtype=np.float64) @ alpha
+        return out
+    return kern.symmetric_apply(X64, alpha, desc="float64 K alpha (ridge > 0)")
+
+
+def _certify(alpha, R, Y2, ridge, KA=None):
+    """alpha_j^T K alpha_j from the verified product K alpha = Y - R - ridge alpha (or ``KA`` when given).
+
+    With a ridge, Y - R - ridge alpha cancels as ridge |alpha| outgrows K alpha (it lost all digits at
+    ridge = 1e17 with a unit kernel): :func:`build_interpolant` then passes a direct product K alpha.
+    """
+    if KA is None:
+        KA = Y2 - R - ridge * alpha
     # scaled: alpha^T K alpha can under- or overflow where the norm itself is representable
     sa = float(np.max(np.abs(alpha))) if alpha.size else 0.0
     sk = float(np.max(np.abs(KA))) if KA.size else 0.0
@@ -627,7 +654,12 @@ def build_interpolant(out, Y2, squeeze, kern, X64, K, ridge, opts, backend, *, p
     ``out["notes"]`` (optional, tuple of str): decisions taken during the solve, kept on the fit.
     """
     res = out["result"]
-    KA, aka, norm = _certify(res.alpha, res.residual, Y2, ridge)
+    KA = None
+    if ridge > 0:
+        # one more float64 pass: K alpha itself, not Y - R - ridge alpha, which cancels when the ridge dominates
+        log.info("ridge > 0: K alpha for the RKHS norm and fitted values by one direct float64 product")
+        KA = _kernel_times(kern, X64, K, res.alpha)
+    KA, aka, norm = _certify(res.alpha, res.residual, Y2, ridge, KA)
     fit = KernelInterpolant(
         alpha=res.alpha[:, 0] if squeeze else res.alpha, kernel=kern, relative_residual=res.relative_residual,
         alpha_K_alpha=aka, rkhs_norm=norm, ridge=ridge, solver=out["solver"], backend=backend,

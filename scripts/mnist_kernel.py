@@ -65,7 +65,8 @@ def build_parser():
     p.add_argument("--degree", type=int, default=3, help="degree of the polynomial kernel")
     p.add_argument("--solver", default="auto", choices=["auto", "cholesky", "min_norm"],
                    help="cholesky: positive-definite K; min_norm: K^+ Y by eigendecomposition (any "
-                        "positive-semidefinite K); auto: cholesky")
+                        "positive-semidefinite K); auto: Cholesky, with the min-norm route when K is not "
+                        "positive definite (recorded in fit.notes)")
     p.add_argument("--backend", default="auto", choices=["auto", "scipy", "jax", "mpi"],
                    help="auto: JAX when an accelerator is visible, else SciPy/LAPACK")
     p.add_argument("--dtype", default=None, choices=["float32", "float64"],
@@ -203,9 +204,9 @@ def _main(args) -> dict:
     verbose = not args.quiet
     comm = None
     if args.backend == "mpi":  # mpiexec -n P python scripts/mnist_kernel.py --backend mpi: rank 0 prints
-        from mpi4py import MPI  # optional dependency: pip install -e ".[mpi]"
+        from kernelgen.factors._scalapack import import_mpi  # optional mpi4py: a named error says how to install
 
-        comm = MPI.COMM_WORLD
+        comm = import_mpi().COMM_WORLD
         verbose = verbose and comm.Get_rank() == 0
     t0 = time.perf_counter()
     seeds = {"subset_seed": args.seed}

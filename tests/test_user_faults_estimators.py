@@ -24,7 +24,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score, cross_
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kernelgen.random_features as R
-from kernelgen.errors import InterpolationWarning, InvalidInputError, NonFiniteResultError
+from kernelgen.errors import ConvergenceError, InterpolationWarning, InvalidInputError, NonFiniteResultError
 from kernelgen.estimators import (
     KernelInterpolationClassifier,
     KernelInterpolationRegressor,
@@ -122,6 +122,49 @@ def test_overflowing_targets_refused_before_the_sweep():
     X, y, Xt, yt = _blobs(30, 20)
     with pytest.raises(InvalidInputError, match="overflows"):
         _sweep(X, 1e200 * y.astype(float), Xt, 1e200 * yt.astype(float))
+
+
+@pytest.mark.parametrize("widths, match", [
+    ([10.5, 40], r"positive integers; got \[10.5\]"),  # was silently swept as [10, 40]
+    ([0, 40], r"positive integers; got \[0\]"),
+    ([-5, 40], r"positive integers; got \[-5\]"),
+    ([np.nan, 40], r"positive integers; got \[nan\]"),
+    ([40, 10, 40], r"widths must be distinct; repeated: \[40\]"),  # was silently swept as [10, 40]
+    ([10.0, 10], r"widths must be distinct; repeated: \[10\]"),
+    ([], "non-empty"),
+    (["10", "40"], "positive integers"),
+])
+def test_bad_widths_are_refused_not_rounded_or_dropped(widths, match):
+    X, y, Xt, yt = _blobs(30, 20)
+    with pytest.raises(InvalidInputError, match=match):
+        R.double_descent_sweep(X, y, Xt, yt, widths, bandwidth=2.0, kernel_limit=False)
+
+
+def test_integral_float_and_unsorted_widths_are_accepted():
+    """Integral floats and any order are the widths asked for (sorted): bitwise the integer sweep."""
+    X, y, Xt, yt = _blobs(30, 20)
+    ref = _sweep(X, y, Xt, yt)
+    res = R.double_descent_sweep(X, y, Xt, yt, [60.0, 10.0, 30.0], bandwidth=2.0, kernel_limit=False)
+    assert res.widths.dtype == np.int64 and res.widths.tolist() == WIDTHS
+    np.testing.assert_array_equal(res.test_sq, ref.test_sq)  # same widths, same draws, same solves
+
+
+def test_kernel_limit_failure_says_where_and_how_to_skip(monkeypatch):
+    """A failure of the kernel-limit fit keeps its class (and attributes) and says kernel_limit=False skips it."""
+    X, y, Xt, yt = _blobs(30, 20)
+    history = [{"step": 1, "relative_residual": 1e-3}]
+
+    def fail(*a, **kw):
+        raise ConvergenceError("float64 refinement stalled at 1e-3", history=history)
+
+    monkeypatch.setattr(R._sweep, "kernel_interpolate", fail)
+    with pytest.raises(ConvergenceError, match=r"stalled at 1e-3 \[raised by the sweep's kernel-limit fit.*"
+                                               r"kernel_limit=False\) skips it\]") as info:
+        R.double_descent_sweep(X, y, Xt, yt, WIDTHS, bandwidth=2.0)
+    assert info.value.history == history
+    assert isinstance(info.value.__cause__, ConvergenceError)
+    assert str(info.value.__cause__) == "float64 refinement stalled at 1e-3"
+    _sweep(X, y, Xt, yt)  # kernel_limit=False: the same sweep runs
 
 
 def test_encode_targets_rule():

@@ -92,6 +92,35 @@ def test_a_user_class_cannot_take_a_builtin_name(registry):
     assert registry["gaussian"] is Gaussian
 
 
+@pytest.mark.parametrize("kname", ["Gaussian", "GAUSSIAN", "gAuSsIaN"])
+def test_a_name_differing_only_in_case_from_a_registered_one_is_refused(registry, kname):
+    """"Gaussian" beside the built-in "gaussian" would be two kernels one letter apart: refused at definition."""
+    match = f"'{kname}' differs only in case from 'gaussian'.*_families:Gaussian"
+    with pytest.raises(KernelIdentityError, match=match):
+        class Fake(Kernel):  # noqa: F841 - the definition itself is refused
+            name = kname
+            stationary = True
+
+            def from_sqdist(self, r2):
+                return 1.0 / (1.0 + r2)
+    assert kname not in registry and registry["gaussian"] is Gaussian
+    assert type(as_kernel("gaussian")) is Gaussian  # lookups unchanged (exact)
+
+
+def test_user_names_clash_ignoring_case_too(registry):
+    class Mine(Kernel):
+        name = "test_ufk_Case_Kernel"
+        stationary = True
+
+        def from_sqdist(self, r2):
+            return 1.0 / (1.0 + r2)
+
+    with pytest.raises(KernelIdentityError, match="differs only in case from 'test_ufk_Case_Kernel'.*Mine"):
+        class Other(Kernel):  # noqa: F841
+            name = "test_ufk_case_kernel"
+    assert registry["test_ufk_Case_Kernel"] is Mine and "test_ufk_case_kernel" not in registry
+
+
 def test_the_same_class_defined_again_re_registers(registry):
     # a notebook cell run twice: same module and qualified name, a new class object
     src = "from kernelgen.kernels import Stationary\nclass Cell(Stationary):\n    name = 'test_ufk_cell'\n"
@@ -265,10 +294,20 @@ def test_a_kernel_without_jax_twin_is_refused_by_name_on_the_jax_path():
     assert not k.has_jax
     with pytest.raises(UnsupportedOptionError, match=r"PlainCauchy.*no JAX implementation.*backend='scipy'"):
         kernel_matrix_jax(X, kernel=k)
-    with pytest.raises(UnsupportedOptionError, match="PlainCauchy"):
+    with pytest.raises(UnsupportedOptionError, match="PlainCauchy") as ei:
         kernelgen.kernel_interpolate(X, y, kernel=k, backend="jax")
-    with pytest.raises(UnsupportedOptionError, match="PlainCauchy"):
+    # the remedy names the public hook a user implements (from_sqdist_jax: PlainCauchy is stationary), never
+    # a private name (_from_sqdist_jax / _from_gram_jax are not hooks)
+    assert "implement from_sqdist_jax" in str(ei.value) and "_from_" not in str(ei.value)
+    with pytest.raises(UnsupportedOptionError, match="PlainCauchy") as ei:
         kernel_matrix_jax(X, kernel=Gaussian(1.0) + 2.0 * k)
+    assert "implement from_sqdist_jax" in str(ei.value) and "_from_" not in str(ei.value)
+    from kernelgen.solvers._jax_backend import solve_jax  # the backend's own guard (called directly)
+
+    with pytest.raises(UnsupportedOptionError, match="PlainCauchy") as ei:
+        solve_jax(X, y[:, None], kernel=k, precomputed=False, solver="cholesky", ridge=0.0,
+                  opts=kernelgen.SolveOptions(), verbose=False)
+    assert "implement from_sqdist_jax" in str(ei.value) and "_from_" not in str(ei.value)
 
 
 def test_has_jax_is_true_only_where_the_jax_twin_computes_the_same_kernel(registry):

@@ -353,6 +353,21 @@ def test_mpi_certificate_bound_is_refused_on_every_rank(tmp_path):
         assert r["error"] == "UnsupportedOptionError" and "backend='mpi'" in r["message"], r
 
 
+def test_mpi_backend_without_mpi4py_names_the_error_and_the_remedy(rng, monkeypatch):
+    """Without mpi4py, backend='mpi' was a raw ModuleNotFoundError (scripts exited 1 with a traceback)."""
+    from kernelgen.factors._scalapack import ScalapackUnavailableError
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # `import mpi4py` now raises ImportError
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)
+    with pytest.raises(ScalapackUnavailableError) as ei:
+        kernel_interpolate(rng.normal(size=(20, 2)), rng.normal(size=20), backend="mpi")
+    msg = str(ei.value)
+    assert isinstance(ei.value, InvalidInputError)  # a named kernelgen error: the CLI's exit status 2, one line
+    assert "needs mpi4py, which is not installed" in msg
+    assert 'pip install -e ".[mpi]"' in msg and "Open MPI" in msg and "ScaLAPACK" in msg
+    assert isinstance(ei.value.__cause__, ImportError)
+
+
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "12.5"])
 def test_mpi_block_setting_malformed_is_an_error_not_the_default(monkeypatch, value):
     from kernelgen.solvers._mpi_backend import mpi_settings

@@ -17,8 +17,8 @@ gets the same replicated float64 answer. Each process can write its local block 
 back (:meth:`ScalapackCholesky.save` / :meth:`ScalapackCholesky.load`), so a job that hits its
 wall-time limit resumes the float64 phase without refactoring.
 
-mpi4py is imported inside the functions that need it (an optional dependency: ``pip install
-kernelgen[mpi]``).
+mpi4py is imported inside the functions that need it, through :func:`import_mpi` (an optional
+dependency: a missing one is a :class:`ScalapackUnavailableError` saying how to install it).
 
 References
 ----------
@@ -57,6 +57,7 @@ __all__ = [
     "ScalapackUnavailableError",
     "check_int32_local",
     "default_grid",
+    "import_mpi",
     "load_scalapack",
     "local_indices",
     "numroc",
@@ -72,6 +73,29 @@ _c_int_p = ctypes.POINTER(ctypes.c_int)
 
 class ScalapackUnavailableError(InvalidInputError, OSError):
     """ScaLAPACK (or MPI) could not be found or loaded; the message says what was tried."""
+
+
+#: How to get the MPI backend's dependencies (every "not installed" message ends with it).
+MPI_REMEDY = ("Remedy: pip install -e \".[mpi]\" in a kernelgen checkout (pip install 'kernelgen[mpi]' "
+              "otherwise), with the Open MPI and ScaLAPACK system packages (Debian/Ubuntu: apt install openmpi-bin "
+              "libopenmpi-dev libscalapack-openmpi-dev); then launch with mpiexec -n P.")
+
+
+def import_mpi():
+    """``mpi4py.MPI``, or :class:`ScalapackUnavailableError` saying how to install it (optional dependency).
+
+    Raises
+    ------
+    ScalapackUnavailableError
+        mpi4py is not installed, or cannot load its MPI library.
+    """
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ScalapackUnavailableError(
+            f"backend='mpi' needs mpi4py, which is not installed or cannot load its MPI library ({exc}). "
+            + MPI_REMEDY) from exc
+    return MPI
 
 
 def load_scalapack():
@@ -204,7 +228,7 @@ class BlacsGrid:
     """
 
     def __init__(self, nprow: int, npcol: int):
-        from mpi4py import MPI
+        MPI = import_mpi()
 
         self.comm = MPI.COMM_WORLD
         if nprow * npcol != self.comm.Get_size():
@@ -344,7 +368,7 @@ class ScalapackCholesky(_CholeskyLogDet):
 
         One p?potrs on the grid and one MPI Allreduce of the (n, k) result.
         """
-        from mpi4py import MPI
+        MPI = import_mpi()
 
         B = np.asarray(B, dtype=np.float64)
         if B.shape[0] != self.n:
@@ -377,7 +401,7 @@ class ScalapackCholesky(_CholeskyLogDet):
 
     def diagonal(self) -> np.ndarray:
         """diag(L), float64 (n,), replicated (one Allreduce; collective)."""
-        from mpi4py import MPI
+        MPI = import_mpi()
 
         g = self.grid
         d = np.zeros(self.n, dtype=np.float64)

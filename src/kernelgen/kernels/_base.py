@@ -13,7 +13,9 @@ such as ``kernel__bandwidth`` in :class:`~sklearn.model_selection.GridSearchCV`,
 pickling), as in ``sklearn.gaussian_process.kernels``.
 
 Names are identities: a class that sets ``name`` registers it once (:data:`_REGISTRY`); another
-class claiming a registered name is refused at its definition (:class:`KernelIdentityError`), the
+class claiming a registered name, or one differing from it only in case (``"Gaussian"`` beside
+``"gaussian"``), is refused at its definition (:class:`KernelIdentityError`; lookups by name stay
+exact), the
 same ``module:qualname`` re-registers (a notebook cell run again). :meth:`Kernel.to_dict` records
 the class's ``module:qualname`` and :meth:`Kernel.from_dict` refuses a different class. A subclass
 that does not set its own ``name`` is not registered (it is never found by its parent's name).
@@ -76,7 +78,7 @@ class Kernel:
     Raises
     ------
     KernelIdentityError
-        At class definition, when ``name`` is already registered by a different class.
+        At class definition, when ``name`` (compared ignoring case) is already registered by a different class.
     """
 
     name: ClassVar[str] = ""
@@ -88,12 +90,17 @@ class Kernel:
             return  # an inherited name is the parent's identity, not this class's: not registered
         if not isinstance(cls.name, str):
             raise KernelIdentityError(f"{class_identity(cls)}.name must be a string, got {cls.name!r}.")
-        prev = _REGISTRY.get(cls.name)
-        if prev is not None and class_identity(prev) != class_identity(cls):
-            raise KernelIdentityError(
-                f"kernel name {cls.name!r} is already registered by {class_identity(prev)}; "
-                f"{class_identity(cls)} cannot take it (a name denotes one kernel, in kernel=... and in saved "
-                "files). Remedy: give the new class its own name (e.g. name = 'my_" + cls.name + "').")
+        # clashes are case-insensitive ("Gaussian" beside "gaussian" would be two kernels one letter apart);
+        # lookups stay exact
+        key = cls.name.casefold()
+        for taken, prev in _REGISTRY.items():
+            if taken.casefold() == key and class_identity(prev) != class_identity(cls):
+                same = ("is already registered" if taken == cls.name
+                        else f"differs only in case from {taken!r}, registered")
+                raise KernelIdentityError(
+                    f"kernel name {cls.name!r} {same} by {class_identity(prev)}; {class_identity(cls)} cannot take it "
+                    "(a name denotes one kernel, in kernel=... and in saved files; names are compared ignoring case). "
+                    "Remedy: give the new class its own name (e.g. name = 'my_" + cls.name + "').")
         _REGISTRY[cls.name] = cls  # new, or the same module:qualname defined again (a notebook cell re-run)
 
     # ------------------------------------------------------------------ parameters

@@ -6,6 +6,7 @@ The algorithm (one QR below n, Gram-preconditioned CGLS above, QR/LQ near N = n)
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,7 +17,13 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._validation import as_float_array, check_same_rows
-from ..errors import InvalidInputError, MemoryBudgetError, NonFiniteResultError, ShapeMismatchError
+from ..errors import (
+    InvalidInputError,
+    KernelgenError,
+    MemoryBudgetError,
+    NonFiniteResultError,
+    ShapeMismatchError,
+)
 from ..factors import qr_factor
 from ..kernels import Gaussian
 from ..solvers import kernel_interpolate
@@ -500,6 +507,35 @@ def _check_metrics(per_seed, klim, seeds) -> None:
                                        f"({', '.join(repr(klim[k]) for k in bad)}); scale X or y.")
 
 
+def _check_widths(widths) -> np.ndarray:
+    """The user's widths as a sorted int64 array; non-integral, non-positive or repeated widths are refused.
+
+    Never rounds or drops a width silently: ``[10.5, 40]`` or ``[40, 40]`` would otherwise sweep
+    something other than what was asked.
+    """
+    w = np.atleast_1d(np.asarray(widths))
+    if w.ndim != 1 or w.size == 0 or w.dtype.kind not in "iuf":
+        raise InvalidInputError(f"widths must be a non-empty 1-D sequence of positive integers, got {widths!r}.")
+    vals = w.tolist()
+    bad = [v for v in vals if not (np.isfinite(v) and v >= 1 and v == np.floor(v) and v < 2**62)]
+    if bad:
+        raise InvalidInputError(f"widths must be positive integers; got {bad} (not rounded: pass the integer "
+                                "widths to sweep).")
+    wi = np.asarray(vals, dtype=np.float64).astype(np.int64) if w.dtype.kind == "f" else w.astype(np.int64)
+    uniq, counts = np.unique(wi, return_counts=True)
+    if np.any(counts > 1):
+        raise InvalidInputError(f"widths must be distinct; repeated: {uniq[counts > 1].tolist()}.")
+    return uniq
+
+
+def _from_kernel_limit(exc: KernelgenError) -> KernelgenError:
+    """``exc`` (same class and attributes) with a message saying it came from the kernel-limit fit."""
+    new = copy.copy(exc)
+    new.args = (f"{exc} [raised by the sweep's kernel-limit fit (kernel_interpolate of the N -> infinity kernel, "
+                "after every width was solved); double_descent_sweep(..., kernel_limit=False) skips it]",)
+    return new
+
+
 def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "fourier",
                          bandwidth: float = 5.0, seeds=(0,), kernel_limit: bool = True,
                          options: SweepOptions | None = None, verbose: bool = False,
@@ -519,7 +555,8 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
     y_test : like ``y``
         Under classification, labels among the classes of ``y``.
     widths : array_like of int, optional
-        Default :func:`default_widths` (``0.1 n`` ... ``4 n``, 33 widths).
+        Distinct positive integers, in any order (swept sorted); default :func:`default_widths`
+        (``0.1 n`` ... ``4 n``, 33 widths).
     kind : {"fourier", "relu"}
     bandwidth : float
     seeds : sequence of int
@@ -541,7 +578,11 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
     ------
     InvalidInputError
         ``y`` and ``y_test`` of different kinds under ``task=None`` (pass ``task``), continuous labels
-        under classification, test labels outside the training classes, targets whose norm overflows.
+        under classification, test labels outside the training classes, targets whose norm overflows;
+        widths that are not positive integers (never rounded) or not distinct (never dropped).
+    KernelgenError
+        From the kernel-limit fit (e.g. :class:`~kernelgen.errors.ConvergenceError`): its own class, the
+        message saying it came from that fit and that ``kernel_limit=False`` skips it.
     MemoryBudgetError
         When the stored features and Gram matrices exceed ``options.max_bytes``.
     NonFiniteResultError
@@ -569,9 +610,7 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
     if Yt.shape[1] != Y.shape[1]:
         raise ShapeMismatchError(f"y has {Y.shape[1]} targets but y_test has {Yt.shape[1]}.")
     n = X.shape[0]
-    widths = default_widths(n) if widths is None else np.unique(np.asarray(widths, dtype=np.int64))
-    if widths.size == 0 or widths[0] < 1:
-        raise InvalidInputError("widths must be positive integers.")
+    widths = default_widths(n) if widths is None else _check_widths(widths)
     Nmax = int(widths[-1])
     m_low = int(max([w for w in widths if w <= n], default=0))
     if max(n, m_low) > opts.max_dense_n:
@@ -608,7 +647,10 @@ def double_descent_sweep(X, y, X_test, y_test, widths=None, *, kind: str = "four
     if kernel_limit:
         t0 = time.perf_counter()
         with threadpool_limits(limits=1 if n < opts.single_thread_below else None, user_api="blas"):
-            klim = _kernel_limit(fm, X, Ys, lab, Xt, Yt, labt)
+            try:
+                klim = _kernel_limit(fm, X, Ys, lab, Xt, Yt, labt)
+            except KernelgenError as exc:
+                raise _from_kernel_limit(exc) from exc
         timings["kernel_limit"] = time.perf_counter() - t0
         _check_metrics([], klim, seeds)
 

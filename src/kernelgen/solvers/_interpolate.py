@@ -233,9 +233,8 @@ def _check_supported(backend, solver, *, opts, kern, precomputed, A):
     """Refuse, before any n x n work, an option the backend, solver or kernel cannot honour (never ignore it)."""
     if backend == "jax" and not precomputed and not getattr(kern, "has_jax", True):
         raise UnsupportedOptionError(
-            f"backend='jax' needs a kernel with a JAX implementation; {kern!r} has none (its _from_sqdist_jax / "
-            "_from_gram_jax twins are not implemented). Remedy: backend='scipy' (or backend='auto', which picks it "
-            "for this kernel), or implement the kernel's _jax twins.")
+            f"backend='jax' needs a kernel with a JAX implementation; {kern!r} has none: {kern._no_jax_message()} "
+            "(backend='auto' picks 'scipy' for this kernel.)")
     if backend == "mpi":
         if precomputed:
             raise UnsupportedOptionError("backend='mpi' computes its kernel tiles from X: a precomputed K is not "

@@ -68,8 +68,8 @@ def solve_jax(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose, trace
     """
     if not precomputed and not getattr(kernel, "has_jax", True):
         raise UnsupportedOptionError(
-            f"backend='jax' needs a kernel with a JAX implementation; {kernel!r} has none. Remedy: "
-            "backend='scipy' (or backend='auto'), or implement the kernel's _jax twins.")
+            f"backend='jax' needs a kernel with a JAX implementation; {kernel!r} has none: "
+            f"{kernel._no_jax_message()} (backend='auto' picks 'scipy' for this kernel.)")
     trace = {} if trace is None else trace
     import jax
     import jax.numpy as jnp

@@ -75,9 +75,9 @@ from ..errors import (
 from ..factors._scalapack import (
     BlacsGrid,
     ScalapackCholesky,
-    ScalapackUnavailableError,
     check_int32_local,
     default_grid,
+    import_mpi,
     load_scalapack,
     numroc,
 )
@@ -98,13 +98,7 @@ _GRIDS: dict = {}
 
 def _world():
     """MPI_COMM_WORLD (mpi4py imported here: optional dependency)."""
-    try:
-        from mpi4py import MPI
-    except ImportError as exc:
-        raise ScalapackUnavailableError(
-            f"backend='mpi' needs mpi4py ({exc}). Remedy: pip install 'kernelgen[mpi]' (with an MPI library such "
-            "as Debian's openmpi-bin libopenmpi-dev), then launch with mpiexec -n P.") from exc
-    return MPI.COMM_WORLD
+    return import_mpi().COMM_WORLD
 
 
 def mpi_settings(nprocs: int) -> dict:
@@ -166,7 +160,7 @@ def mpi_plan(n: int, d: int, k: int, *, grid: tuple, nb: int, rank: int, factor_
 
 def _node_share(comm) -> int:
     """Processes of this job on this node (they share its memory)."""
-    from mpi4py import MPI
+    MPI = import_mpi()
 
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
@@ -309,7 +303,7 @@ class DistributedKernelSystem:
         self.n_passes = 0
 
     def matvec(self, V):
-        from mpi4py import MPI
+        MPI = import_mpi()
 
         V = np.asarray(V, dtype=np.float64)
         if self._src is None:
@@ -550,7 +544,7 @@ def predict_mpi(fit, X_test, *, comm=None) -> np.ndarray:
     NonFiniteResultError
         A NaN/inf prediction (on every process).
     """
-    from mpi4py import MPI
+    MPI = import_mpi()
 
     comm = comm or _world()
     X = fit.X_train

@@ -99,16 +99,15 @@ import logging
 import math
 import os
 import resource
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._interrupt import INTERRUPTED_EXIT_STATUS, InterruptGuard
 from .datasets import load_mnist
 from .errors import InvalidInputError, KernelgenError, NonFiniteResultError, UnsupportedOptionError
 from .provenance import provenance
@@ -140,8 +139,6 @@ __all__ = [
 
 #: exit status for kernelgen's named errors (argparse uses 2 for usage errors)
 ERROR_EXIT_STATUS = 2
-#: exit status of a run ended by SIGINT or SIGTERM (the shell's status for Ctrl-C)
-INTERRUPTED_EXIT_STATUS = 130
 
 _NO_SEED = object()
 
@@ -355,18 +352,12 @@ def format_error(exc: BaseException) -> str:
 
 
 class _RunState:
-    """What one :func:`run` records: the first signal, and the metrics lines held until the end."""
+    """What one :func:`run` records: its interrupts (:class:`~kernelgen._interrupt.InterruptGuard`), and
+    the metrics lines held until the end."""
 
     def __init__(self):
-        self.signum: int | None = None
-        self.committing = False  # while the final lines are written, a signal is recorded only
+        self.guard = InterruptGuard()
         self.pending: list[tuple[Path | None, str, dict]] = []
-
-    def handler(self, signum, frame):
-        if self.signum is None:
-            self.signum = int(signum)
-        if not self.committing:
-            raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 _STATE: _RunState | None = None  # the active run (None outside run())
@@ -374,7 +365,7 @@ _STATE: _RunState | None = None  # the active run (None outside run())
 
 def interrupted() -> bool:
     """Whether SIGINT / SIGTERM arrived during the active :func:`run` (False outside one)."""
-    return _STATE is not None and _STATE.signum is not None
+    return _STATE is not None and _STATE.guard.interrupted
 
 
 def check_interrupted() -> None:
@@ -389,25 +380,8 @@ def check_interrupted() -> None:
     KeyboardInterrupt
         A signal was recorded during the active run.
     """
-    if interrupted():
-        raise KeyboardInterrupt(signal.Signals(_STATE.signum).name)
-
-
-@contextlib.contextmanager
-def _signal_handlers(state: _RunState):
-    """Install ``state.handler`` for SIGINT and SIGTERM (main thread only), restore the old ones after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    sigs = [signal.SIGINT, signal.SIGTERM]
-    old = {sig: signal.getsignal(sig) for sig in sigs}
-    for sig in sigs:
-        signal.signal(sig, state.handler)
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h if h is not None else signal.SIG_DFL)
+    if _STATE is not None:
+        _STATE.guard.check()
 
 
 def _given_dests(parser: argparse.ArgumentParser, argv) -> frozenset:
@@ -473,8 +447,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _finish_interrupted(state: _RunState, args, prog: str | None) -> int:
     """Report an interrupted run: one stderr line, and ``--json-out`` marked interrupted."""
-    name = signal.Signals(state.signum or signal.SIGINT).name
-    state.committing = True
+    state.guard.note()  # a bare KeyboardInterrupt (no handler call) counts as SIGINT
+    name = state.guard.signal_name
     json_out = getattr(args, "json_out", None)
     if json_out is not None:
         partial = state.pending[-1][2] if state.pending else None
@@ -542,26 +516,25 @@ def run(main: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentPars
     state, outer = _RunState(), _STATE
     _STATE = state
     try:
-        with _signal_handlers(state):
+        with state.guard:
             try:
-                _check_outputs(parser, args)
-                if check is not None:
-                    check(args)
-                with limiter:
-                    main(args)
-                check_interrupted()  # a KeyboardInterrupt swallowed inside main still ends the run
-                state.committing = True  # from here a signal is recorded only: the lines are written whole
+                with state.guard.raising():
+                    _check_outputs(parser, args)
+                    if check is not None:
+                        check(args)
+                    with limiter:
+                        main(args)
+                state.guard.check()  # a KeyboardInterrupt swallowed inside main still ends the run
+                # from here a signal is recorded only: the lines are written whole
                 for json_out, line, _ in state.pending:
                     if json_out is not None:
                         _write_atomic(json_out, line + "\n")
                     sys.stdout.flush()
                     print(line, flush=True)
             except KeyboardInterrupt:
-                if state.signum is None:
-                    state.signum = int(signal.SIGINT)
                 return _finish_interrupted(state, args, parser.prog)
             except KernelgenError as exc:
-                if state.signum is not None:
+                if state.guard.interrupted:
                     return _finish_interrupted(state, args, parser.prog)
                 if getattr(args, "debug", False):
                     raise
@@ -569,7 +542,7 @@ def run(main: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentPars
                 print(format_error(exc), file=sys.stderr, flush=True)
                 return ERROR_EXIT_STATUS
             except Exception:
-                if state.signum is not None:  # an error caused by the interrupt is the interrupt
+                if state.guard.interrupted:  # an error caused by the interrupt is the interrupt
                     return _finish_interrupted(state, args, parser.prog)
                 raise
     finally:

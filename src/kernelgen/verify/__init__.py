@@ -62,7 +62,7 @@ from ._core import (
     spearman,
     wilson,
 )
-from ._interrupt import InterruptGuard
+from .._interrupt import InterruptGuard
 from ._registry import CLAIMS, REGISTRY, RUN_ORDER, get
 from ._report import budget_banner, format_measured, write_report
 
@@ -133,7 +133,7 @@ def run_claims(claims: list[Claim], budget: str, out_dir: Path, *, seed: int = 0
                quiet: bool = False, interrupt: InterruptGuard | None = None) -> list[Result]:
     """Run ``claims`` at ``budget`` (in :data:`RUN_ORDER`), sharing one cache; return their results.
 
-    SIGINT / SIGTERM are recorded for the duration (:class:`~kernelgen.verify._interrupt.InterruptGuard`,
+    SIGINT / SIGTERM are recorded for the duration (:class:`~kernelgen._interrupt.InterruptGuard`,
     previous handlers restored afterwards). After an interrupt -- even one whose ``KeyboardInterrupt``
     was swallowed inside a claim (e.g. in a JAX callback, "Exception ignored in ...") -- the claim that
     was running is ``interrupted`` (whatever it returned; its own outcome is kept in ``details`` as

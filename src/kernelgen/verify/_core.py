@@ -8,7 +8,7 @@ output directory, a cache shared between claims) and returns a :class:`Result`. 
 built), any other exception -- including NaN/inf, which kernelgen raises as
 :class:`~kernelgen.errors.NonFiniteResultError` -- is ``fail`` (the computation broke).
 ``KeyboardInterrupt`` is not a verdict of the claim: it propagates to the runner, which marks the
-claim ``interrupted`` and every claim after it ``not run`` (:mod:`kernelgen.verify._interrupt`).
+claim ``interrupted`` and every claim after it ``not run`` (:mod:`kernelgen._interrupt`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from scipy import stats
 
 from ..cli import _jsonable
 from ..errors import DataUnavailableError, InvalidInputError, NonFiniteResultError
-from ._interrupt import InterruptGuard
+from .._interrupt import InterruptGuard
 
 __all__ = [
     "BUDGETS",
@@ -245,7 +245,7 @@ class Context:
 
     ``cache`` lives for one ``main`` call: claims that need the same data or the same kernel system
     (C3 and C5 at the same n; C8 and C9 on one eigendecomposition) compute it once. ``interrupt`` is
-    the run's :class:`~kernelgen.verify._interrupt.InterruptGuard` (``None`` outside a run): claims
+    the run's :class:`~kernelgen._interrupt.InterruptGuard` (``None`` outside a run): claims
     call :meth:`checkpoint` between their phases.
     """
 

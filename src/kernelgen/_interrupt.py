@@ -1,15 +1,16 @@
-"""An interrupted verification is not a pass: SIGINT / SIGTERM recorded for the whole run.
+"""An interrupted run is not a result: SIGINT / SIGTERM recorded for the whole run.
 
 A ``KeyboardInterrupt`` that Python raises inside a callback it does not propagate (a garbage-
 collection or finaliser callback, e.g. JAX's ``_xla_gc_callback``, reported as "Exception ignored
-in ...") never reaches the runner, and a claim that catches it would go on and report ``pass``.
+in ...") never reaches the caller, and code that catches it would go on and report a result.
 Catching ``KeyboardInterrupt`` is therefore not enough: :class:`InterruptGuard` installs its own
 SIGINT and SIGTERM handlers for the duration of a run. Each signal is *recorded* (the first
 signal's number is kept) and, while the guard is :meth:`~InterruptGuard.raising`, also raised as
 ``KeyboardInterrupt`` in the main thread, as Python's default SIGINT handler does. The runner
-checks the record after every claim (and claims check it between their phases through
-:meth:`kernelgen.verify.Context.checkpoint`): once set, the run ends ``interrupted`` whatever the
-claim returned. The previous handlers are restored when the guard exits.
+checks the record when a phase ends (:meth:`InterruptGuard.check`): once set, the run ends
+``interrupted`` whatever the phase returned. The previous handlers are restored when the guard
+exits. Used by the scripts' :func:`kernelgen.cli.run` and by :mod:`kernelgen.verify` (after every
+claim, and between a claim's phases through :meth:`kernelgen.verify.Context.checkpoint`).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import threading
 
 __all__ = ["INTERRUPTED_EXIT_STATUS", "INTERRUPT_SIGNALS", "InterruptGuard"]
 
-log = logging.getLogger("kernelgen.verify")
+log = logging.getLogger(__name__)
 
 #: The signals a run records as an interrupt (Ctrl-C, and the polite kill of a batch system).
 INTERRUPT_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
 
 
-#: Exit status of an interrupted run, SIGINT or SIGTERM alike (the shell's status for Ctrl-C; the
-#: same as ``kernelgen.cli``'s for the scripts).
+#: Exit status of an interrupted run, SIGINT or SIGTERM alike (the shell's status for Ctrl-C), for the
+#: scripts and for ``python -m kernelgen.verify``.
 INTERRUPTED_EXIT_STATUS = 130
 
 

@@ -290,7 +290,7 @@ def run_select(args, X, y):
     )
     sel_path = selection_path(args)
     cli.check_interrupted()  # an interrupted selection is not written
-    _write_atomic(sel_path, json.dumps(out, indent=1) + "\n")
+    cli.write_text_atomic(sel_path, json.dumps(out, indent=1) + "\n")
     figs = [plot_selection(args.out_dir, results, chosen)] + plot_filters(args.out_dir, chosen["features"])
     print(f"chosen: {chosen['name']}, bandwidth {chosen['bandwidth_mult']} x median, "
           f"validation error {100 * e:.2f}% (D={chosen['feature_dim']}); selection took {seconds:.0f} s")
@@ -382,23 +382,6 @@ def _floor_seconds(n, D, sgemm=247e9, dgemm=119e9, spotrf=220e9, n_residuals=5):
     is. With D = 1,176 that is ~700 s, which bounds D at roughly 1,500-2,000 for a 20-minute run.
     """
     return n * n * D / sgemm + n**3 / 3 / spotrf + n_residuals * 2 * n * n * D / dgemm
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file in the same directory: never a half-written file."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def selection_path(args) -> Path:

@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "kernelgen._jax": 0,
     "kernelgen._version": 0,
     "kernelgen._interrupt": 0,
+    "kernelgen._files": 0,
     "kernelgen.kernels": 1,
     "kernelgen.datasets": 1,
     "kernelgen.factors": 2,

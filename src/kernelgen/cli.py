@@ -97,18 +97,18 @@ import contextlib
 import json
 import logging
 import math
-import os
 import resource
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._files import atomic_write
 from ._interrupt import INTERRUPTED_EXIT_STATUS, InterruptGuard
 from .datasets import load_mnist
+from .datasets._cache import writable_problem
 from .errors import InvalidInputError, KernelgenError, NonFiniteResultError, UnsupportedOptionError
 from .provenance import provenance
 
@@ -135,6 +135,7 @@ __all__ = [
     "run",
     "save_figure",
     "subset_rows",
+    "write_text_atomic",
 ]
 
 #: exit status for kernelgen's named errors (argparse uses 2 for usage errors)
@@ -188,17 +189,6 @@ class OutputPath:
         return "path"
 
 
-def _probe_writable(directory: Path) -> str | None:
-    """Why no file can be created in the existing directory ``directory`` (None: one can)."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".kernelgen-write-test-", dir=directory)
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc.strerror or exc}"
-    os.close(fd)
-    os.unlink(tmp)
-    return None
-
-
 def check_output_path(path, *, option: str = "path", directory: bool = False,
                       create_parents: bool = True) -> Path:
     """Check, before any work, that ``path`` can be written; return it as a :class:`pathlib.Path`.
@@ -238,7 +228,7 @@ def check_output_path(path, *, option: str = "path", directory: bool = False,
         probe = probe.parent
     if not probe.is_dir():
         raise InvalidInputError(f"{option} {path}: {probe} is not a directory; choose another path.")
-    why = _probe_writable(probe)
+    why = writable_problem(probe)
     if why is not None:
         raise InvalidInputError(f"{option} {path}: cannot write in {probe} ({why}); choose a writable location.")
     return path
@@ -429,20 +419,9 @@ def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                               create_parents=action.type.create_parents)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in its directory and :func:`os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` whole or not at all (mode 0644; missing directories are created)."""
+    return atomic_write(path, lambda f: f.write(text), binary=False, mode=0o644, make_parents=True)
 
 
 def _finish_interrupted(state: _RunState, args, prog: str | None) -> int:
@@ -455,7 +434,7 @@ def _finish_interrupted(state: _RunState, args, prog: str | None) -> int:
         obj = {"status": "interrupted", "signal": name, "script": prog, "partial": partial,
                "provenance": _jsonable(provenance(), "provenance")}
         with contextlib.suppress(OSError):
-            _write_atomic(json_out, json.dumps(obj, allow_nan=False) + "\n")
+            write_text_atomic(json_out, json.dumps(obj, allow_nan=False) + "\n")
     sys.stdout.flush()
     print(f"interrupted: {name} arrived during the run; no result was produced (exit status "
           f"{INTERRUPTED_EXIT_STATUS})" + (f"; {json_out} is marked interrupted" if json_out is not None else ""),
@@ -528,7 +507,7 @@ def run(main: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentPars
                 # from here a signal is recorded only: the lines are written whole
                 for json_out, line, _ in state.pending:
                     if json_out is not None:
-                        _write_atomic(json_out, line + "\n")
+                        write_text_atomic(json_out, line + "\n")
                     sys.stdout.flush()
                     print(line, flush=True)
             except KeyboardInterrupt:
@@ -625,7 +604,7 @@ def emit(metrics: Mapping[str, Any], *, json_out: str | Path | None = None, seed
         _STATE.pending.append((None if json_out is None else Path(json_out), line, obj))
         return obj
     if json_out is not None:
-        _write_atomic(Path(json_out), line + "\n")
+        write_text_atomic(Path(json_out), line + "\n")
     sys.stdout.flush()
     print(line, flush=True)
     return obj
@@ -694,17 +673,8 @@ def save_figure(fig, path: str | Path, *, dpi: int = 110, close: bool = True, **
     if path.suffix.lower() != ".png":
         raise InvalidInputError(f"figures are saved as PNG; {path} does not end in .png")
     check_interrupted()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, dpi=dpi, format="png", **savefig_kwargs)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png", **savefig_kwargs), mode=0o644,
+                 make_parents=True)
     if close:
         import matplotlib.pyplot as plt
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from .._files import atomic_write
 from ..errors import DataIntegrityError
 
 __all__ = [
@@ -175,22 +176,9 @@ def write_cache(path: Path, arrays, spec: DatasetSpec) -> None:
     the file is moved into place with :func:`os.replace` (atomic on POSIX and Windows).
     On any failure the temporary file is removed and ``path`` is left as it was.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **dict(zip(spec.names, arrays)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is shared data, not a secret
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    # mode 0644: the cache is shared data, not a secret
+    path = atomic_write(path, lambda f: np.savez(f, **dict(zip(spec.names, arrays))), mode=0o644, fsync=True,
+                        make_parents=True)
     logger.info("cached %s at %s", spec.name, path)
 
 

@@ -20,7 +20,6 @@ import json
 import copy
 import logging
 import os
-import secrets
 import time
 import zipfile
 from dataclasses import dataclass, field, fields, replace
@@ -28,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._files import atomic_write
 from .._validation import as_float_array
 from .._version import __version__
 from ..errors import (
@@ -590,22 +590,7 @@ def _atomic_savez(path: str, arrays: dict) -> None:
         raise FileNotFoundError(f"cannot save to {path}: the directory {d} does not exist; create it first.")
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save to {path}: it is a directory; name a file (e.g. {path}/fit.npz).")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    while True:
-        tmp = os.path.join(d, f".kernelgen-{secrets.token_hex(8)}.npz.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for a normal open()
-            break
-        except FileExistsError:  # pragma: no cover - 64 random bits
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays), prefix=".kernelgen-")
     log.debug("saved %s", path)
 
 

@@ -18,6 +18,7 @@ import json
 import os
 from pathlib import Path
 
+from .._files import atomic_write
 from ..cli import _jsonable
 from ._core import INTERRUPTED, NOT_RUN, VERDICTS, Claim, Result
 
@@ -103,13 +104,8 @@ def _provenance_lines(prov: dict) -> list[str]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``text`` to ``path`` whole or not at all (a temporary file and a rename)."""
+    atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 def write_report(out_dir: Path, budget: str, claims: list[Claim], results: list[Result], prov: dict,

@@ -361,3 +361,25 @@ def test_default_solver_on_singular_kernel_gives_pinv(case):
     # (< 1e3 here) times the 1e-10 certificate
     np.testing.assert_allclose(est.dual_coef_, ref, rtol=0, atol=1e-6 * np.linalg.norm(ref))
     np.testing.assert_allclose(est.predict(X), y, rtol=0, atol=1e-8 * np.linalg.norm(y))
+
+
+def test_auto_fallback_after_a_stalled_cholesky_route_is_recorded_in_the_fit(monkeypatch):
+    """The estimator's own fallback (a ConvergenceError of the Cholesky route) says so in fit.notes, as the
+    solver's fallback (K not positive definite) does."""
+    import kernelgen.estimators as est_mod
+    from kernelgen.estimators import KernelInterpolationRegressor
+    from kernelgen.kernels import Gaussian
+
+    real = est_mod.kernel_interpolate
+
+    def stalled(X, Y, *, solver, **kw):
+        if solver == "auto":
+            raise ConvergenceError("float64 refinement stalled at 3e-9; tol 1e-10", history=())
+        return real(X, Y, solver=solver, **kw)
+
+    monkeypatch.setattr(est_mod, "kernel_interpolate", stalled)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 2)), rng.normal(size=30)
+    est = KernelInterpolationRegressor(kernel=Gaussian(bandwidth=1.0)).fit(X, y)
+    assert est.solver_ == "min_norm"
+    assert any("did not converge" in n and "min_norm" in n for n in est.interpolant_.notes)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
@@ -104,9 +105,10 @@ class _KernelInterpolationBase(BaseEstimator):
             # tol is numerically singular for this question: the rank-revealing route gives its K^+ Y
             if self.solver != "auto":
                 raise
-            log.warning("solver='auto': the Cholesky route did not converge (%s); solved by min_norm",
-                        str(exc).split(";")[0])
+            note = f"solver='auto': the Cholesky route did not converge ({str(exc).split(';')[0]}); solved by min_norm"
+            log.warning(note)
             fit = solve("min_norm")
+            fit = replace(fit, notes=fit.notes + (note,))  # recorded in the result, as kernel_interpolate does
         self.interpolant_ = fit
         self.dual_coef_ = fit.alpha
         self.relative_residual_ = fit.relative_residual

@@ -117,7 +117,8 @@ class KernelInterpolant:
         ``relative_residual_bound``; see :mod:`kernelgen.solvers._refine`).
     relative_residual_bound : float or None
         The proven bound on the exact-arithmetic relative residual, where the float64 product has
-        one (on-the-fly Gaussian / Laplace, ``SolveOptions(certificate="auto")``); else None.
+        one (the SciPy backend's product with the exact ``Gaussian`` class, or ``Laplace`` on integer
+        data; computed whatever ``SolveOptions.certificate`` says); else None.
     residual_certificate : {"direct", "bound"}
         What certifies alpha (above).
     last_direct_residual : float or None

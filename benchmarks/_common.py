@@ -1,8 +1,7 @@
 """Shared helpers for the benchmarks: BLAS rates measured in the same run, machine info.
 
-Argument parsing, the final JSON line (with provenance) and peak RSS come from
-:mod:`kernelgen.cli`, as for the scripts; ``peak_rss_gb`` is re-exported here for the benchmarks
-that import it from this module.
+Argument parsing, the final JSON line (with provenance) and peak RSS (``peak_rss_gb``) come from
+:mod:`kernelgen.cli`, as for the scripts.
 """
 
 from __future__ import annotations
@@ -13,9 +12,7 @@ import time
 
 import numpy as np
 
-from kernelgen.cli import peak_rss_gb
-
-__all__ = ["gemm_rate", "machine", "peak_rss_gb"]
+__all__ = ["gemm_rate", "machine"]
 
 
 def gemm_rate(dtype, n: int = 4096, reps: int = 3) -> float:

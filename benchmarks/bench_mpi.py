@@ -134,7 +134,7 @@ def _worker_mnist(args):
     t_pred = time.perf_counter() - t0
     rss = comm.allgather(cli.peak_rss_gb())
     if comm.Get_rank() == 0:
-        plan = {k: v for k, v in fit.plan.items() if k in ("grid", "nb", "local_shape", "bytes", "budget", "parts")}
+        plan = {k: v for k, v in fit.plan.to_dict().items() if k in ("grid", "nb", "local_shape", "bytes", "budget", "parts")}
         print(json.dumps({
             "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0]), "kernel": repr(fit.kernel),
             "test_error": float(np.mean(np.argmax(P, axis=1) != yte)),

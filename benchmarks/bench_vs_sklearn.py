@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, peak_rss_gb  # noqa: E402
+from _common import machine  # noqa: E402
 
 import kernelgen  # noqa: E402
+from kernelgen.cli import peak_rss_gb  # noqa: E402
 
 
 def side(name: str, n: int, out: str, blas_threads: int | None = None):
@@ -85,7 +86,8 @@ def main(argv=None):
             r = subprocess.run(base, capture_output=True, text=True)
             if r.returncode != 0 and name == "sklearn":
                 # the stock threaded OpenBLAS can segfault in KernelRidge's float64 dposv at this size
-                # (FACTS.md); record it, then measure scikit-learn with one BLAS thread, which does not crash
+                # (docs/numerics.md, "BLAS and LAPACK call limits"); record it, then measure scikit-learn
+                # with one BLAS thread, which does not crash
                 crashes.append({"side": name, "returncode": r.returncode, "stderr_tail": r.stderr[-300:]})
                 print(f"scikit-learn crashed (exit {r.returncode}); retrying with one BLAS thread", flush=True)
                 r = subprocess.run(base + ["--blas-threads", "1"], capture_output=True, text=True)

@@ -7,8 +7,16 @@ cross-check against the library function it justifies; it raises ``AssertionErro
 first line of its docstring states the claim.
 
 Adding a module is all it takes: :func:`discover` finds every module of this package
-whose name does not start with ``_``. Run them all with ``python -m proofs`` (from the
-repository root); ``tests/test_proofs.py`` runs each check as its own test.
+whose name does not start with ``_``. Run them all with ``python -m kernelgen.proofs``
+(``python -m proofs`` from the repository root runs the same files); ``tests/test_proofs.py``
+runs each check as its own test.
+
+Packaging and layers: this folder is the repository's top-level ``proofs/``; ``pyproject.toml``
+installs it as the subpackage ``kernelgen.proofs`` (``package-dir``), so nothing named ``proofs``
+is installed at the top of site-packages. Its modules import kernelgen's lower layers by absolute
+name at the top of the module (``from kernelgen import sgd``; never the package root's re-exports,
+never inside a function), which works under both names. Within kernelgen it sits in layer 4,
+beside the experiments whose functions it checks; :mod:`kernelgen.verify` (layer 5) imports it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``python -m proofs [module ...]``: run every check, print a table, exit 1 on any failure."""
+"""``python -m kernelgen.proofs [module ...]`` (or ``python -m proofs`` from the repository root): run every
+check, print a table, exit 1 on any failure."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def run(checks, *, stream=sys.stdout, verbose: bool = False) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m proofs", description=__doc__)
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}", description=__doc__)
     parser.add_argument("modules", nargs="*", help="only these proof modules (default: all)")
     parser.add_argument("--list", action="store_true", help="list checks and claims, run nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")

@@ -19,8 +19,9 @@ f(w) = (1/2) w^T H w - b^T w is w_{k+1} = w_k - eta (H w_k - b).
 
 Least squares L(w) = (1/2N)||X w - y||^2 is H = X^T X / N, b = X^T y / N (in the range of H, as
 range(X^T X) = range(X^T)); then H^+ b = X^+ y and H^+ H = X^+ X (standard pseudo-inverse identities,
-stated and checked numerically), giving w_inf = X^+ y + (I - X^+ X) w0 (FACTS.md, "Gradient descent
-on least squares").
+stated and checked numerically), giving w_inf = X^+ y + (I - X^+ X) w0: the interpolant closest to w0
+(Gunasekar, Lee, Soudry & Srebro 2018, "Characterizing implicit bias in terms of optimization geometry",
+ICML, Sec. 2; for w0 = 0 it is X^+ y, Zhang et al. 2017, ICLR, Sec. 5).
 
 In function space f_t = X w_t: f_{t+1} - y = (I - eta Theta / N)(f_t - y) exactly, with
 Theta = X X^T (for any y); its continuous-time limit is the gradient flow
@@ -33,7 +34,17 @@ import numpy as np
 import scipy.linalg
 import sympy as sp
 
+from kernelgen import sgd
+
 from ._common import expand_zero, mat_zero, orthogonal_reduce, random_problem, rel
+
+__all__ = [
+    "CHECKS",
+    "scalar_recursion_solution",
+    "check_closed_form_recursion",
+    "check_limit",
+    "check_function_space",
+]
 
 
 def _symbols():
@@ -109,8 +120,6 @@ def check_closed_form_recursion() -> str:
     gd_map = w_k - eta_m * (Hs * w_k - Hs * w_inf)
     assert expand_zero((w_inf + (sp.Identity(d) - eta_m * Hs) * P * e0) - gd_map), "closed form vs GD map"
     # --- numerical: kernelgen.sgd.gd_closed_form against exact rational GD iterates and the eigen formula
-    from kernelgen.sgd import gd, gd_closed_form
-
     Xr, yr, w0r = _rational_problem()  # rank 2, inconsistent y, w0 with a null-space component
     Hr, br, eta_r = Xr.T * Xr / 3, Xr.T * yr / 3, sp.Rational(1, 2)
     steps = [0, 1, 2, 5, 10, 20]
@@ -120,7 +129,7 @@ def check_closed_form_recursion() -> str:
             exact.append(np.array(wk, dtype=float).ravel())
         wk = wk - eta_r * (Hr * wk - br)
     Xf, yf, w0f = (np.array(A, dtype=float) for A in (Xr, yr, w0r))
-    cf = gd_closed_form(Xf, yf.ravel(), step_size=0.5, steps=np.array(steps), w0=w0f.ravel())
+    cf = sgd.gd_closed_form(Xf, yf.ravel(), step_size=0.5, steps=np.array(steps), w0=w0f.ravel())
     worst = rel(cf, np.stack(exact))
     for seed, (n, dd) in enumerate([(12, 30), (30, 12)]):
         Xn, yn = random_problem(n, dd, seed=seed)
@@ -128,8 +137,8 @@ def check_closed_form_recursion() -> str:
         st = np.array([0, 3, 50, 400])
         eta_n = 0.9 * n / np.linalg.norm(Xn, 2) ** 2
         mine = _eig_closed_form(Xn.T @ Xn / n, Xn.T @ yn / n, w0n, eta_n, st)
-        worst = max(worst, rel(gd_closed_form(Xn, yn, step_size=eta_n, steps=st, w0=w0n), mine))
-        tr = gd(Xn, yn, steps=2000, w0=w0n, form="primal")
+        worst = max(worst, rel(sgd.gd_closed_form(Xn, yn, step_size=eta_n, steps=st, w0=w0n), mine))
+        tr = sgd.gd(Xn, yn, steps=2000, w0=w0n, form="primal")
         worst = max(worst, float(tr.closed_form_gap.max()))
     # eigh vs SVD of the same data and simulation vs closed form: round-off, ~steps * eps at most
     assert worst <= 1e-10, f"library GD / closed form differ from the derivation by {worst:.2e}"
@@ -171,8 +180,6 @@ def check_limit() -> str:
     # H H^+ = Q (Lambda Lambda^+) Q^T is symmetric (product of diagonals), so H^+ is the pseudo-inverse
     assert mat_zero(orthogonal_reduce(H * Hp, Q) - Q * L * Lp * Q.T)
     # --- numerical: library GD and SGD from w0 != 0 reach X^+ y + (I - X^+ X) w0 = H^+ b + (I - H^+ H) w0
-    from kernelgen.sgd import gd, sgd
-
     Xr, yr, w0r = _rational_problem()
     Xp = Xr.pinv()
     wl_exact = Xp * yr + (sp.eye(3) - Xp * Xr) * w0r
@@ -181,11 +188,11 @@ def check_limit() -> str:
     Hpn = np.linalg.pinv(Hn, hermitian=True)
     wl = Hpn @ bn + (np.eye(3) - Hpn @ Hn) @ w0f.ravel()
     e_id = rel(wl, np.array(wl_exact, dtype=float).ravel())  # H^+ b = X^+ y, H^+ H = X^+ X
-    tr = gd(Xf, yf.ravel(), steps=200, step_size=0.5, w0=w0f.ravel(), form="primal")
+    tr = sgd.gd(Xf, yf.ravel(), steps=200, step_size=0.5, w0=w0f.ravel(), form="primal")
     e_gd = rel(tr.w, wl)
     Xn, yn = random_problem(10, 25, seed=7)
     w0n = np.random.default_rng(7).standard_normal(25)
-    ts = sgd(Xn, yn, steps=20000, key=7, w0=w0n)
+    ts = sgd.sgd(Xn, yn, steps=20000, key=7, w0=w0n)
     Xpn = np.linalg.pinv(Xn)
     e_sgd = rel(ts.w, Xpn @ yn + (np.eye(25) - Xpn @ Xn) @ w0n)
     # pinv identities in float64: round-off ~1e-15; contraction (5/6)^200 ~ 1e-16 for GD
@@ -213,19 +220,17 @@ def check_function_space() -> str:
     disc = (1 - (eta / m) * lam / N) ** (m * tau)
     assert sp.simplify(sp.limit(disc, m, sp.oo) - sp.exp(-eta * tau * lam / N)) == 0, "discrete !-> flow"
     # --- numerical: library function-space predictions
-    from kernelgen.sgd import gd, gradient_flow_predictions
-
     Xn, yn = random_problem(15, 40, seed=2)
     Theta = Xn @ Xn.T
     w0 = np.random.default_rng(2).standard_normal(40)
     f0 = Xn @ w0
     steps = np.array([0, 1, 3, 10, 30, 100])
     eta_v = 0.5 * 15 / np.linalg.eigvalsh(Theta)[-1]
-    flow = gradient_flow_predictions(Theta, yn, f0, step_size=eta_v, steps=steps)
+    flow = sgd.gradient_flow_predictions(Theta, yn, f0, step_size=eta_v, steps=steps)
     ref = np.stack([yn + scipy.linalg.expm(-eta_v * s * Theta / 15) @ (f0 - yn) for s in steps])
     e_flow = rel(flow, ref)
-    disc = gradient_flow_predictions(Theta, yn, f0, step_size=eta_v, steps=steps, discrete=True)
-    tr = gd(Xn, yn, steps=100, step_size=eta_v, w0=w0, record_steps=steps, form="primal")
+    disc = sgd.gradient_flow_predictions(Theta, yn, f0, step_size=eta_v, steps=steps, discrete=True)
+    tr = sgd.gd(Xn, yn, steps=100, step_size=eta_v, w0=w0, record_steps=steps, form="primal")
     e_disc = rel(tr.predictions, disc)
     # expm (Pade) and eigh agree to ~1e-14; GD vs its closed form to round-off over 100 steps
     assert e_flow <= 1e-12, f"gradient flow differs from scipy expm by {e_flow:.2e}"

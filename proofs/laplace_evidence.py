@@ -20,6 +20,10 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from kernelgen import evidence
+
+__all__ = ["CHECKS", "check_quadratic_completion", "check_laplace_equals_eq_3_86", "check_gaussian_integral"]
+
 M_SYM, N_SYM = 2, 3
 
 
@@ -64,8 +68,6 @@ def check_quadratic_completion() -> str:
     taylor = L.subs(at_m) + (grad_m.T * d)[0] - sp.Rational(1, 2) * (d.T * A * d)[0]
     assert sp.expand(L - taylor) == 0, "quadratic completion fails"
     # numerical cross-check against kernelgen.evidence.blr_log_evidence
-    from kernelgen.evidence import blr_log_evidence
-
     rng = np.random.default_rng(0)
     vals = {alpha: 0.7, beta: 3.0}
     Pn = rng.normal(size=(N_SYM, M_SYM))
@@ -73,7 +75,7 @@ def check_quadratic_completion() -> str:
     vals.update({Phi[i, j]: Pn[i, j] for i in range(N_SYM) for j in range(M_SYM)})
     vals.update({t[i]: tn[i] for i in range(N_SYM)})
     m_num = np.array([float(x.subs(vals)) for x in mN])
-    res = blr_log_evidence(Pn, tn, alpha=0.7, beta=3.0)
+    res = evidence.blr_log_evidence(Pn, tn, alpha=0.7, beta=3.0)
     err = float(np.max(np.abs(m_num - res.mean)))
     assert err < 1e-12, f"posterior mean differs from kernelgen by {err}"
     return f"-Hess L = A, d^3 L = 0, grad L(m_N) = 0, completion exact (M={M_SYM}, N={N_SYM}); m_N vs kernelgen {err:.1e}"
@@ -100,7 +102,6 @@ def check_laplace_equals_eq_3_86() -> str:
     # numerical: the sympy expression, kernelgen's exact evidence and kernelgen's Laplace (JAX Hessian)
     import jax.numpy as jnp
 
-    from kernelgen.evidence import blr_log_evidence, laplace_evidence
 
     rng = np.random.default_rng(1)
     Pn = rng.normal(size=(N_SYM, M_SYM))
@@ -110,7 +111,7 @@ def check_laplace_equals_eq_3_86() -> str:
     vals.update({Phi[i, j]: Pn[i, j] for i in range(N_SYM) for j in range(M_SYM)})
     vals.update({t[i]: tn[i] for i in range(N_SYM)})
     sym_val = float(eq386.subs(vals).evalf(30))
-    exact = blr_log_evidence(Pn, tn, alpha=a_, beta=b_).log_evidence
+    exact = evidence.blr_log_evidence(Pn, tn, alpha=a_, beta=b_).log_evidence
 
     def loglik(wv):
         r_ = jnp.asarray(tn) - jnp.asarray(Pn) @ wv
@@ -119,7 +120,7 @@ def check_laplace_equals_eq_3_86() -> str:
     def logprior(wv):
         return 0.5 * M_SYM * jnp.log(a_ / (2 * jnp.pi)) - 0.5 * a_ * jnp.sum(wv * wv)
 
-    lap = laplace_evidence(loglik, logprior, np.ones(M_SYM)).log_evidence
+    lap = evidence.laplace_evidence(loglik, logprior, np.ones(M_SYM)).log_evidence
     e1 = abs(sym_val - exact) / abs(exact)
     e2 = abs(lap - exact) / abs(exact)
     assert e1 < 1e-12 and e2 < 1e-10, (e1, e2)
@@ -128,7 +129,7 @@ def check_laplace_equals_eq_3_86() -> str:
     N, M = 60, 8
     P2 = rng.normal(size=(N, M))
     t2 = P2 @ rng.normal(size=M) + 0.5 * rng.normal(size=N)
-    ex2 = blr_log_evidence(P2, t2, alpha=1.3, beta=2.5).log_evidence
+    ex2 = evidence.blr_log_evidence(P2, t2, alpha=1.3, beta=2.5).log_evidence
 
     def ll2(wv):
         r_ = jnp.asarray(t2) - jnp.asarray(P2) @ wv
@@ -137,7 +138,7 @@ def check_laplace_equals_eq_3_86() -> str:
     def lp2(wv):
         return 0.5 * M * jnp.log(1.3 / (2 * jnp.pi)) - 0.65 * jnp.sum(wv * wv)
 
-    lap2 = laplace_evidence(ll2, lp2, np.zeros(M)).log_evidence
+    lap2 = evidence.laplace_evidence(ll2, lp2, np.zeros(M)).log_evidence
     e3 = abs(lap2 - ex2) / abs(ex2)
     assert e3 < 1e-10, e3
     return (
@@ -179,10 +180,8 @@ def check_gaussian_integral() -> str:
     target = 2 * sp.pi / sp.sqrt(a * c - b**2)
     assert sp.simplify(outer / target) == 1, sp.simplify(outer / target)
     # numerical cross-check of (a) against kernelgen
-    from kernelgen.evidence import blr_log_evidence
-
     fv = {k: float(v_) for k, v_ in vals.items()}
-    ev = blr_log_evidence(
+    ev = evidence.blr_log_evidence(
         np.array([[fv[x1]], [fv[x2]]]), np.array([fv[t1], fv[t2]]), alpha=fv[alpha], beta=fv[beta]
     ).log_evidence
     assert abs(ev - num_int) < 1e-13 * max(1.0, abs(ev)), (ev, num_int)

@@ -22,7 +22,17 @@ import numpy as np
 import scipy.linalg
 import sympy as sp
 
+from kernelgen import sgd, solvers
+
 from ._common import mat_zero, random_problem, rel
+
+__all__ = [
+    "CHECKS",
+    "lagrangian_gradient",
+    "min_norm_formula",
+    "check_kkt_min_norm_interpolant",
+    "check_other_interpolants_are_longer",
+]
 
 
 def _setup():
@@ -61,12 +71,10 @@ def check_kkt_min_norm_interpolant() -> str:
     # negative control: the symbolic machinery rejects a wrong candidate (w = X^T y is not feasible)
     assert not mat_zero(X * (X.T * y) - y), "mat_zero accepted a false identity"
     # --- numerical: the library's minimum-norm solve against the formula and numpy's pinv
-    from kernelgen import min_norm_solve
-
     worst = 0.0
     for seed, (nn, dd) in enumerate([(5, 12), (40, 100), (30, 31)]):
         Xn, yn = random_problem(nn, dd, seed=seed)
-        coef = min_norm_solve(Xn, yn).coef
+        coef = solvers.min_norm_solve(Xn, yn).coef
         formula = Xn.T @ scipy.linalg.solve(Xn @ Xn.T, yn, assume_a="pos")
         # both are backward stable: relative difference ~ kappa(X) * eps (kappa <= ~1e3 here)
         worst = max(worst, rel(coef, formula), rel(coef, np.linalg.pinv(Xn) @ yn))
@@ -93,11 +101,8 @@ def check_other_interpolants_are_longer() -> str:
     cross = sp.expand((w_star + v).T * (w_star + v)) - w_star.T * w_star - v.T * v
     assert mat_zero(cross - w_star.T * v - v.T * w_star), "||w* + v||^2 expansion"
     # --- numerical: library min-norm solution vs random interpolants; and the SGD limit from w0 != 0
-    from kernelgen import min_norm_solve
-    from kernelgen.sgd import sgd
-
     Xn, yn = random_problem(20, 60, seed=3)
-    w_mn = min_norm_solve(Xn, yn).coef
+    w_mn = solvers.min_norm_solve(Xn, yn).coef
     N = scipy.linalg.null_space(Xn)
     rng = np.random.default_rng(0)
     worst = 0.0
@@ -110,7 +115,7 @@ def check_other_interpolants_are_longer() -> str:
     # round-off in squared norms of O(1) vectors: ~1e-15
     assert worst <= 1e-12, f"Pythagoras violated numerically by {worst:.1e}"
     w0 = rng.standard_normal(60)
-    tr = sgd(Xn, yn, steps=20000, key=0, w0=w0)
+    tr = sgd.sgd(Xn, yn, steps=20000, key=0, w0=w0)
     assert np.linalg.norm(Xn @ tr.w - yn) <= 1e-8 * np.linalg.norm(yn), "SGD from w0 did not interpolate"
     assert np.linalg.norm(tr.w) > np.linalg.norm(w_mn), "SGD limit from w0 != 0 not longer than w*"
     return f"null space = range of P, w* _|_ P u, Pythagoras (sympy, symbolic n x d); numeric {worst:.1e}"

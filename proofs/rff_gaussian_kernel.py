@@ -33,6 +33,16 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from kernelgen import kernels, random_features
+
+__all__ = [
+    "CHECKS",
+    "gaussian_density",
+    "phase_average",
+    "characteristic_function_1d",
+    "check_rff_expectation_is_gaussian_kernel",
+]
+
 
 def gaussian_density(t, s):
     """Density of N(0, s^-2): s / sqrt(2 pi) exp(-s^2 t^2 / 2) (Rahimi & Recht, Alg. 1: v ~ N(0, s^-2 I))."""
@@ -89,19 +99,16 @@ def check_rff_expectation_is_gaussian_kernel() -> str:
     assert sp.simplify(sp.re(kernel3) - kernel3) == 0
 
     # --- numerical: the derived expression and kernelgen's features against kernelgen's Gaussian kernel
-    from kernelgen import kernel_matrix
-    from kernelgen.random_features import random_fourier_features
-
     rng = np.random.default_rng(0)
     dd, bw, N = 6, 1.5, 200_000
     X = rng.standard_normal((5, dd))
-    K = kernel_matrix(X, X, kernel="gaussian", bandwidth=bw)
+    K = kernels.kernel_matrix(X, X, kernel="gaussian", bandwidth=bw)
     derived = sp.lambdify((w, s), exponent)
     diff = X[:, None, :] - X[None, :, :]
     K_derived = np.exp(derived(diff, bw).sum(axis=2))  # exp(sum_j exponent(u_j)): steps 2-4
     # two float64 evaluations of exp of the same O(10) exponent: ~1e-15 relative
     assert np.allclose(K_derived, K, rtol=1e-13, atol=1e-15), "kernel_matrix differs from the derived kernel"
-    Phi = random_fourier_features(X, N, bandwidth=bw, seed=1)
+    Phi = random_features.random_fourier_features(X, N, bandwidth=bw, seed=1)
     K_mc = Phi @ Phi.T
     # Per feature, E_b[(2 cos cos)^2] = cos^2(A-B) + 1/2 <= 3/2: sd <= sqrt(1.5/N); 15 distinct
     # entries at 6 sigma fail with probability < 1e-7.

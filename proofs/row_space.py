@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import sympy as sp
 
+from kernelgen import sgd
+
 from ._common import expand_zero, is_zero_matrix, random_problem, rel, symbolic_matrix
+
+__all__ = ["CHECKS", "check_step_stays_in_row_space", "check_dual_equals_primal"]
 
 
 def check_step_stays_in_row_space() -> str:
@@ -41,14 +45,12 @@ def check_step_stays_in_row_space() -> str:
     assert is_zero_matrix(Xc * v), "v is not in the null space of X"
     assert is_zero_matrix(v.T * wc_next), "the step left the row space (v . w_{t+1} != 0)"
     # --- numerical: the library's SGD and GD from zero, out-of-span component
-    from kernelgen.sgd import gd, sgd
-
     X_, y_ = random_problem(15, 40, seed=0)
     worst = 0.0
     for tr in (
-        sgd(X_, y_, steps=3000, key=0, batch_size=1, form="primal"),
-        sgd(X_, y_, steps=1000, key=1, batch_size=4, replace=False, form="primal"),
-        gd(X_, y_, steps=500, form="primal"),
+        sgd.sgd(X_, y_, steps=3000, key=0, batch_size=1, form="primal"),
+        sgd.sgd(X_, y_, steps=1000, key=1, batch_size=4, replace=False, form="primal"),
+        sgd.gd(X_, y_, steps=500, form="primal"),
     ):
         worst = max(worst, float(tr.out_of_span.max()))
     # float64 round-off per step is ~1e-16 relative and does not accumulate along the null space
@@ -82,13 +84,11 @@ def check_dual_equals_primal() -> str:
         a_bad[i, 0] = ac[i, 0] - eta / B * ri
     assert not is_zero_matrix(w_next - Xc.T * a_bad), "expected overwrite-instead-of-add to differ"
     # numerical: library primal and dual trajectories, batch 8 from 10 samples (duplicates certain)
-    from kernelgen.sgd import sample_indices, sgd
-
     X_, y_ = random_problem(10, 30, seed=1)
-    idx = sample_indices(3, 10, 2000, 8)
+    idx = sgd.sample_indices(3, 10, 2000, 8)
     assert any(len(set(row)) < 8 for row in idx), "no duplicate in any batch"
-    tp = sgd(X_, y_, steps=2000, batch_size=8, indices=idx, form="primal")
-    td = sgd(X_, y_, steps=2000, batch_size=8, indices=idx, form="dual")
+    tp = sgd.sgd(X_, y_, steps=2000, batch_size=8, indices=idx, form="primal")
+    td = sgd.sgd(X_, y_, steps=2000, batch_size=8, indices=idx, form="dual")
     gap = rel(td.iterates, tp.iterates)
     # two float64 evaluation orders of the same iteration: differences at round-off level
     assert gap <= 1e-12, f"primal and dual trajectories differ by {gap:.2e} (relative)"

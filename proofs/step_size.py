@@ -38,7 +38,17 @@ import itertools
 import numpy as np
 import sympy as sp
 
+from kernelgen import errors, sgd
+
 from ._common import is_zero_matrix, mat_zero, orthogonal_reduce, random_problem, symbolic_matrix
+
+__all__ = [
+    "CHECKS",
+    "check_gd_bound",
+    "check_single_sample_bound",
+    "minibatch_second_moment",
+    "check_minibatch_bound",
+]
 
 
 def check_gd_bound() -> str:
@@ -47,23 +57,20 @@ def check_gd_bound() -> str:
     lam = sp.Symbol("lambda", positive=True)
     region = sp.solve_univariate_inequality(sp.Abs(1 - eta * lam) < 1, eta, relational=False)
     assert region == sp.Interval.open(0, 2 / lam), f"stability region {region}"
-    from kernelgen.errors import UnstableStepSizeError
-    from kernelgen.sgd import gd, stability_bound
-
     X, y = random_problem(20, 50, seed=4)
     N = X.shape[0]
     lmax = np.linalg.norm(X, 2) ** 2 / N
-    bound = stability_bound(X)
+    bound = sgd.stability_bound(X)
     # two eigen-solvers of the same symmetric matrix agree to ~1e-15 relative
     assert abs(bound - 2 / lmax) <= 1e-12 * bound, f"stability_bound {bound} != 2/lambda_max {2 / lmax}"
     try:
-        gd(X, y, steps=10, step_size=1.01 * bound)
+        sgd.gd(X, y, steps=10, step_size=1.01 * bound)
         raise AssertionError("no UnstableStepSizeError above the bound")
-    except UnstableStepSizeError:
+    except errors.UnstableStepSizeError:
         pass
     steps = np.arange(0, 201, 50)
-    below = gd(X, y, steps=200, step_size=0.99 * bound, record_steps=steps, form="primal")
-    above = gd(X, y, steps=200, step_size=1.01 * bound, record_steps=steps, form="primal", allow_unstable=True)
+    below = sgd.gd(X, y, steps=200, step_size=0.99 * bound, record_steps=steps, form="primal")
+    above = sgd.gd(X, y, steps=200, step_size=1.01 * bound, record_steps=steps, form="primal", allow_unstable=True)
     # above the bound the top component grows by |1 - eta lambda_max| = 1.02 per step
     rate = (above.distance[-1] / above.distance[-2]) ** (1 / 50)
     assert above.distance[-1] > above.distance[0] and abs(rate - 1.02) < 1e-3, f"no divergence (rate {rate:.4f})"
@@ -83,20 +90,18 @@ def check_single_sample_bound() -> str:
     assert mat_zero(Su - u), "x-perp is not fixed"
     region = sp.solve_univariate_inequality(sp.Abs(1 - eta * q) < 1, eta, relational=False)
     assert region == sp.Interval.open(0, 2 / q), f"region {region}"
-    from kernelgen.sgd import sgd, stability_bound
-
     rng = np.random.default_rng(5)
     n, dd = 8, 20
     Qo = np.linalg.qr(rng.standard_normal((dd, n)))[0].T  # orthonormal rows
     X = Qo * rng.uniform(1.0, 3.0, size=(n, 1))  # orthogonal rows, norms in [1, 3]
     y = rng.standard_normal(n)
     beta = float(np.max(np.sum(X**2, axis=1)))
-    bound = stability_bound(X, batch_size=1)
+    bound = sgd.stability_bound(X, batch_size=1)
     # 2 / beta computed two ways from the same float64 squares: a few ulps
     assert abs(bound - 2 / beta) <= 1e-14 * bound, f"bound {bound} != 2/beta {2 / beta}"
     # orthogonal rows decouple: row i's error is multiplied by (1 - eta ||x_i||^2) when i is drawn
-    above = sgd(X, y, steps=4000, key=5, step_size=1.05 * bound, allow_unstable=True, form="primal")
-    below = sgd(X, y, steps=4000, key=5, step_size=0.95 * bound, form="primal")
+    above = sgd.sgd(X, y, steps=4000, key=5, step_size=1.05 * bound, allow_unstable=True, form="primal")
+    below = sgd.sgd(X, y, steps=4000, key=5, step_size=0.95 * bound, form="primal")
     assert above.distance[-1] > 1e3, f"no divergence at 1.05x the bound (distance {above.distance[-1]:.2e})"
     assert below.distance[-1] < 1e-6, f"no convergence at 0.95x the bound (distance {below.distance[-1]:.2e})"
     return f"eigen-structure of I - eta x x^T (sympy, any d); orthogonal rows: 1.05x diverges ({above.distance[-1]:.0e}), 0.95x converges ({below.distance[-1]:.0e})"
@@ -181,8 +186,6 @@ def check_minibatch_bound() -> str:
     c_sub = ((Ns - Bs) * beta + Ns * (Bs - 1) * lam1) / (Bs * (Ns - 1))
     assert sp.simplify(c_sub.subs(Bs, Ns) - lam1) == 0, "subsets at B = N: the GD constant"
     # --- numerical: library bound = formula; exact mean-square operator contracts just below it
-    from kernelgen.sgd import stability_bound
-
     Xn, _ = random_problem(6, 10, seed=6)
     nn = Xn.shape[0]
     beta_v = float(np.max(np.sum(Xn**2, axis=1)))
@@ -192,7 +195,7 @@ def check_minibatch_bound() -> str:
     S2_v = sum(A @ A for A in As_n) / nn
     worst = 0.0
     for Bv, rep in [(1, True), (3, True), (3, False), (6, False)]:
-        bound = stability_bound(Xn, batch_size=Bv, replace=rep)
+        bound = sgd.stability_bound(Xn, batch_size=Bv, replace=rep)
         cv = float(c.subs({beta: beta_v, lam1: lam1_v, Bs: Bv})) if rep else \
             float(c_sub.subs({beta: beta_v, lam1: lam1_v, Bs: Bv, Ns: nn}))
         # the same formula evaluated by sympy and by the library in float64

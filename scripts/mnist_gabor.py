@@ -52,11 +52,8 @@ import numpy as np
 from kernelgen import SolveOptions, cli, kernel_interpolate, provenance
 from kernelgen.errors import NotPositiveDefiniteError
 from kernelgen.features import GaborOptions, gabor_features, plot_gabor_bank
-from kernelgen.kernels import Gaussian
-from kernelgen.verify import (  # shared with claim C4
-    GABOR_BANDWIDTH_MULT,
-    median_distance,
-)
+from kernelgen.kernels import Gaussian, median_distance  # one median distance, shared with claim C4
+from kernelgen.verify import GABOR_BANDWIDTH_MULT  # shared with claim C4
 
 # shipped as package data, so that an installed kernelgen has the selection the final run uses
 DEFAULT_SELECTION = Path(str(importlib.resources.files("kernelgen") / "data" / "gabor_selection.json"))
@@ -249,7 +246,7 @@ def run_select(args, X, y):
         F = features(X[np.concatenate([fit_idx, val_idx])], opts)
         t_feat = time.perf_counter() - t0
         Ff, Fv = F[:n_fit], F[n_fit:]
-        med = median_distance(Ff, args.seed)
+        med = median_distance(Ff, m=2000, seed=args.seed)
         errs, infos = [], []
         for m in mults:
             cli.check_interrupted()
@@ -316,7 +313,7 @@ def run_final(args, X, y, Xte, yte, selection_path):
     Fte = features(Xte, opts, verbose=not args.quiet)
     t_feat = time.perf_counter() - t0
     cli.check_interrupted()
-    med = median_distance(F, args.seed)
+    med = median_distance(F, m=2000, seed=args.seed)
     bw = mult * med
     print(f"features: D={F.shape[1]}, {t_feat:.1f} s; bandwidth {mult} x {med:.4g} = {bw:.4g}", flush=True)
     budget = None if args.memory_budget_gb is None else int(args.memory_budget_gb * 1e9)
@@ -374,7 +371,12 @@ def _seeds(args) -> dict:
 
 
 def _floor_seconds(n, D, sgemm=247e9, dgemm=119e9, spotrf=220e9, n_residuals=5):
-    """Cost model of the exact solve (FACTS.md rates): kernel + factor + float64 residuals.
+    """Cost model of the exact solve: kernel + factor + float64 residuals.
+
+    Default rates (GFLOP/s x 1e9): SGEMM 247, DGEMM 119, float32 ``spotrf`` 220, measured on the 2-core
+    development machine (AMD EPYC, NumPy/SciPy's bundled OpenBLAS, 2 threads) by timing a float32 / float64
+    ``A @ B.T`` and ``scipy.linalg.cho_factor`` of order 4,000 (before 2026-11-29; the exact date was not
+    recorded); the machines vary (benchmarks/json/mnist_gabor_60k_fused.json records SGEMM 201, DGEMM 105).
 
     The floor the final run cannot beat on the 2-core development machines: at n = 60,000 the
     float32 kernel costs n^2 D flop (half for the lower triangle), each float64 residual ~2 n^2 D

@@ -295,7 +295,7 @@ def _main(args) -> dict:
     if comm is not None:
         metrics["mpi_processes"] = comm.Get_size()
         metrics["peak_rss_gb_per_process"] = comm.allgather(cli.peak_rss_gb())
-        metrics["mpi_plan"] = {k: v for k, v in fit.plan.items() if k in ("grid", "nb", "local_shape", "bytes")}
+        metrics["mpi_plan"] = {k: v for k, v in fit.plan.to_dict().items() if k in ("grid", "nb", "local_shape", "bytes")}
         if comm.Get_rank() != 0:
             return metrics
     print(f"kernelgen exact kernel interpolation on {dataset}: n_train={metrics['n_train']}, {fit.kernel!r}")

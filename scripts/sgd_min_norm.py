@@ -37,8 +37,8 @@ primal iterate. It is reported only for primal-form runs, where the updates them
 leave the row space; in the dual form and for kernel runs it is zero by construction and is
 reported as ``null`` with that reason. One extra run shows that the metric detects an
 out-of-span component: SGD (dual form) on pixels-200 from ``w0`` = a unit null-space vector of X
-reports ``||(I - P) w_t||`` = 1 at every record (constant: FACTS.md, the limit keeps
-``(I - X^+ X) w0``).
+reports ``||(I - P) w_t||`` = 1 at every record (constant: every update lies in the row space, so the
+limit keeps ``(I - X^+ X) w0``; derivation in ``proofs/gd_closed_form.py``).
 
     python scripts/sgd_min_norm.py            # MNIST defaults (minutes)
     python scripts/sgd_min_norm.py --smoke    # synthetic data, seconds

@@ -1,8 +1,10 @@
 """The per-dtype BLAS/LAPACK call limits kernelgen keeps (CALL_LIMITS) are safe here.
 
 Each call runs in a subprocess with the default (multithreaded) BLAS, so a segfault
-fails the test instead of killing pytest. FACTS.md: the stock OpenBLAS crashed in
-float32 potrf from n ~ 40,000 and in float64 from ~23,000; CALL_LIMITS stays far below.
+fails the test instead of killing pytest. The stock threaded OpenBLAS crashed in float64 potrf
+from n = 16,384 on the Intel Xeon machine (2026-12-05) and from ~23,000 on the AMD EPYC ones, and in
+float32 potrf from 33,000 (Intel) / 40,000 (AMD): docs/numerics.md, "BLAS and LAPACK call limits".
+CALL_LIMITS stays below the largest sizes that ran on every machine.
 """
 
 import subprocess
@@ -46,8 +48,17 @@ def test_call_limits_do_not_crash(dtype, what):
     assert r.stdout.strip().endswith("ok")
 
 
+# Largest single calls that ran with the default (threaded) BLAS on every machine measured, one call per
+# process (docs/numerics.md, "BLAS and LAPACK call limits"): potrf order and X @ X.T order per dtype.
+RAN_EVERYWHERE = {
+    np.dtype(np.float32): {"potrf": 24000, "gemm": 30000},  # crashed: potrf 33,000 (Intel), X @ X.T 60,000
+    np.dtype(np.float64): {"potrf": 14000, "gemm": 20000},  # crashed: potrf 16,384 (Intel), X @ X.T 25,000
+}
+
+
 def test_limits_are_below_measured_crash_points():
-    # FACTS.md crash points: float32 potrf 40,000 (33,000 ran), float64 potrf 23,000 (21,500 ran)
-    assert CALL_LIMITS[np.dtype(np.float32)].potrf_n < 33000
-    assert CALL_LIMITS[np.dtype(np.float64)].potrf_n < 21500
+    for dt, ran in RAN_EVERYWHERE.items():
+        lim = CALL_LIMITS[dt]
+        assert lim.potrf_n < ran["potrf"], dt
+        assert max(lim.gemm_rows, lim.gemm_cols) < ran["gemm"], dt
     assert DEFAULT_TILE <= min(lim.potrf_n for lim in CALL_LIMITS.values())

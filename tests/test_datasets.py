@@ -1039,8 +1039,8 @@ def test_killed_load_leaves_temporary_next_load_removes_it(tmp_path, mode):
 # Real MNIST (slow: uses the cache on this machine, or fetches it)
 # ---------------------------------------------------------------------------------------------
 
-# FACTS.md, "Where MNIST comes from": sha256 of the uint8 arrays, written out independently of the library.
-FACTS_SHA256 = {
+# docs/data.md, "MNIST files and hashes": sha256 of the uint8 arrays, written out independently of the library.
+RECORDED_SHA256 = {
     "X_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
     "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
     "X_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
@@ -1054,8 +1054,8 @@ def test_real_mnist():
     shapes = [(60000, 784), (60000,), (10000, 784), (10000,)]
     for name, a, shape in zip(NAMES, arrays, shapes):
         assert a.dtype == np.uint8 and a.shape == shape and a.flags.c_contiguous
-        assert hashlib.sha256(a.tobytes()).hexdigest() == FACTS_SHA256[name], name
-    # Class counts of the standard training set (FACTS.md).
+        assert hashlib.sha256(a.tobytes()).hexdigest() == RECORDED_SHA256[name], name
+    # Class counts of the standard training set (docs/data.md, "MNIST files and hashes").
     np.testing.assert_array_equal(np.bincount(arrays[1], minlength=10),
                                   [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
     assert arrays[0].max() == 255 and arrays[0].min() == 0

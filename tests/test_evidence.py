@@ -15,6 +15,7 @@ from scipy.special import expit, log_expit
 from scipy.stats import multivariate_normal
 
 from kernelgen import evidence as ev
+from kernelgen.factors import EighFactor
 from kernelgen.errors import (
     ConvergenceError,
     InvalidInputError,
@@ -71,7 +72,7 @@ def test_gp_linear_kernel_equals_blr(seed):
     # independent routes (M x M weight-space vs N x N function-space Cholesky): rounding only
     assert gp.log_evidence == pytest.approx(blr.log_evidence, rel=1e-11)
     # the eigen-factor route gives the same number ("factor once, solve many")
-    fac = ev.factor_kernel(Phi @ Phi.T)
+    fac = EighFactor.factor(Phi @ Phi.T)
     per = fac.log_evidence(t, amplitude2=1 / alpha, noise_var=1 / beta)
     assert per[0] == pytest.approx(blr.log_evidence, rel=1e-11)
     # gamma = N_eff(beta Phi^T Phi, alpha) = N_eff(K, sigma^2 / a^2)
@@ -552,12 +553,14 @@ def test_kernel_logistic_errors(caplog):
 
 def test_evidence_factor_is_the_package_eigh_factor(rng):
     """One factor class for one matrix: evidence reuses kernelgen.factors.EighFactor (issue: seams)."""
-    from kernelgen.factors import EighFactor, Factor
+    from kernelgen.factors import Factor
 
     X = rng.normal(size=(40, 3))
     K = X @ X.T + np.eye(40)
-    fac = ev.factor_kernel(K)
-    assert isinstance(fac, EighFactor) and isinstance(fac, Factor) and ev.KernelEigenFactor is EighFactor
+    fac = EighFactor.factor(K)
+    assert isinstance(fac, Factor)
+    # the leftovers are gone: one constructor (EighFactor.factor), no evidence alias
+    assert not hasattr(ev, "factor_kernel") and not hasattr(ev, "KernelEigenFactor")
     # the same factor serves the evidence scan and the minimum-norm solve (pinv = inverse here, PD)
     y = rng.normal(size=40)
     np.testing.assert_allclose(fac.solve(y), np.linalg.solve(K, y), rtol=1e-10)
@@ -567,4 +570,6 @@ def test_evidence_factor_is_the_package_eigh_factor(rng):
     Kb = K.copy()
     Kb[0, 1] += 1e-3
     with pytest.raises(InvalidInputError):
-        ev.factor_kernel(Kb)
+        EighFactor.factor(Kb)
+    with pytest.raises(InvalidInputError):
+        ev.gp_type2_ml(Kb, y)

@@ -13,7 +13,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("n,dtype", [(40000, np.float32), (24000, np.float64)])
 def test_tiled_factor_beyond_stock_lapack_crash_points(n, dtype):
-    """Sizes where one stock cho_factor call crashed (FACTS.md) factor without crashing."""
+    """Sizes where one stock cho_factor call crashed factor without crashing.
+
+    The crash points: docs/numerics.md, "BLAS and LAPACK call limits".
+    """
     rng = np.random.default_rng(0)
     X = rng.normal(size=(n, 20)).astype(dtype)
     P = LowerPanels(n, 2048, dtype)

@@ -28,6 +28,10 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
+#: Subpackages installed from a folder outside ``src/kernelgen`` (``package-dir`` in pyproject.toml):
+#: dotted name -> folder. ``kernelgen.proofs`` is the repository's top-level ``proofs/``.
+MAPPED: dict[str, Path] = {"kernelgen.proofs": SRC.parent / "proofs"}
+
 #: The layer of every top-level kernelgen module or subpackage, bottom (0) to top. A module may
 #: import modules of its own layer or of lower layers only. Submodules (``kernelgen.sgd._dual``)
 #: take the layer of their top-level package (``kernelgen.sgd``).
@@ -64,6 +68,7 @@ LAYERS: dict[str, int] = {
     "kernelgen.theory": 4,
     "kernelgen.features": 4,
     "kernelgen.cli": 4,
+    "kernelgen.proofs": 4,  # the executable derivations: check sgd, evidence, random_features, solvers, kernels
     "kernelgen.verify": 5,
     "kernelgen": 5,
 }
@@ -73,25 +78,23 @@ LAYERS: dict[str, int] = {
 #: kernelgen module either closed a cycle (fixed by layering) or was a lower layer (moved up).
 FUNCTION_LEVEL_ALLOWED: set[tuple[str, str]] = set()
 
-#: PENDING, not technical exceptions: modules that other engineers owned while the layering was
-#: fixed (``random_features.py``, ``cli.py``). Their lazy imports are of lower layers (no cycle), so
-#: they can move to the top of their modules; delete each entry when it does (these entries are not
-#: checked for staleness, so that the owners' edits never break this test).
-PENDING_FUNCTION_LEVEL: set[tuple[str, str]] = set()  # (a bare {} would be a dict)
-
 
 # ----------------------------------------------------------------------------- the checker
 
 
-def discover(src: Path, package: str = "kernelgen") -> dict[str, tuple[Path, bool]]:
-    """Dotted module name -> (file, is_package) for every ``.py`` file under ``src/package``."""
+def discover(src: Path, package: str = "kernelgen",
+             mapped: dict[str, Path] | None = None) -> dict[str, tuple[Path, bool]]:
+    """Dotted module name -> (file, is_package) for every ``.py`` file under ``src/package`` and under
+    each ``mapped`` folder (installed as the dotted name it maps to)."""
     mods = {}
-    for path in sorted((src / package).rglob("*.py")):
-        parts = list(path.relative_to(src).with_suffix("").parts)
-        is_pkg = parts[-1] == "__init__"
-        if is_pkg:
-            parts = parts[:-1]
-        mods[".".join(parts)] = (path, is_pkg)
+    roots = [(src / package, package.split("."))] + [(f, name.split(".")) for name, f in (mapped or {}).items()]
+    for root, prefix in roots:
+        for path in sorted(root.rglob("*.py")):
+            parts = prefix + list(path.relative_to(root).with_suffix("").parts)
+            is_pkg = parts[-1] == "__init__"
+            if is_pkg:
+                parts = parts[:-1]
+            mods[".".join(parts)] = (path, is_pkg)
     return mods
 
 
@@ -114,10 +117,10 @@ def _targets(node, module: str, is_pkg: bool, mods, package: str) -> list[str]:
     return out
 
 
-def import_graph(src: Path, package: str = "kernelgen"):
+def import_graph(src: Path, package: str = "kernelgen", mapped: dict[str, Path] | None = None):
     """(mods, edges, function_level): edges[m] is the set of kernelgen modules m imports anywhere;
     function_level is the list of (m, target, line) imports found inside a function or method."""
-    mods = discover(src, package)
+    mods = discover(src, package, mapped)
     edges: dict[str, set[str]] = {m: set() for m in mods}
     function_level: list[tuple[str, str, int]] = []
     for m, (path, is_pkg) in mods.items():
@@ -199,7 +202,7 @@ def missing_all(mods) -> list[str]:
 
 # ----------------------------------------------------------------------------- the checks on kernelgen
 
-MODS, EDGES, FUNCTION_LEVEL = import_graph(SRC)
+MODS, EDGES, FUNCTION_LEVEL = import_graph(SRC, mapped=MAPPED)
 
 
 def test_every_module_has_a_layer():
@@ -219,7 +222,7 @@ def test_no_upward_imports():
 
 def test_no_function_level_imports_of_kernelgen_modules():
     bad = [f"{m}:{line} imports {t} inside a function" for m, t, line in FUNCTION_LEVEL
-           if (m, t) not in FUNCTION_LEVEL_ALLOWED | PENDING_FUNCTION_LEVEL]
+           if (m, t) not in FUNCTION_LEVEL_ALLOWED]
     assert not bad, "\n".join(bad)
 
 
@@ -237,10 +240,6 @@ def test_public_modules_declare_all():
 #: why in its docstring, in a line starting with "Length:".
 MAX_LINES = 800
 
-#: PENDING: ``random_features.py`` (about 970 lines) was owned by another engineer while modules were
-#: split; it needs a split or a "Length:" reason. Not checked for staleness (see above).
-PENDING_LONG: set[str] = set()
-
 
 def long_modules(mods, max_lines: int = MAX_LINES) -> list[str]:
     """Modules over ``max_lines`` lines whose docstring gives no "Length:" reason."""
@@ -255,7 +254,7 @@ def long_modules(mods, max_lines: int = MAX_LINES) -> list[str]:
 
 
 def test_modules_readable_in_one_sitting():
-    bad = [m for m in long_modules(MODS) if m.split(" ")[0] not in PENDING_LONG]
+    bad = long_modules(MODS)
     assert not bad, f"split these modules or state the reason in a 'Length:' docstring line: {bad}"
 
 

@@ -1,4 +1,5 @@
-"""Every check of every module in proofs/ (sympy derivation + numerical cross-check), and proof that they can fail.
+"""Every check of every module of kernelgen.proofs (the repository's proofs/: sympy derivation + numerical
+cross-check), and proof that they can fail.
 
 The mutation tests at the end break one derivation step or one library function by hand
 (monkeypatch, undone after the test) and assert that the corresponding check then raises
@@ -16,8 +17,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from proofs import claim, discover
-from proofs.__main__ import run
+from kernelgen.proofs import claim, discover
+from kernelgen.proofs.__main__ import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = discover()
@@ -51,20 +52,58 @@ def test_runner_exit_code_on_failure():
     assert "FAIL" in buf.getvalue() and "deliberately false" in buf.getvalue()
 
 
-def test_python_m_proofs_exit_code():
-    # the command-line entry point on the fastest module (every check already ran above)
-    res = subprocess.run(
-        [sys.executable, "-m", "proofs", "min_norm"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+def test_python_m_kernelgen_proofs_exit_code(tmp_path):
+    # the installed entry point, run away from the checkout (cwd without proofs/), on the fastest
+    # module (every check already ran above; tests/test_packaging.py runs it from a built wheel)
+    res = subprocess.run([sys.executable, "-m", "kernelgen.proofs", "min_norm"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "2 passed, 0 failed" in res.stdout
-    listed = subprocess.run([sys.executable, "-m", "proofs", "--list"], cwd=ROOT, capture_output=True, text=True)
-    assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == len(CHECKS)
+
+
+def test_python_m_proofs_from_the_checkout_runs_the_same_checks():
+    # `python -m proofs` from the repository root imports the same files as the top-level package
+    res = subprocess.run([sys.executable, "-m", "proofs", "--list"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip().splitlines() == [f"{m}::{n}  {claim(c)}" for m, n, c in CHECKS]
+
+
+def test_proof_modules_import_kernelgen_layers_at_the_top():
+    """kernelgen.proofs sits in layer 4: its modules import kernelgen's modules (never the package root's
+    re-exports) and only at the top of the module, so the import graph tests/test_layers.py checks is the
+    real one and `python -m proofs` / `python -m kernelgen.proofs` import the same things."""
+    import ast
+
+    def is_module(dotted):  # a module or subpackage of src/kernelgen (not a name re-exported by a package)
+        path = ROOT / "src" / dotted.replace(".", "/")
+        return path.is_dir() or path.with_suffix(".py").exists()
+
+    bad = []
+    for path in sorted((ROOT / "proofs").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.split(".")[0] == "kernelgen"]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "kernelgen":
+                names = [f"kernelgen.{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.startswith("kernelgen."):
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                if id(node) not in top:
+                    bad.append(f"proofs/{path.name}:{node.lineno} imports {name} inside a function")
+                if not is_module(name):
+                    bad.append(f"proofs/{path.name}:{node.lineno} imports {name}: not a kernelgen module")
+    assert not bad, "\n".join(bad)
 
 
 @pytest.mark.slow
 def test_python_m_proofs_all():
-    res = subprocess.run([sys.executable, "-m", "proofs"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    res = subprocess.run([sys.executable, "-m", "kernelgen.proofs"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -74,7 +113,7 @@ def test_python_m_proofs_all():
 
 
 def test_wrong_min_norm_formula_fails(monkeypatch):
-    import proofs.min_norm as m
+    import kernelgen.proofs.min_norm as m
 
     # the pseudo-inverse of X^T written as if X^T X were invertible: not the KKT point
     monkeypatch.setattr(m, "min_norm_formula", lambda X, y: X.T * y)
@@ -83,7 +122,7 @@ def test_wrong_min_norm_formula_fails(monkeypatch):
 
 
 def test_wrong_gd_recursion_fails(monkeypatch):
-    import proofs.gd_closed_form as g
+    import kernelgen.proofs.gd_closed_form as g
 
     def wrong():  # eta*zeta instead of eta*lambda*zeta: b not in the range form
         k = sp.Symbol("k", integer=True, nonnegative=True)
@@ -97,7 +136,7 @@ def test_wrong_gd_recursion_fails(monkeypatch):
 
 
 def test_wrong_minibatch_pair_count_fails(monkeypatch):
-    import proofs.step_size as st
+    import kernelgen.proofs.step_size as st
 
     real = st.minibatch_second_moment
 
@@ -111,7 +150,7 @@ def test_wrong_minibatch_pair_count_fails(monkeypatch):
 
 
 def test_wrong_rff_frequency_law_fails(monkeypatch):
-    import proofs.rff_gaussian_kernel as r
+    import kernelgen.proofs.rff_gaussian_kernel as r
 
     # v ~ N(0, s^2) instead of N(0, s^-2): the derived kernel becomes exp(-s^2 |u|^2 / 2)
     monkeypatch.setattr(r, "gaussian_density", lambda t, s: sp.exp(-(t**2) / (2 * s**2)) / (s * sp.sqrt(2 * sp.pi)))
@@ -120,22 +159,24 @@ def test_wrong_rff_frequency_law_fails(monkeypatch):
 
 
 def test_library_kernel_with_wrong_bandwidth_convention_fails(monkeypatch):
-    import kernelgen
-    import proofs.rff_gaussian_kernel as r
+    import kernelgen.proofs.rff_gaussian_kernel as r
 
-    real = kernelgen.kernel_matrix
+    import kernelgen.kernels
+
+    real = kernelgen.kernels.kernel_matrix
 
     def wrong(X, Z=None, *, kernel="gaussian", bandwidth=1.0, **kw):  # exp(-|u|^2 / s^2)
         return real(X, Z, kernel=kernel, bandwidth=bandwidth / np.sqrt(2.0), **kw)
 
-    monkeypatch.setattr(kernelgen, "kernel_matrix", wrong)
+    monkeypatch.setattr(kernelgen.kernels, "kernel_matrix", wrong)  # the name the proof calls
     with pytest.raises(AssertionError):
         r.check_rff_expectation_is_gaussian_kernel()
 
 
 def test_library_stability_bound_off_by_5_percent_fails(monkeypatch):
+    import kernelgen.proofs.step_size as st
+
     import kernelgen.sgd
-    import proofs.step_size as st
 
     real = kernelgen.sgd.stability_bound
     monkeypatch.setattr(kernelgen.sgd, "stability_bound", lambda *a, **k: 1.05 * real(*a, **k))

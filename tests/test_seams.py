@@ -150,7 +150,10 @@ def test_every_kernel_agrees_across_paths(kern, rng):
 
 
 def test_distance_kernels_are_centred_far_from_the_origin(rng):
-    """Translation invariance: the entries do not depend on where the data sit (FACTS.md pitfall)."""
+    """Translation invariance: the entries do not depend on where the data sit.
+
+    docs/numerics.md, "Summation and rounding": the distance expansion cancels far from the origin.
+    """
     X = rng.normal(size=(40, 3))
     K0 = kernel_matrix(X, kernel=Gaussian(bandwidth=0.7))
     Kc = kernel_matrix(X + 1e6, kernel=Gaussian(bandwidth=0.7))

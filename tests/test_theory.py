@@ -13,8 +13,9 @@ ZETA_RELU = T.relu_moments()["zeta"]
 
 
 # ---------------------------------------------------------------- Mei & Montanari
-def test_mm_check_values_from_facts():
-    # FACTS.md gives chi, B, V to 7/5/5 significant digits: compare at that precision.
+def test_mm_check_values():
+    # the check values in mm_bias_variance's docstring (chi = -sqrt(2) = -1.414214, B, V) are given to
+    # 7/5/5 significant digits: compare at that precision.
     chi = T.mm_chi(3, 2, 1.0)
     B, V = T.mm_bias_variance(3, 2, 1.0)
     assert chi == pytest.approx(-1.414214, abs=5e-7)
@@ -22,8 +23,9 @@ def test_mm_check_values_from_facts():
     assert V == pytest.approx(2.2071, abs=5e-5)
 
 
-def test_mm_facts_theory_values_centred_relu():
-    # FACTS.md: theory 1.137 at psi = (3, 2) and 0.419 at (6, 2), zeta ~ 1.659, tau^2 = 0.25.
+def test_mm_theory_values_centred_relu():
+    # reference values of [MM] Theorem 2 for the centred ReLU (zeta ~ 1.659, tau^2 = 0.25), computed outside
+    # this package to 4 significant digits: 1.137 at psi = (3, 2) and 0.419 at (6, 2).
     assert ZETA_RELU == pytest.approx(1.659, abs=5e-4)
     assert T.mm_risk(3, 2, ZETA_RELU, tau2=0.25) == pytest.approx(1.137, abs=5e-4)
     assert T.mm_risk(6, 2, ZETA_RELU, tau2=0.25) == pytest.approx(0.419, abs=5e-4)
@@ -57,7 +59,8 @@ def test_mm_ridge_tends_to_ridgeless_closed_form():
     assert T.mm_risk(2, 2, ZETA_RELU) == float("inf")
 
 
-# Exact limits (FACTS.md, "Exact limits of the Mei-Montanari risk"). Both gaps are O(1/psi):
+# Exact limits of the Mei-Montanari risk (stated in kernelgen.theory.mm_bias_variance's docstring: psi1 -> inf
+# gives HMRT ridge, ridgeless psi2 -> inf gives lambda m(-lambda)). Both gaps are O(1/psi):
 # measured psi * gap ~ 0.2-0.5 at these points (gap 4.6e-6 at psi = 1e5, 4.6e-8 at 1e7, 4.6e-10 at
 # 1e9, no rounding floor down to 1e-11 at 1e11). At psi = 1e7 we demand <= 1e-6 (20x the measured
 # gap, far below any formula error) and, to show that this is convergence and not luck, that the
@@ -189,8 +192,9 @@ def test_hmrt_ridge_tends_to_ridgeless(gamma):
     assert r == pytest.approx(r0, rel=1e-7)
 
 
-def test_hmrt_facts_small_lambda_value():
-    # FACTS.md: gamma = 2, lambda = 1e-4 must give 0.75 (a finite-difference m' gave 0.50).
+def test_hmrt_small_lambda_value():
+    # gamma = 2, lambda = 1e-4 must give 0.75 (the ridgeless limit r^2 (1 - 1/gamma) + sigma^2 / (gamma - 1)
+    # = 0.5 + 0.25; a finite-difference m' gave 0.50, see the kernelgen.theory docstring).
     assert T.hmrt_ridge_risk(1e-4, 2.0, r2=1.0, sigma2=0.25) == pytest.approx(0.75, abs=2e-4)
 
 

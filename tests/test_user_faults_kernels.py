@@ -302,11 +302,13 @@ def test_a_kernel_without_jax_twin_is_refused_by_name_on_the_jax_path():
     with pytest.raises(UnsupportedOptionError, match="PlainCauchy") as ei:
         kernel_matrix_jax(X, kernel=Gaussian(1.0) + 2.0 * k)
     assert "implement from_sqdist_jax" in str(ei.value) and "_from_" not in str(ei.value)
-    from kernelgen.solvers._jax_backend import solve_jax  # the backend's own guard (called directly)
+    from kernelgen.solvers import Problem, orchestrate  # the backend's own guard (driven directly)
+    from kernelgen.solvers._jax_backend import JaxBackend
 
+    opts = kernelgen.SolveOptions()
+    problem = Problem(A=X, Y=y[:, None], kernel=k, ridge=0.0, precomputed=False, solver="cholesky", options=opts)
     with pytest.raises(UnsupportedOptionError, match="PlainCauchy") as ei:
-        solve_jax(X, y[:, None], kernel=k, precomputed=False, solver="cholesky", ridge=0.0,
-                  opts=kernelgen.SolveOptions(), verbose=False)
+        orchestrate(JaxBackend(precomputed=False, options=opts), problem)
     assert "implement from_sqdist_jax" in str(ei.value) and "_from_" not in str(ei.value)
 
 

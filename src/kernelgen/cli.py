@@ -808,7 +808,8 @@ def load_mnist_scaled(
         raise InvalidInputError("seed draws a random training subset: give n_train too")
     tr = _subset(train_index, n_train, Xa.shape[0], ya, "train", seed)
     te = _subset(test_index, n_test, Xb.shape[0], yb, "test")
-    # the project's convention: byte / 255 (FACTS.md, the kernel bandwidths are set for it)
+    # the project's convention: byte / 255 (the kernel bandwidths are set for it: docs/numerics.md,
+    # "Bandwidth conventions")
     return Xa[tr].astype(np.float64) / 255.0, ya[tr], Xb[te].astype(np.float64) / 255.0, yb[te]
 
 

@@ -63,7 +63,70 @@ def _binary_decision(D, classes):
     return D[:, 1] - D[:, 0] if len(classes) == 2 else D
 
 
-class _KernelInterpolationBase(BaseEstimator):
+class _Regression(RegressorMixin):
+    """What the two regressors share: real targets of shape (n,) or (n, n_targets), fitted all or nothing.
+
+    The base class provides ``_validate_fit(X, y, **validate_data_kwargs)``, ``_fit_targets(X, Y)`` and
+    ``_scores(X)`` (see :class:`_Shell`).
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def fit(self, X, y):
+        """Fit ``y`` of shape (n,) or (n, n_targets): the interpolant (kernel interpolation) or
+        ``coef_ = Phi(X)^+ y`` (random features). Returns self."""
+        with _all_or_nothing(self):
+            X, y = self._validate_fit(X, y, multi_output=True, y_numeric=True)
+            return self._fit_targets(X, np.asarray(y, dtype=np.float64))
+
+    def predict(self, X):
+        """Predictions at ``X``, the interpolant or ``Phi(X) coef_``: shape (n_samples,) or (n_samples, n_targets)."""
+        return self._decision(X)
+
+
+class _Classification(ClassifierMixin):
+    """What the two classifiers share: one-hot targets of the labels (:func:`_class_targets`), argmax.
+
+    The base class provides ``_validate_fit``, ``_fit_targets`` and ``_scores`` (see :class:`_Regression`).
+    """
+
+    def fit(self, X, y):
+        """Fit the one-hot encoded labels (1-D ``y`` of shape (n_samples,)). Returns self."""
+        with _all_or_nothing(self):
+            X, y = self._validate_fit(X, y)
+            Y, classes = _class_targets(y)
+            self._fit_targets(X, Y)
+            self.classes_ = classes
+            return self
+
+    def decision_function(self, X):
+        """The fitted one-hot scores at ``X``: shape (n_samples, n_classes), or (n_samples,) for two classes
+        (positive: ``classes_[1]``)."""
+        return _binary_decision(self._decision(X), self.classes_)
+
+    def predict(self, X):
+        """Class of the largest score: shape (n_samples,)."""
+        D = self._decision(X)  # first: NotFittedError before classes_ is looked up
+        return self.classes_[np.argmax(D, axis=1)]
+
+
+class _Shell(BaseEstimator):
+    """Prediction of the four estimators: refused before ``fit`` (``NotFittedError``), then ``X`` validated
+    against the fit and passed to ``_scores``."""
+
+    _fitted_attribute: str  # set by ``fit``; its absence means "not fitted"
+
+    def _decision(self, X):
+        check_is_fitted(self, self._fitted_attribute)
+        return self._scores(validate_data(self, X, reset=False, dtype=np.float64))
+
+
+class _KernelInterpolationBase(_Shell):
+    _fitted_attribute = "interpolant_"
+
     def __init__(self, *, kernel="gaussian", ridge=0.0, solver="auto", backend="auto", options=None,
                  verbose=False):
         self.kernel = kernel
@@ -116,13 +179,11 @@ class _KernelInterpolationBase(BaseEstimator):
         self.solver_ = fit.solver
         return self
 
-    def _decision(self, X):
-        check_is_fitted(self, "interpolant_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+    def _scores(self, X):
         return self.interpolant_.predict(X)
 
 
-class KernelInterpolationRegressor(RegressorMixin, _KernelInterpolationBase):
+class KernelInterpolationRegressor(_Regression, _KernelInterpolationBase):
     """Exact (minimum-RKHS-norm) kernel interpolation regressor.
 
     Parameters
@@ -156,23 +217,8 @@ class KernelInterpolationRegressor(RegressorMixin, _KernelInterpolationBase):
         scikit-learn's input validation (sparse, complex, NaN, wrong number of features at predict).
     """
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
-    def fit(self, X, y):
-        """Fit the interpolant of ``y`` (shape (n,) or (n, n_targets)). Returns self."""
-        with _all_or_nothing(self):
-            X, y = self._validate_fit(X, y, multi_output=True, y_numeric=True)
-            return self._fit_targets(X, np.asarray(y, dtype=np.float64))
-
-    def predict(self, X):
-        """Interpolant at ``X``: shape (n_samples,) or (n_samples, n_targets)."""
-        return self._decision(X)
-
-
-class KernelInterpolationClassifier(ClassifierMixin, _KernelInterpolationBase):
+class KernelInterpolationClassifier(_Classification, _KernelInterpolationBase):
     """Classifier by exact kernel interpolation of one-hot targets; prediction = argmax.
 
     Parameters are those of :class:`KernelInterpolationRegressor`. Labels: integers, booleans, strings or
@@ -186,26 +232,11 @@ class KernelInterpolationClassifier(ClassifierMixin, _KernelInterpolationBase):
     dual_coef_ : ndarray of shape (n_samples, n_classes)
     """
 
-    def fit(self, X, y):
-        """Fit the interpolant of the one-hot labels. Returns self."""
-        with _all_or_nothing(self):
-            X, y = self._validate_fit(X, y)
-            Y, classes = _class_targets(y)
-            self._fit_targets(X, Y)
-            self.classes_ = classes
-            return self
-
-    def decision_function(self, X):
-        """Interpolated one-hot scores: shape (n_samples, n_classes), or (n_samples,) for two classes."""
-        return _binary_decision(self._decision(X), self.classes_)
-
-    def predict(self, X):
-        """Class of the largest score: shape (n_samples,)."""
-        D = self._decision(X)  # first: NotFittedError before classes_ is looked up
-        return self.classes_[np.argmax(D, axis=1)]
 
 
-class _RandomFeaturesBase(BaseEstimator):
+class _RandomFeaturesBase(_Shell):
+    _fitted_attribute = "coef_"
+
     def __init__(self, n_features: int = 1000, *, kind: str = "fourier", bandwidth: float = 5.0,
                  seed: int = 0, rcond=None, block_bytes: int = 256 * 2**20):
         self.n_features = n_features
@@ -214,6 +245,9 @@ class _RandomFeaturesBase(BaseEstimator):
         self.seed = seed
         self.rcond = rcond
         self.block_bytes = block_bytes
+
+    def _validate_fit(self, X, y, **kwargs):
+        return validate_data(self, X, y, dtype=np.float64, **kwargs)
 
     def _fit_targets(self, X, Y):
         fm = draw_random_features(X.shape[1], self.n_features, kind=self.kind, bandwidth=self.bandwidth,
@@ -225,13 +259,11 @@ class _RandomFeaturesBase(BaseEstimator):
         self.relative_residual_ = fit.relative_residual
         return self
 
-    def _decision(self, X):
-        check_is_fitted(self, "coef_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+    def _scores(self, X):
         return self.feature_map_.transform(X, block_bytes=self.block_bytes) @ self.coef_
 
 
-class RandomFeaturesRegressor(RegressorMixin, _RandomFeaturesBase):
+class RandomFeaturesRegressor(_Regression, _RandomFeaturesBase):
     """Minimum-norm regression on random features (scikit-learn estimator).
 
     Parameters
@@ -261,23 +293,8 @@ class RandomFeaturesRegressor(RegressorMixin, _RandomFeaturesBase):
         scikit-learn's input validation (sparse, complex, NaN, wrong number of features at predict).
     """
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
-    def fit(self, X, y):
-        """Fit ``coef_ = Phi(X)^+ y`` (``y`` of shape (n,) or (n, n_targets)). Returns self."""
-        with _all_or_nothing(self):
-            X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
-            return self._fit_targets(X, np.asarray(y, dtype=np.float64))
-
-    def predict(self, X):
-        """Predictions ``Phi(X) coef_``: shape (n_samples,) or (n_samples, n_targets)."""
-        return self._decision(X)
-
-
-class RandomFeaturesClassifier(ClassifierMixin, _RandomFeaturesBase):
+class RandomFeaturesClassifier(_Classification, _RandomFeaturesBase):
     """Minimum-norm random-feature classifier: one-hot targets, squared loss, ``argmax``.
 
     Parameters are those of :class:`RandomFeaturesRegressor`; labels as for
@@ -291,20 +308,3 @@ class RandomFeaturesClassifier(ClassifierMixin, _RandomFeaturesBase):
         As for :class:`RandomFeaturesRegressor`.
     """
 
-    def fit(self, X, y):
-        """Fit on one-hot encoded labels. Returns self."""
-        with _all_or_nothing(self):
-            X, y = validate_data(self, X, y, dtype=np.float64)
-            Y, classes = _class_targets(y)
-            self._fit_targets(X, Y)
-            self.classes_ = classes
-            return self
-
-    def decision_function(self, X):
-        """Scores ``Phi(X) coef_``: shape (n_samples, n_classes), or (n_samples,) for two classes."""
-        return _binary_decision(self._decision(X), self.classes_)
-
-    def predict(self, X):
-        """Class of the largest score: shape (n_samples,)."""
-        D = self._decision(X)  # first: NotFittedError before classes_ is looked up
-        return self.classes_[np.argmax(D, axis=1)]

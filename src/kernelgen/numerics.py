@@ -7,9 +7,10 @@ Every module imports these instead of restating them:
 - :data:`MEMORY_FRACTION` -- the share of the memory available now that one solve may use by default
   (the rest is the margin for the interpreter's growth and small temporaries).
 - :data:`CALL_LIMITS` / :data:`DEFAULT_TILE` -- the largest single BLAS/LAPACK call issued per dtype
-  (the OpenBLAS bundled with NumPy/SciPy segfaults on very large single calls: FACTS.md measured a
-  float32 ``cho_factor`` crash from n ~ 40,000 and float64 from ~23,000, and a float64
-  25,000^2 GEMM crash). ``tests/test_blas_limits.py`` runs each limit in a subprocess.
+  (the OpenBLAS bundled with NumPy/SciPy segfaults on very large single calls in its threaded path:
+  float64 ``cho_factor`` crashed from n = 16,384 on one project machine and ~23,000 on another, float32
+  from ~33,000-40,000, a float64 25,000^2 GEMM too; see docs/numerics.md, "BLAS and LAPACK call
+  limits"). ``tests/test_blas_limits.py`` runs each limit in a subprocess.
 - :func:`unit_roundoff` -- u = eps / 2 of a dtype.
 - :func:`check_symmetric` -- the one symmetry check, its tolerance following the precision of the
   matrix judged.
@@ -77,7 +78,8 @@ class CallLimits:
     gemm_cols: int
 
 
-#: Tested per-dtype call limits, far below the measured crash points (FACTS.md).
+#: Tested per-dtype call limits, below the smallest measured crash point (docs/numerics.md,
+#: "BLAS and LAPACK call limits").
 CALL_LIMITS = {
     np.dtype(np.float32): CallLimits(potrf_n=8192, gemm_rows=8192, gemm_cols=16384),
     np.dtype(np.float64): CallLimits(potrf_n=8192, gemm_rows=8192, gemm_cols=16384),
@@ -98,8 +100,9 @@ def empty_hugepages(shape, dtype) -> np.ndarray:
     Writing a large fresh buffer costs one page fault per 4 KiB page; on the project's virtual
     machines a fault costs ~9 ns per float32 entry written (7.2 GB of float32 kernel panels: ~16 s),
     with 2 MiB pages ~0.5 ns (measured 2026-11-29: 1.8 GB first write 2.76 s with np.empty, 0.24 s
-    here). Falls back to ``np.empty`` below :data:`HUGEPAGE_MIN_BYTES`, off Linux, or when the
-    advice is refused. The memory is returned to the system when the array is freed.
+    here; docs/numerics.md, "Kernel entry costs"). Falls back to ``np.empty`` below
+    :data:`HUGEPAGE_MIN_BYTES`, off Linux, or when the advice is refused. The memory is returned to
+    the system when the array is freed.
     """
     dtype = np.dtype(dtype)
     shape = tuple(int(s) for s in np.atleast_1d(shape))

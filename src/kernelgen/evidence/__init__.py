@@ -8,9 +8,10 @@ What is here
   (PRML eqs. 3.91-3.95), with a convergence report; the SVD of ``Phi`` is computed once.
 * :func:`gp_log_evidence` -- exact ``sum_j log N(y_j | 0, a^2 K + sigma^2 I)`` per target column
   (Rasmussen & Williams eq. 2.30) from a float64 Cholesky factor.
-* :func:`factor_kernel` / :func:`gp_type2_ml` -- "factor once, solve many": one symmetric
-  eigendecomposition of ``K`` and then type-II maximum likelihood of the amplitude ``a^2`` and the
-  noise variance ``sigma^2`` at O(n k) per evaluation.
+* :func:`gp_type2_ml` -- "factor once, solve many": one symmetric eigendecomposition of ``K``
+  (:meth:`kernelgen.factors.EighFactor.factor`, reusable across target sets) and then type-II
+  maximum likelihood of the amplitude ``a^2`` and the noise variance ``sigma^2`` at O(n k) per
+  evaluation.
 * :func:`laplace_evidence` -- the Laplace approximation for any twice-differentiable log joint with
   a proper prior (JAX Hessian or a user-supplied exact Hessian), at its MAP found by L-BFGS and
   polished by Newton, or at a given point; with the Occam-factor decomposition.
@@ -44,7 +45,7 @@ References
 Where it lives
 --------------
 ``_linear``     Bayesian linear regression and MacKay's fixed point
-``_gp``         GP evidence, ``factor_kernel`` / ``gp_type2_ml``
+``_gp``         GP evidence, ``gp_type2_ml``
 ``_laplace``    the Laplace approximation; logistic, softmax and kernel-logistic evidence
 ``_dimension``  effective dimension and the uniform null model
 ``_common``     helpers (float64 Cholesky without jitter, positive scalars)
@@ -54,8 +55,6 @@ from ._dimension import effective_dimension, uniform_null_log_evidence
 from ._gp import (
     GPEvidence,
     GPType2ML,
-    KernelEigenFactor,
-    factor_kernel,
     gp_log_evidence,
     gp_type2_ml,
 )
@@ -73,14 +72,12 @@ __all__ = [
     "BLREvidence",
     "MacKayResult",
     "GPEvidence",
-    "KernelEigenFactor",
     "GPType2ML",
     "LaplaceResult",
     "KernelLaplaceResult",
     "blr_log_evidence",
     "mackay_evidence",
     "gp_log_evidence",
-    "factor_kernel",
     "gp_type2_ml",
     "laplace_evidence",
     "logistic_laplace_evidence",

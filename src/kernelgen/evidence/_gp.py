@@ -1,9 +1,9 @@
 """Exact Gaussian-process evidence and type-II maximum likelihood (private; see :mod:`kernelgen.evidence`).
 
 :func:`gp_log_evidence` (Rasmussen & Williams eq. 2.30, from a float64 Cholesky factor);
-:func:`factor_kernel` / :func:`gp_type2_ml`: one symmetric eigendecomposition of ``K`` (a
-:class:`kernelgen.factors.EighFactor`, also named ``KernelEigenFactor`` here), then the amplitude and
-the noise variance at O(n k) per evaluation.
+:func:`gp_type2_ml`: one symmetric eigendecomposition of ``K``
+(:meth:`kernelgen.factors.EighFactor.factor`), then the amplitude and the noise variance at O(n k) per
+evaluation.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from ._dimension import effective_dimension
 __all__ = [
     "GPEvidence",
     "GPType2ML",
-    "KernelEigenFactor",
-    "factor_kernel",
     "gp_log_evidence",
     "gp_type2_ml",
 ]
@@ -119,35 +117,6 @@ def gp_log_evidence(K, Y, *, amplitude2: float, noise_var: float) -> GPEvidence:
     return GPEvidence(float(per.sum()), per, a2, s2, logdet, fit)
 
 
-#: The eigendecomposition factor of a kernel matrix: one class for the whole package
-#: (:class:`kernelgen.factors.EighFactor`: eigenvalues, eigenvectors, rank, ``project``,
-#: ``log_evidence``, ``effective_dim``, pseudo-inverse ``solve`` and ``logdet``).
-KernelEigenFactor = EighFactor
-
-
-def factor_kernel(K) -> EighFactor:
-    """Eigendecompose a symmetric kernel matrix once (scipy ``eigh``, float64): an :class:`EighFactor`.
-
-    The symmetry check and the rank / PSD rules are those of :mod:`kernelgen.numerics` (checked in
-    row blocks at every size, tolerances following the precision of K).
-
-    Parameters
-    ----------
-    K : array of shape (n_samples, n_samples)
-
-    Returns
-    -------
-    EighFactor
-
-    Raises
-    ------
-    InvalidInputError
-        K not square, not symmetric, or too large for one LAPACK call.
-    """
-    K = _as_square(K)
-    return EighFactor.factor(K)
-
-
 @dataclasses.dataclass(frozen=True)
 class GPType2ML:
     """Type-II maximum likelihood of the GP amplitude and noise variance.
@@ -169,7 +138,8 @@ class GPType2ML:
         The ratio hit the search bounds (the maximiser may lie outside them).
     bounds : tuple of float
         Search interval of the ratio.
-    factor : KernelEigenFactor
+    factor : kernelgen.factors.EighFactor
+        The eigendecomposition of ``K`` used (reuse it for other targets).
     """
 
     amplitude2: float
@@ -181,7 +151,7 @@ class GPType2ML:
     gradient: np.ndarray
     at_bound: bool
     bounds: tuple
-    factor: KernelEigenFactor
+    factor: EighFactor
 
 
 def gp_type2_ml(K_or_factor, Y, *, ratio_bounds: tuple | None = None, n_grid: int = 161) -> GPType2ML:
@@ -194,7 +164,9 @@ def gp_type2_ml(K_or_factor, Y, *, ratio_bounds: tuple | None = None, n_grid: in
 
     Parameters
     ----------
-    K_or_factor : array of shape (n, n) or KernelEigenFactor
+    K_or_factor : array of shape (n, n) or kernelgen.factors.EighFactor
+        The kernel matrix (decomposed once here, float64) or its factor from
+        ``EighFactor.factor(K)`` (factor once, solve many).
     Y : array of shape (n,) or (n, n_targets)
     ratio_bounds : (float, float), optional
         Search interval for ``r``; default ``[max(1e-12 lambda_max, 10 |lambda_min^-|), 1e6 lambda_max]``
@@ -209,7 +181,7 @@ def gp_type2_ml(K_or_factor, Y, *, ratio_bounds: tuple | None = None, n_grid: in
     ----------
     Rasmussen & Williams section 5.4.1; Bishop PRML section 3.5.2 (gamma).
     """
-    fac = K_or_factor if isinstance(K_or_factor, KernelEigenFactor) else factor_kernel(K_or_factor)
+    fac = K_or_factor if isinstance(K_or_factor, EighFactor) else EighFactor.factor(_as_square(K_or_factor))
     lam = fac.eigenvalues
     c = fac.project(Y)
     n, k = c.shape

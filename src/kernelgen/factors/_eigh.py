@@ -27,6 +27,9 @@ class EighFactor:
     precision the matrix carries (``matrix_dtype``): eigenvalues at or below ``rank_tol`` count as
     zero; one below ``-neg_tol`` proves the matrix indefinite (checked by :meth:`require_psd`).
 
+    Build with :meth:`factor` (the one constructor: from a matrix, or from eigenpairs computed
+    elsewhere, e.g. on a JAX device).
+
     Attributes
     ----------
     eigenvalues : ndarray of shape (n,)
@@ -61,27 +64,87 @@ class EighFactor:
         self.seconds = float(seconds)
 
     @classmethod
-    def factor(cls, A, *, rcond=None, overwrite: bool = False, check_symmetric: bool = True) -> "EighFactor":
-        """Eigendecompose a symmetric matrix (SciPy ``syevd``; bounded: n <= ``EIGH_MAX_N``).
+    def factor(cls, A=None, *, eigenpairs=None, matrix_dtype=None, rcond=None, overwrite: bool = False,
+               check_symmetric: bool = True, backend: str | None = None, seconds: float | None = None
+               ) -> "EighFactor":
+        """The one constructor: eigendecompose a symmetric A, or wrap eigenpairs computed elsewhere (JAX).
+
+        With ``A``: SciPy ``syevd`` in float64 (bounded: n <= ``EIGH_MAX_N``). With
+        ``eigenpairs=(w, V)`` (``w`` ascending, ``A = V diag(w) V^T``; NumPy or ``jax.Array``, copied to
+        host float64): no decomposition, only the checks and the rank / PSD rules.
 
         Parameters
         ----------
-        A : ndarray of shape (n, n), float32 or float64
-            Decomposed in float64; its dtype sets the precision of the rank / PSD rules.
+        A : ndarray of shape (n, n), float32 or float64, optional
+            Decomposed in float64; its dtype sets the precision of the rank / PSD rules (unless
+            ``matrix_dtype`` is given). Exactly one of ``A`` and ``eigenpairs``.
+        eigenpairs : (array of shape (n,), array of shape (n, n)), optional
+            Eigenvalues (ascending) and eigenvectors (columns) of the matrix, e.g. from ``jnp.linalg.eigh``.
+        matrix_dtype : float32 or float64, optional
+            Precision the decomposed matrix carries (default: A's dtype; float64 for eigenpairs). A float64
+            copy of a float32 matrix still carries float32 rounding: pass ``matrix_dtype=np.float32``.
         rcond : float, optional
-            Relative rank threshold (default n * eps of A's dtype).
+            Relative rank threshold (default n * eps of ``matrix_dtype``).
         overwrite : bool
             Allow A (float64) to be used as workspace.
         check_symmetric : bool
+            Check A's symmetry (:func:`kernelgen.numerics.check_symmetric`); not applied to eigenpairs.
+        backend : str, optional
+            Recorded in :meth:`describe` (default ``"scipy"``; e.g. ``"jax"`` for device eigenpairs).
+        seconds : float, optional
+            Time the decomposition took when computed elsewhere (default: timed here).
+
+        Returns
+        -------
+        EighFactor
 
         Raises
         ------
-        ShapeMismatchError, InvalidInputError (not symmetric; too large for one LAPACK call)
+        ShapeMismatchError
+            A not square; eigenpairs of inconsistent shapes.
+        InvalidInputError
+            Neither or both of A and eigenpairs; A not symmetric or too large for one LAPACK call.
+        NonFiniteResultError
+            Non-finite eigenvalues (A holds NaN / inf or the decomposition overflowed).
+
+        References
+        ----------
+        Golub & Van Loan, Matrix Computations, 4th ed., §8.1.2 (Weyl) and §5.4.1 (numerical rank), the
+        basis of :func:`kernelgen.numerics.spectral_cutoffs`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> f = EighFactor.factor(np.array([[2.0, 1.0], [1.0, 2.0]]))
+        >>> f.eigenvalues.round(12).tolist(), f.rank
+        ([1.0, 3.0], 2)
+        >>> g = EighFactor.factor(eigenpairs=(f.eigenvalues, f.eigenvectors), backend="jax")
+        >>> bool(np.allclose(g.solve(np.array([3.0, 3.0])), [1.0, 1.0])), g.backend
+        (True, 'jax')
         """
+        if (A is None) == (eigenpairs is None):
+            raise InvalidInputError("pass exactly one of A (a symmetric matrix) and eigenpairs=(w, V).")
+        if eigenpairs is not None:
+            t0 = time.perf_counter()
+            try:
+                w, V = eigenpairs
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(f"eigenpairs must be a pair (w, V), got {type(eigenpairs).__name__}.") from exc
+            w = np.asarray(w, dtype=np.float64)
+            V = np.asarray(V, dtype=np.float64)
+            if w.ndim != 1 or V.shape != (w.shape[0], w.shape[0]):
+                raise ShapeMismatchError(f"eigenpairs need w of shape (n,) and V of shape (n, n), got {w.shape} and "
+                                         f"{V.shape}.")
+            mdt = np.dtype(np.float64 if matrix_dtype is None else matrix_dtype)
+            took = time.perf_counter() - t0 if seconds is None else seconds
+            return cls(w, V, matrix_dtype=mdt, rcond=rcond, backend=backend or "scipy", seconds=took)
         A = np.asarray(A)
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise ShapeMismatchError(f"an eigendecomposition needs a square matrix, got shape {A.shape}.")
-        mdt = A.dtype if A.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        if matrix_dtype is not None:
+            mdt = np.dtype(matrix_dtype)
+        else:
+            mdt = A.dtype if A.dtype in (np.float32, np.float64) else np.dtype(np.float64)
         if A.shape[0] > EIGH_MAX_N:
             raise InvalidInputError(f"a dense eigendecomposition of order {A.shape[0]} exceeds the largest single "
                                     f"LAPACK call kernelgen issues ({EIGH_MAX_N}); use a Cholesky factor.")
@@ -90,7 +153,8 @@ class EighFactor:
         t0 = time.perf_counter()
         work = A if (overwrite and A.dtype == np.float64) else np.array(A, dtype=np.float64)
         w, U = sla.eigh(work, overwrite_a=True, check_finite=False, driver="evd")
-        return cls(w, U, matrix_dtype=mdt, rcond=rcond, seconds=time.perf_counter() - t0)
+        took = time.perf_counter() - t0 if seconds is None else seconds
+        return cls(w, U, matrix_dtype=mdt, rcond=rcond, backend=backend or "scipy", seconds=took)
 
     # ---------------------------------------------------------------- Factor protocol
     def require_psd(self, what: str = "the kernel") -> None:
@@ -180,7 +244,9 @@ class EighFactor:
         return float(out[0]) if z.ndim == 0 else out.reshape(z.shape)
 
 
-#: Largest eigendecomposition issued as one LAPACK call. Below the float64 crash point measured
-#: for potrf (~23,000, FACTS.md); not measured for syevd itself, so kept conservative.
-EIGH_MAX_N = 16384
+#: Largest eigendecomposition issued as one LAPACK call: the tested float64 call limit (8,192). The
+#: float64 potrf crash point was ~23,000 on the AMD EPYC but 16,384 on the Intel Xeon of 2026-12-05
+#: (docs/numerics.md, "BLAS and LAPACK call limits"); syevd itself was not measured, so the limit is
+#: the one the test suite runs, not the machine-dependent crash point.
+EIGH_MAX_N = 8192
 assert EIGH_MAX_N >= CALL_LIMITS[np.dtype(np.float64)].potrf_n

@@ -36,7 +36,8 @@ Dtype policy: float64 throughout (float32 input is converted; inputs are never m
 LAPACK call limit: one call on a matrix with a dimension above ``max_dim`` (default
 :data:`MAX_LAPACK_DIM` = 16,384) is refused with :class:`~kernelgen.errors.InvalidInputError`
 unless ``max_dim`` is raised explicitly, in which case a warning is logged: the bundled OpenBLAS
-has crashed on single float64 calls of order 23,000 on these machines (FACTS.md), and a dense
+has crashed on single float64 calls of order 23,000 on these machines (see docs/numerics.md, "BLAS
+and LAPACK call limits"), and a dense
 SVD of a 10^4 x 10^4 matrix takes minutes.
 
 References
@@ -91,7 +92,8 @@ def _check_matrix(Phi, max_dim: int) -> np.ndarray:
     if big > max_dim:
         raise InvalidInputError(
             f"Phi has shape {Phi.shape}: one LAPACK call on a dimension of {big} exceeds max_dim={max_dim} "
-            "(the bundled OpenBLAS crashed on float64 calls of order ~23,000 here, FACTS.md); subsample, or "
+            "(the bundled OpenBLAS crashed on float64 calls of order ~23,000 here: docs/numerics.md, 'BLAS and "
+            "LAPACK call limits'); subsample, or "
             "pass a larger max_dim explicitly to accept the risk."
         )
     if max_dim > MAX_LAPACK_DIM and big > MAX_LAPACK_DIM:

@@ -11,7 +11,8 @@ half the memory of a dense matrix (60,000 float32: 7.2 GB instead of 14.4 GB).
 Every BLAS/LAPACK call is bounded (:data:`CALL_LIMITS`): potrf/trsm act on one
 tile, GEMM outputs are at most ``tile x gemm_cols``. The stock multithreaded
 OpenBLAS shipped in NumPy/SciPy wheels segfaults on very large single calls
-(FACTS.md: float32 cho_factor from n ~ 40,000, float64 from ~23,000); the tests in
+(float64 cho_factor from n = 16,384 to ~23,000 depending on the machine, float32 from ~33,000:
+docs/numerics.md, "BLAS and LAPACK call limits"); the tests in
 ``tests/test_blas_limits.py`` run calls at these limits in a subprocess.
 
 Algorithm (right-looking tiled Cholesky, Golub & Van Loan, Matrix Computations,

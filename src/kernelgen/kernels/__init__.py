@@ -8,8 +8,12 @@ Families
 :class:`Polynomial`  (<x, z> / s^2 + coef0)^degree              ``"polynomial"``
 :class:`ReluNNGP`    NNGP of a deep fully connected ReLU net    ``"relu_nngp"``
 :class:`ReluNTK`     NTK of a deep fully connected ReLU net     ``"relu_ntk"``
+:class:`ArcCosine`   degree-1 arc-cosine kernel (random ReLU features' limit)  ``"arccos"``
 :class:`Precomputed` the caller's matrix                       ``"precomputed"``
 :class:`Stationary`  base of distance kernels f(||x - z||^2 / s^2) with a bandwidth s (docs/kernels.md)
+
+Median heuristics: :func:`default_bandwidth` (what ``bandwidth=None`` uses) and
+:func:`median_distance` (the seeded-sample median distance that the Gabor run's bandwidth multiplies).
 
 Kernels compose: ``Gaussian(5.0) + 0.5 * Linear()``, ``Gaussian(5.0) * Polynomial(2)``.
 A string names a family with its documented defaults (:func:`as_kernel`); parameters go through
@@ -29,7 +33,7 @@ save/load (``to_dict`` records ``module:qualname``) and pickling come from the b
 
 Every matrix is built in blocks whose GEMMs stay within
 :data:`kernelgen.numerics.CALL_LIMITS` (one giant ``X @ Z.T`` segfaults the OpenBLAS bundled with
-NumPy/SciPy at MNIST scale; FACTS.md).
+NumPy/SciPy at MNIST scale; see docs/numerics.md, "BLAS and LAPACK call limits").
 
 References
 ----------
@@ -53,10 +57,11 @@ from ._entries import (
     exact_integer_form,
     fused_summation_depth,
 )
-from ._families import Gaussian, Laplace, Linear, Polynomial, Stationary, default_bandwidth
-from ._network import ReluNNGP, ReluNTK
+from ._families import Gaussian, Laplace, Linear, Polynomial, Stationary, default_bandwidth, median_distance
+from ._network import ArcCosine, ReluNNGP, ReluNTK
 
 __all__ = [
+    "ArcCosine",
     "KERNELS",
     "Gaussian",
     "Kernel",
@@ -81,10 +86,11 @@ __all__ = [
     "fused_summation_depth",
     "kernel_matrix",
     "kernel_matrix_jax",
+    "median_distance",
 ]
 
 #: The kernel families a string may name (plus "precomputed").
-KERNELS = ("gaussian", "laplace", "linear", "polynomial", "relu_nngp", "relu_ntk")
+KERNELS = ("gaussian", "laplace", "linear", "polynomial", "relu_nngp", "relu_ntk", "arccos")
 
 
 #: Registered names that cannot be built from a name alone (they combine other kernels).

@@ -4,7 +4,8 @@
 backend gets its blocks from here. It owns the accuracy rules:
 
 - **Distance kernels are centred.** ||x||^2 + ||z||^2 - 2<x, z> cancels catastrophically when the
-  data sit far from the origin relative to their spread (FACTS.md); distances are translation
+  data sit far from the origin relative to their spread (see docs/numerics.md, "Summation and
+  rounding"); distances are translation
   invariant, so both operands are shifted by one common centre (the mean of the first operand)
   before the inner products.
 - **Exact integer inner products.** When both operands are integers over a common scale (8-bit
@@ -16,7 +17,8 @@ backend gets its blocks from here. It owns the accuracy rules:
   ||x - c||^2 + ||z - c||^2 (c the centre), the expansion has lost most of its digits; those
   entries are recomputed directly as sum (x - z)^2.
 - **Bounded calls.** Every GEMM output is at most ``CALL_LIMITS[dtype].gemm_rows x gemm_cols``
-  (the bundled OpenBLAS segfaults on very large single calls: FACTS.md).
+  (the bundled OpenBLAS segfaults on very large single calls: see docs/numerics.md, "BLAS and LAPACK
+  call limits").
 
 The elementwise transform runs in cache-sized row chunks on all cores (NumPy ufuncs release the GIL).
 """

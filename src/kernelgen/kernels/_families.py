@@ -9,7 +9,9 @@ Default bandwidth (``bandwidth=None``, filled by :meth:`Kernel.resolve` from the
 the median pairwise Euclidean distance over a seeded sample of at most 1,000 rows
 (:func:`default_bandwidth`), divided by sqrt(2) for the Gaussian (a typical pair then has
 k = exp(-1)) and undivided for the Laplace kernel. On MNIST pixels in [0, 1] this gives
-s ~ 7.2; the literature value s = 5 (EigenPro convention, FACTS.md) must be passed explicitly.
+s ~ 7.2; the literature value s = 5 (Belkin, Ma & Mandal, ICML 2018: MNIST, pixels in [0, 1]; see
+docs/numerics.md, "Bandwidth conventions") must be passed explicitly. :func:`median_distance` is the seeded-sample
+variant that the Gabor features' bandwidth uses.
 The distances are computed on the data scaled by exact powers of two, so the rule works at any data
 scale (1e200, 1e-300) without overflow or underflow.
 
@@ -30,7 +32,7 @@ from .._validation import as_float_array
 from ..errors import InvalidInputError
 from ._base import _LN2, Kernel, _scale_factor
 
-__all__ = ["Gaussian", "Laplace", "Linear", "Polynomial", "Stationary", "default_bandwidth"]
+__all__ = ["Gaussian", "Laplace", "Linear", "Polynomial", "Stationary", "default_bandwidth", "median_distance"]
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +67,7 @@ def default_bandwidth(X, *, kernel: str = "gaussian", max_samples: int = 1000, s
     if X.shape[0] > max_samples:
         idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_samples, replace=False))
         X = X[idx]
-    # distances are translation invariant and scale with the data: bring the data to [-1, 1] by an exact power of
-    # two, centre them (no cancellation), bring the centred spread to [-1, 1] again, and scale the median back
-    e1 = _exponent(X)
-    X = np.ldexp(X, -e1)
-    X = X - X.mean(axis=0)
-    e2 = _exponent(X)
-    X = np.ldexp(X, -e2)
+    X, e = _centred_unit(X)
     sq = np.einsum("ij,ij->i", X, X)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (X @ X.T), 0.0)
     med = float(np.median(np.sqrt(d2[np.triu_indices(X.shape[0], 1)])))
@@ -79,11 +75,87 @@ def default_bandwidth(X, *, kernel: str = "gaussian", max_samples: int = 1000, s
         raise InvalidInputError("all sampled rows coincide; pass bandwidth explicitly.")
     med = med / np.sqrt(2.0) if kernel == "gaussian" else med
     with np.errstate(over="ignore"):
-        out = float(np.ldexp(med, e1 + e2))
+        out = float(np.ldexp(med, e))
     if not (np.isfinite(out) and out > 0):
-        raise InvalidInputError(f"the median distance of these data ({med:.6g} x 2^{e1 + e2}) is outside the float64 "
+        raise InvalidInputError(f"the median distance of these data ({med:.6g} x 2^{e}) is outside the float64 "
                                 "range; rescale the data or pass bandwidth explicitly.")
     return out
+
+
+def median_distance(X, *, m: int = 2000, seed: int = 0) -> float:
+    """Median-heuristic distance of a seeded sample: ``sqrt(median ||x_i - x_j||^2)`` over pairs i < j.
+
+    The sample is ``numpy.random.default_rng(seed).choice(n, min(m, n), replace=False)`` (in that order), the
+    one the Gabor run (scripts/mnist_gabor.py, verify claim C4: bandwidth 0.7 x this value, m = 2,000) has
+    always used; the distances are computed as in :func:`default_bandwidth` (data brought to [-1, 1] by exact
+    powers of two and centred, so there is no cancellation far from the origin and no overflow at 1e200), in
+    float64.
+
+    Relation to :func:`default_bandwidth`: that rule (the kernels' ``bandwidth=None``) samples
+    ``max_samples = 1,000`` rows (sorted indices), takes the median of the *distances* and divides it by
+    sqrt(2) for the Gaussian. Here the median is taken over *squared* distances and its square root
+    returned; the two medians agree except for an even number of pairs, where one averages the two middle
+    distances and the other the two middle squared distances. So
+    ``default_bandwidth(X, kernel="laplace", max_samples=m, seed=seed)`` is this value up to that averaging
+    and the choice of sample.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, n_features)
+        Converted to float64.
+    m : int, default 2000
+        Rows sampled (all rows, in a seeded order, when ``n_samples <= m``); at least 2.
+    seed : int, default 0
+
+    Returns
+    -------
+    float
+        Positive and finite.
+
+    Raises
+    ------
+    InvalidInputError
+        ``m < 2`` or fewer than two rows, all sampled rows coincide, or the distance is beyond float64.
+    NonFiniteInputError, ShapeMismatchError
+        ``X`` holds NaN / inf or is not 2-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> median_distance(np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]]))  # squared distances 25, 25, 100
+    5.0
+    """
+    X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
+    if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 2:
+        raise InvalidInputError(f"m (rows sampled) must be an integer >= 2, got {m!r}.")
+    if X.shape[0] < 2:
+        raise InvalidInputError("median_distance needs at least two rows.")
+    idx = np.random.default_rng(seed).choice(X.shape[0], size=min(int(m), X.shape[0]), replace=False)
+    S, e = _centred_unit(X[idx])
+    sq = np.einsum("ij,ij->i", S, S)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (S @ S.T), 0.0)
+    med = float(np.sqrt(np.median(d2[np.triu_indices(S.shape[0], 1)])))
+    if med <= 0:
+        raise InvalidInputError("all sampled rows coincide: the median distance is 0.")
+    with np.errstate(over="ignore"):
+        out = float(np.ldexp(med, e))
+    if not (np.isfinite(out) and out > 0):
+        raise InvalidInputError(f"the median distance of these data ({med:.6g} x 2^{e}) is outside the float64 "
+                                "range; rescale the data.")
+    return out
+
+
+def _centred_unit(X) -> tuple[np.ndarray, int]:
+    """``(Y, e)`` with ``X - mean = 2^e Y``, ``max|Y|`` in [0.5, 1): distances of ``Y`` times ``2^e`` are those of X.
+
+    Distances are translation invariant and scale with the data: bring the data to [-1, 1] by an exact power
+    of two, centre them (no cancellation), bring the centred spread to [-1, 1] again.
+    """
+    e1 = _exponent(X)
+    X = np.ldexp(X, -e1)
+    X = X - X.mean(axis=0)
+    e2 = _exponent(X)
+    return np.ldexp(X, -e2), e1 + e2
 
 
 def _exponent(X) -> int:

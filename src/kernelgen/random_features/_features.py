@@ -12,7 +12,7 @@ import numpy as np
 
 from .._validation import as_float_array, check_same_rows
 from ..errors import InvalidInputError, ShapeMismatchError
-from ..kernels import kernel_matrix
+from ..kernels import ArcCosine, kernel_matrix
 from ..solvers import min_norm_solve
 
 __all__ = ["FEATURE_KINDS", "MinNormFit", "RandomFeatureMap", "arccos_kernel", "draw_random_features",
@@ -178,24 +178,21 @@ def random_fourier_features(X, n_features: int, *, bandwidth: float = 5.0, seed:
 def arccos_kernel(X, Z=None, *, bandwidth: float = 1.0) -> np.ndarray:
     """Order-1 arc-cosine kernel, the limit of :func:`draw_random_features` with ``"relu"``.
 
-    ``k(x, z) = s^{-2} ||x|| ||z|| (sin t + (pi - t) cos t) / pi``, ``t`` the angle between
-    ``x`` and ``z`` ([CS] eq. 6-7 with ``J_1``; ``2 E[relu(v^T x) relu(v^T z)]`` for
+    A thin wrapper: ``kernel_matrix(X, Z, kernel=ArcCosine(bandwidth))`` (:class:`kernelgen.kernels.ArcCosine`,
+    the kernel object that the solvers take). ``k(x, z) = s^{-2} ||x|| ||z|| (sin t + (pi - t) cos t) / pi``,
+    ``t`` the angle between ``x`` and ``z`` ([CS] eq. 6-7 with ``J_1``; ``2 E[relu(v^T x) relu(v^T z)]`` for
     ``v ~ N(0, s^{-2} I)``).
 
     Returns
     -------
-    K : ndarray of shape (n_x, n_z)
+    K : ndarray of shape (n_x, n_z), float64
+
+    Raises
+    ------
+    InvalidInputError, NonFiniteInputError, ShapeMismatchError
+        Bad X / Z or bandwidth (from :func:`kernelgen.kernels.kernel_matrix`).
     """
-    X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
-    Z = X if Z is None else as_float_array(Z, "Z", ndim=(2,), dtype=np.float64)
-    nx = np.linalg.norm(X, axis=1)
-    nz = np.linalg.norm(Z, axis=1)
-    denom = np.outer(nx, nz)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.where(denom > 0, (X @ Z.T) / denom, 1.0)
-    c = np.clip(c, -1.0, 1.0)
-    t = np.arccos(c)
-    return denom * (np.sin(t) + (np.pi - t) * c) / (np.pi * bandwidth**2)
+    return kernel_matrix(X, Z, kernel=ArcCosine(bandwidth=bandwidth))
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.linalg import blas, lapack, solve_triangular
+from scipy.linalg import blas, solve_triangular
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -22,12 +22,14 @@ from ..errors import (
     KernelgenError,
     MemoryBudgetError,
     NonFiniteResultError,
+    NotPositiveDefiniteError,
     ShapeMismatchError,
 )
-from ..factors import qr_factor
-from ..kernels import Gaussian
+from ..factors import CholeskyFactor, qr_factor
+from ..kernels import ArcCosine, Gaussian
+from ..numerics import CALL_LIMITS
 from ..solvers import kernel_interpolate
-from ._features import arccos_kernel, draw_random_features
+from ._features import draw_random_features
 from ._targets import encode_targets, infer_task
 
 __all__ = ["SweepOptions", "SweepResult", "default_widths", "double_descent_sweep"]
@@ -35,6 +37,8 @@ __all__ = ["SweepOptions", "SweepResult", "default_widths", "double_descent_swee
 log = logging.getLogger(__name__)
 
 _EPS = np.finfo(np.float64).eps
+#: Tile of the Gram matrix's Cholesky factor: the largest bounded potrf (one LAPACK call up to that order).
+_GRAM_TILE = CALL_LIMITS[np.dtype(np.float64)].potrf_n
 
 # ---------------------------------------------------------------------------------------
 # Sweeps over the width
@@ -76,8 +80,9 @@ class SweepOptions:
     cgls_maxiter : int
         Iteration cap; a width whose CGLS does not meet ``cgls_tol`` goes to the QR / LQ path.
     max_dense_n : int
-        Largest dimension of one LAPACK call (Gram factor or QR / LQ of ``Phi``); FACTS.md measured
-        float64 ``potrf`` running at 21,500 and crashing at 23,000 with the bundled OpenBLAS.
+        Largest dimension of one LAPACK call (QR / LQ of ``Phi``; the Gram factor is tiled in bounded calls):
+        see docs/numerics.md, "BLAS and LAPACK call limits" (float64 ``potrf`` ran at 21,500 and crashed at
+        23,000 with the bundled OpenBLAS).
     single_thread_below : int
         Gram orders below this run BLAS/LAPACK on one thread (threaded OpenBLAS is slower
         than serial on small matrices, catastrophically so on a loaded machine).
@@ -120,8 +125,9 @@ class SweepResult:
         ``||a||_F`` of the coefficients on the normalised features ``sqrt(2/N) cos(.)``.
     cond : ndarray
         Condition number of ``Phi_N`` (2-norm): ``sqrt`` of LAPACK's 1-norm estimate of the Gram
-        condition (``dpocon``) on the Cholesky-CGLS path; ``sigma_max / sigma_min`` of the QR
-        factor ``R`` (power and inverse iteration, an estimate from below) on the QR / LQ path.
+        condition (:meth:`kernelgen.factors.CholeskyFactor.rcond`, ``dpocon`` on one tile) on the
+        Cholesky-CGLS path; ``sigma_max / sigma_min`` of the QR factor ``R`` (power and inverse iteration,
+        an estimate from below) on the QR / LQ path.
     rank : ndarray of int
         Numerical rank of ``Phi_N`` at ``max(n, N) eps sigma_max`` (see ``SweepOptions``).
     method : ndarray of str
@@ -413,20 +419,24 @@ def _sweep_one(fm, X, Y, lab, Xt, Yt, labt, widths, opts, verbose, timings):
             t0 = time.perf_counter()
             lmax = _sym_lower_lmax(S, n)
             anorm = _sym_lower_norm1(S, n)
-            L, info = lapack.dpotrf(S, lower=1, clean=1, overwrite_a=0)  # S = Psi_N Psi_N^T = L L^T
-            rcond_est = lapack.dpocon(L, anorm, uplo="L")[0] if info == 0 else 0.0
+            try:  # S = Psi_N Psi_N^T = L L^T (tiled, bounded calls; the lower triangle of S is read)
+                L = CholeskyFactor.factor(S, tile=_GRAM_TILE)
+                rcond_est = L.rcond(anorm)
+            except NotPositiveDefiniteError:
+                L, rcond_est = None, 0.0
             u = None
-            if info == 0 and rcond_est > thr * n:
+            if L is not None and rcond_est > thr * n:
                 PN = Psi[:, :N]
                 # start u0 = Psi^T S^-1 Y (in range(Psi^T)); CGLS on M = L^-1 Psi_N keeps the iterates
                 # there, so it converges to the minimum-norm solution of Psi_N u = Y.
-                u0 = PN.T @ lapack.dpotrs(L, Y, lower=1)[0]
-                LY = solve_triangular(L, Y, lower=True, check_finite=False)
+                u0 = PN.T @ L.solve(Y)
+                LY = L.solve_triangular(Y)
+
                 def op(v, L=L, PN=PN):
-                    return solve_triangular(L, PN @ v, lower=True, check_finite=False)
+                    return L.solve_triangular(PN @ v)
 
                 def rop(r, L=L, PN=PN):
-                    return PN.T @ solve_triangular(L, r, lower=True, trans="T", check_finite=False)
+                    return PN.T @ L.solve_triangular(r, trans=True)
 
                 sig = float(np.sqrt(lmax))
 
@@ -449,20 +459,15 @@ def _sweep_one(fm, X, Y, lab, Xt, Yt, labt, widths, opts, verbose, timings):
 
 
 def _kernel_limit(fm, X, Y, lab, Xt, Yt, labt) -> dict:
-    """``N -> infinity``: the kernel interpolant of the limit kernel via kernel_interpolate."""
+    """``N -> infinity``: the kernel interpolant of the limit kernel via kernel_interpolate (the tiled solver).
 
-    if fm.kind == "fourier":
-
-        fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=fm.bandwidth))
-        pred_tr = fit.predict(X)
-        pred_te = fit.predict(Xt)
-    else:
-        K = arccos_kernel(X, bandwidth=fm.bandwidth)
-        fit = kernel_interpolate(K, Y, kernel="precomputed")
-        pred_tr = K @ np.asarray(fit.alpha).reshape(Y.shape)
-        pred_te = fit.predict(arccos_kernel(Xt, X, bandwidth=fm.bandwidth))
-    pred_tr = np.asarray(pred_tr).reshape(Y.shape)
-    pred_te = np.asarray(pred_te).reshape(Yt.shape)
+    The limit kernel is :class:`~kernelgen.kernels.Gaussian` for Fourier features and
+    :class:`~kernelgen.kernels.ArcCosine` for ReLU features, both with the map's bandwidth.
+    """
+    kernel = Gaussian(bandwidth=fm.bandwidth) if fm.kind == "fourier" else ArcCosine(bandwidth=fm.bandwidth)
+    fit = kernel_interpolate(X, Y, kernel=kernel)
+    pred_tr = np.asarray(fit.predict(X)).reshape(Y.shape)
+    pred_te = np.asarray(fit.predict(Xt)).reshape(Yt.shape)
     out = _gram_metrics(pred_tr, Y, lab, pred_te, Yt, labt)
     out["rkhs_norm"] = float(np.linalg.norm(np.atleast_1d(fit.rkhs_norm)))
     out["solver"] = str(fit.solver)

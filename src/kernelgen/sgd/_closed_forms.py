@@ -60,7 +60,8 @@ def gd_closed_form(X, y, *, step_size: float, steps, w0=None) -> np.ndarray:
 
     References
     ----------
-    FACTS.md "Gradient descent on least squares"; derivation in ``proofs/gd_closed_form.py``.
+    Gunasekar, Lee, Soudry, Srebro, ICML 2018, section 2 (the limit ``w_inf``); derivation in
+    ``proofs/gd_closed_form.py``.
     """
     p = _linear_problem(X, y, w0)
     return _closed_form_linear(p, float(step_size), np.asarray(steps, dtype=np.int64).ravel())
@@ -123,8 +124,8 @@ class PredictedContraction:
     ----------
     mean : float
         ``max(|1 - eta lambda_min|, |1 - eta lambda_max|)`` over the nonzero spectrum of H. For
-        full-batch GD this is the exact asymptotic factor of ``||w_t - w_inf||`` (FACTS.md); for
-        SGD with replacement it is the factor of the *mean* error, since
+        full-batch GD this is the exact asymptotic factor of ``||w_t - w_inf||``
+        (``proofs/gd_closed_form.py``, item 5); for SGD with replacement it is the factor of the *mean* error, since
         ``E[w_{t+1} - w_inf | w_t] = (I - eta H)(w_t - w_inf)``.
     rms_bound : float
         GD: equal to ``mean``. SGD with replacement: an upper bound on the factor of the root
@@ -204,7 +205,7 @@ def predicted_contraction(tr: Trajectory) -> PredictedContraction:
 
     References
     ----------
-    FACTS.md "Gradient descent on least squares"; Ma, Bassily, Belkin, ICML 2018, Theorem 1 and
+    ``proofs/step_size.py`` (the GD factor); Ma, Bassily, Belkin, ICML 2018, Theorem 1 and
     the bound ``E[H_m^2] <= (beta + (m - 1) lambda_1) / m * H`` behind it.
     """
     if tr.method not in ("gd", "sgd"):

@@ -3,8 +3,10 @@
 The recorded result (:class:`Trajectory`), record schedules and step sizes, the stability bound
 (:func:`stability_bound`, derivation in the :mod:`kernelgen.sgd` docstring), sampling
 (:func:`sample_indices`, from an explicit JAX key), the jit-compiled iterations (one ``lax.scan`` over
-record segments) and the problem setup (row-space SVD and the minimum-norm limit of a least-squares
-problem; the eigendecomposition of a kernel matrix).
+record segments), the problem setup (row-space SVD and the minimum-norm limit of a least-squares
+problem; the eigendecomposition of a kernel matrix), and what the least-squares and the kernel runs
+share (:func:`_schedule`: sampled rows, step sizes and the stability check; the loss, distance and
+span metrics of the records).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class Trajectory:
           ``X^T alpha`` by construction, and the value is the round-off of the reconstruction and
           the projector (~1e-16). ``span_by_construction`` is True for such runs;
         - from a start with a null-space component (either form): ``||(I - X^+ X) w0|| / ||w_t||``,
-          whose numerator GD and SGD keep constant (FACTS.md: the limit is
+          whose numerator GD and SGD keep constant (``proofs/gd_closed_form.py``: the limit is
           ``X^+ y + (I - X^+ X) w0``). This is how a test checks that the metric detects an
           out-of-span component.
 
@@ -497,27 +499,30 @@ def _min_norm(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return np.asarray(min_norm_solve(A, Y).coef, dtype=np.float64)
 
 
+def _shaped(a, shape: tuple, name: str, what: str) -> np.ndarray:
+    """``a`` as float64 of exactly ``shape`` (``what`` names the axes in the error)."""
+    a = as_float_array(a, name, ndim=(len(shape),), dtype=np.float64)
+    if a.shape != shape:
+        raise ShapeMismatchError(f"{name} has shape {a.shape}; it must be {shape} ({what}).")
+    return a
+
+
+def _start(x0, shape: tuple, name: str, what: str) -> np.ndarray:
+    """The start of a run: zeros of ``shape`` by default, else ``x0`` checked by :func:`_shaped`."""
+    return np.zeros(shape) if x0 is None else _shaped(x0, shape, name, what)
+
+
 def _linear_problem(X, y, w0, reference=None, metrics: bool = True) -> _LinearProblem:
     X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
     y = as_float_array(y, "y", ndim=(1, 2), dtype=np.float64)
     check_same_rows(X, y, "X", "y")
     n, d = X.shape
     wshape = (d,) + y.shape[1:]
-    if w0 is None:
-        w0 = np.zeros(wshape)
-    else:
-        w0 = as_float_array(w0, "w0", ndim=(y.ndim,), dtype=np.float64)
-        if w0.shape != wshape:
-            raise ShapeMismatchError(f"w0 has shape {w0.shape}; it must be {wshape} (n_features[, n_targets]).")
+    w0 = _start(w0, wshape, "w0", "n_features[, n_targets]")
     beta = float(np.max(np.einsum("ij,ij->i", X, X)))
     if beta <= 0:
         raise InvalidInputError("X is all zeros: nothing to fit; check the data.")
-    if reference is not None:
-        limit = as_float_array(reference, "reference", ndim=(y.ndim,), dtype=np.float64)
-        if limit.shape != wshape:
-            raise ShapeMismatchError(f"reference has shape {limit.shape}, expected {wshape}.")
-    else:
-        limit = None
+    limit = None if reference is None else _shaped(reference, wshape, "reference", "n_features[, n_targets]")
     if not metrics:
         return _LinearProblem(X, y, w0, None, None, limit, beta, _lambda_max_gram(X, gram=False) / n)
     # SVD for the row-space projector, spectrum and condition number (numpy's rank rule)
@@ -525,7 +530,7 @@ def _linear_problem(X, y, w0, reference=None, metrics: bool = True) -> _LinearPr
     tol = s[0] * max(n, d) * np.finfo(np.float64).eps if s.size else 0.0
     r = int(np.sum(s > tol))
     if limit is None:
-        # X^+ y + (I - X^+ X) w0 = w0 + X^+ (y - X w0)    (FACTS.md, GD on least squares)
+        # X^+ y + (I - X^+ X) w0 = w0 + X^+ (y - X w0)    (proofs/gd_closed_form.py)
         limit = w0 + _min_norm(X, y - X @ w0)
     return _LinearProblem(X, y, w0, Vt[:r], s[:r], limit, beta, float(s[0] ** 2 / n))
 
@@ -537,6 +542,98 @@ def _relnorm(a: np.ndarray) -> np.ndarray:
 def _apply(M: np.ndarray, V: np.ndarray) -> np.ndarray:
     """``M @ v`` for every record ``v = V[t]`` (V of shape (R, m) or (R, m, k)), through BLAS."""
     return V @ M.T if V.ndim == 2 else np.matmul(M, V)
+
+
+# ----------------------------------------------------------------------------- what every run shares
+
+
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+    """The sampled rows, the per-step rates and the stability bound of one run (least squares or kernel)."""
+
+    method: str
+    indices: np.ndarray  # (steps, B) int32; (steps, 1) zeros for full-batch GD
+    etas: np.ndarray  # (steps,)
+    report: float | np.ndarray  # the step as recorded in the Trajectory
+    bound: float
+    batch_size: int
+    replace: bool
+
+    def fields(self) -> dict:
+        """The :class:`Trajectory` fields that describe the schedule."""
+        return dict(
+            method=self.method,
+            batch_size=int(self.batch_size),
+            replace=bool(self.replace) if self.method == "sgd" else True,
+            step_size=self.report,
+            stability_bound=float(self.bound),
+        )
+
+
+def _schedule(
+    method: str, *, n: int, beta: float, lam1: float, row_sq: np.ndarray, steps: int, allow_unstable: bool,
+    hessian: str, name: str, key=None, batch_size: int = 1, step_size=None, replace: bool = True,
+    relaxation: float = 1.0, indices=None,
+) -> _Schedule:
+    """Rows, rates and bound of ``method`` in {"sgd", "gd", "kaczmarz"} (the rules of :mod:`kernelgen.sgd`).
+
+    ``row_sq`` holds ``||x_i||^2`` (``K_ii`` for kernel runs, positive for Kaczmarz: the caller checks);
+    ``hessian`` and ``name`` word the error of a step above the bound (``"X^T X / N"``, ``"mini-batch SGD"``);
+    the sampling arguments from ``key`` on are those of the public functions.
+    """
+    relaxation = float(relaxation)
+    if method == "gd":
+        bound = _bound_from(beta, lam1, n, None, True)
+        etas, report = _step_array(step_size, steps, default=1.0 / lam1)
+        _check_step(etas, bound, allow_unstable, f"full-batch GD (2 / lambda_max({hessian}))")
+        return _Schedule(method, np.zeros((steps, 1), np.int32), etas, report, bound, n, replace)
+    if method == "kaczmarz":
+        B = 1
+        if not (0 < relaxation < 2):
+            msg = f"Kaczmarz relaxation {relaxation} is outside (0, 2), where it is stable."
+            if not allow_unstable:
+                raise UnstableStepSizeError(msg + " Pass allow_unstable=True to study divergence.")
+            log.info("allow_unstable=True: %s", msg)
+        probs = row_sq
+    else:
+        B = int(batch_size)
+        if B < 1:
+            raise InvalidInputError(f"batch_size must be >= 1, got {B}.")
+        probs = None
+    if indices is None:
+        idx = sample_indices(key, n, steps, B, replace=replace, probabilities=probs)
+    else:
+        idx = np.asarray(indices, dtype=np.int32)
+        if idx.shape != (steps, B) or idx.min(initial=0) < 0 or idx.max(initial=0) >= n:
+            raise InvalidInputError(f"indices must have shape ({steps}, {B}) with values in [0, {n}).")
+    if method == "kaczmarz":
+        etas = relaxation / row_sq[idx[:, 0]]  # eta_i = omega / ||x_i||^2 (Strohmer & Vershynin Alg. 1)
+        return _Schedule(method, idx, etas, etas, 2.0 / beta, B, replace)
+    bound = _bound_from(beta, lam1, n, B, replace)
+    etas, report = _step_array(step_size, steps, default=bound / 2)
+    _check_step(etas, bound, allow_unstable, f"{name} with B = {B}, replace={replace}")
+    return _Schedule(method, idx, etas, report, bound, B, replace)
+
+
+def _loss(F: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The documented loss ``(1/2N) ||f_t - y||^2`` of every record of the predictions F (R, n[, k])."""
+    return 0.5 * np.sum((F - y[None]).reshape(F.shape[0], -1) ** 2, axis=1) / y.shape[0]
+
+
+def _distance(V: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """``||v_t - limit|| / ||limit||`` for every record (the denominator kept away from 0)."""
+    return _relnorm(V - limit[None]) / max(float(np.linalg.norm(limit)), np.finfo(float).tiny)
+
+
+def _span_metrics(V: np.ndarray, v0: np.ndarray, null_part) -> tuple[np.ndarray, np.ndarray]:
+    """``out_of_span`` and ``span_drift`` of the records V: ``null_part(V)`` and ``null_part(V - v0)``
+    relative to ``||v_t||`` (0 where ``v_t = 0``); ``null_part`` maps records to the norms of their
+    null-space components."""
+    vn = _relnorm(V)
+    safe = np.where(vn > 0, vn, 1.0)
+    out = np.where(vn > 0, null_part(V) / safe, 0.0)
+    drift = np.where(vn > 0, null_part(V - v0[None]) / safe, 0.0)
+    return out, drift
 
 
 # ----------------------------------------------------------------------------- kernel matrices

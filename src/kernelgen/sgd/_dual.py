@@ -16,22 +16,10 @@ import logging
 import numpy as np
 
 from .._validation import as_float_array, check_same_rows
-from ..errors import InvalidInputError, ShapeMismatchError, UnstableStepSizeError
+from ..errors import InvalidInputError, ShapeMismatchError
 from ._closed_forms import gradient_flow_predictions
-from ._common import (
-    Trajectory,
-    _apply,
-    _bound_from,
-    _check_step,
-    _iterate,
-    _kernel_factor,
-    _min_norm,
-    _record_steps,
-    _relnorm,
-    _step_array,
-    _with_params,
-    sample_indices,
-)
+from ._common import (Trajectory, _apply, _distance, _iterate, _kernel_factor, _loss, _min_norm, _record_steps,
+                      _relnorm, _schedule, _shaped, _span_metrics, _start, _with_params)
 
 __all__ = ["kernel_gd", "kernel_kaczmarz", "kernel_sgd"]
 
@@ -39,9 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def _run_kernel(
-    K, y, *, method, steps, key, batch_size, step_size, replace, relaxation, alpha0, record_steps,
-    allow_unstable, reference, indices, factor=None,
+    method: str, K, y, *, steps: int, alpha0=None, record_steps=None, allow_unstable: bool = False,
+    reference=None, factor=None, **sampling,
 ) -> Trajectory:
+    """The run behind :func:`kernel_sgd`, :func:`kernel_gd` and :func:`kernel_kaczmarz`: their arguments,
+    ``method`` first (``sampling`` as in :func:`kernelgen.sgd._primal._run_linear`)."""
     K = as_float_array(K, "K", ndim=(2,), dtype=np.float64)
     y = as_float_array(y, "y", ndim=(1, 2), dtype=np.float64)
     n = K.shape[0]
@@ -49,13 +39,7 @@ def _run_kernel(
         raise ShapeMismatchError(f"K must be square (n, n), got {K.shape}.")
     check_same_rows(K, y, "K", "y")
     eig = _kernel_factor(K, factor)
-    ashape = y.shape
-    if alpha0 is None:
-        alpha0 = np.zeros(ashape)
-    else:
-        alpha0 = as_float_array(alpha0, "alpha0", ndim=(y.ndim,), dtype=np.float64)
-        if alpha0.shape != ashape:
-            raise ShapeMismatchError(f"alpha0 has shape {alpha0.shape}, expected {ashape}.")
+    alpha0 = _start(alpha0, y.shape, "alpha0", "n_samples[, n_targets]")
     steps = int(steps)
     rec = _record_steps(record_steps, steps)
     lam, Q = eig.eigenvalues, eig.eigenvectors
@@ -67,51 +51,19 @@ def _run_kernel(
     if reference is None:
         limit = alpha0 + _min_norm(K, y - K @ alpha0)
     else:
-        limit = as_float_array(reference, "reference", ndim=(y.ndim,), dtype=np.float64)
+        limit = _shaped(reference, y.shape, "reference", "n_samples[, n_targets]")
 
-    if method == "gd":
-        B = n
-        bound = _bound_from(beta, lam1, n, None, True)
-        etas, report = _step_array(step_size, steps, default=1.0 / lam1)
-        _check_step(etas, bound, allow_unstable, "full-batch GD (2 / lambda_max(K / N))")
-        idx = np.zeros((steps, 1), np.int32)
-        kind = "gd_dual"
-    else:
-        diag = np.diag(K).copy()
-        if method == "kaczmarz":
-            B = 1
-            if np.any(diag <= 0):
-                raise InvalidInputError("Kaczmarz needs K_ii > 0 (step 1 / K_ii).")
-            if not (0 < relaxation < 2):
-                msg = f"Kaczmarz relaxation {relaxation} is outside (0, 2), where it is stable."
-                if not allow_unstable:
-                    raise UnstableStepSizeError(msg + " Pass allow_unstable=True to study divergence.")
-                log.info("allow_unstable=True: %s", msg)
-            probs = diag
-        else:
-            B = int(batch_size)
-            probs = None
-        if indices is None:
-            idx = sample_indices(key, n, steps, B, replace=replace, probabilities=probs)
-        else:
-            idx = np.asarray(indices, dtype=np.int32)
-            if idx.shape != (steps, B):
-                raise InvalidInputError(f"indices must have shape ({steps}, {B}).")
-        if method == "kaczmarz":
-            etas = relaxation / diag[idx[:, 0]]
-            report = etas
-            bound = 2.0 / beta
-        else:
-            bound = _bound_from(beta, lam1, n, B, replace)
-            etas, report = _step_array(step_size, steps, default=bound / 2)
-            _check_step(etas, bound, allow_unstable, f"kernel SGD with B = {B}, replace={replace}")
-        kind = "dual"
-
-    final, A, seconds = _iterate(kind, K, y, alpha0, idx, etas, rec)
+    diag = np.diag(K).copy()
+    if method == "kaczmarz" and np.any(diag <= 0):
+        raise InvalidInputError("Kaczmarz needs K_ii > 0 (step 1 / K_ii).")
+    sched = _schedule(method, n=n, beta=beta, lam1=lam1, row_sq=diag, steps=steps, allow_unstable=allow_unstable,
+                      hessian="K / N", name="kernel SGD", **sampling)
+    kind = "gd_dual" if method == "gd" else "dual"
+    final, A, seconds = _iterate(kind, K, y, alpha0, sched.indices, sched.etas, rec)
     R = A.shape[0]
     F = _apply(K, A)
-    loss = 0.5 * np.sum((F - y[None]).reshape(R, -1) ** 2, axis=1) / n
-    distance = _relnorm(A - limit[None]) / max(float(np.linalg.norm(limit)), np.finfo(float).tiny)
+    loss = _loss(F, y)
+    distance = _distance(A, limit)
     E = (A - limit[None]).reshape(R, n, -1)
     knorm = lambda M: np.sqrt(np.clip(np.sum(M * np.matmul(K, M), axis=(1, 2)), 0, None))  # noqa: E731
     lim_k = float(knorm(limit.reshape(1, n, -1))[0])
@@ -122,13 +74,10 @@ def _run_kernel(
         M = M.reshape(R, n, -1)
         return np.sqrt(np.sum(np.matmul(Qn.T, M) ** 2, axis=(1, 2))) if Qn.shape[1] else np.zeros(R)
 
-    an = _relnorm(A)
-    safe = np.where(an > 0, an, 1.0)
-    out = np.where(an > 0, null_part(A) / safe, 0.0)
-    drift = np.where(an > 0, null_part(A - alpha0[None]) / safe, 0.0)
+    out, drift = _span_metrics(A, alpha0, null_part)
     closed = gap = flow = None
-    if method == "gd" and np.ndim(report) == 0:
-        eta = float(report)
+    if method == "gd" and np.ndim(sched.report) == 0:
+        eta = float(sched.report)
         # eigen-coordinates c = Q^T alpha: c_{t+1} = (1 - eta lam / N) c_t + (eta / N) Q^T y
         c0 = np.tensordot(Q, alpha0, axes=(0, 0))
         qy = np.tensordot(Q, y, axes=(0, 0))
@@ -158,12 +107,7 @@ def _run_kernel(
         w=None,
         alpha=final,
         limit=limit,
-        method=method,
         form="dual",
-        batch_size=int(B),
-        replace=bool(replace) if method == "sgd" else True,
-        step_size=report,
-        stability_bound=float(bound),
         condition_number=kappa,
         rank=rank,
         predictions=F,
@@ -177,6 +121,7 @@ def _run_kernel(
         lambda_min=float(lam[pos][0] / n) if rank else float("nan"),
         lambda_max=float(lam[-1] / n),
         beta=beta,
+        **sched.fields(),
     )
 
 
@@ -203,20 +148,8 @@ _with_k_params = _with_params("K_PARAMS", _K_PARAMS)
 
 @_with_k_params
 def kernel_sgd(
-    K,
-    y,
-    *,
-    steps: int,
-    key=0,
-    batch_size: int = 1,
-    step_size=None,
-    replace: bool = True,
-    alpha0=None,
-    record_steps=None,
-    allow_unstable: bool = False,
-    reference=None,
-    indices=None,
-    factor=None,
+    K, y, *, steps: int, key=0, batch_size: int = 1, step_size=None, replace: bool = True, alpha0=None,
+    record_steps=None, allow_unstable: bool = False, reference=None, indices=None, factor=None,
 ) -> Trajectory:
     """Mini-batch SGD in kernel (dual) coordinates: ``f = K alpha``, loss ``(1/2N)||K alpha - y||``^2
     in function space, step ``alpha[i_b] -= (eta / B)(K_{i_b} alpha - y_{i_b})`` (scatter-add).
@@ -238,11 +171,7 @@ def kernel_sgd(
     ----------
     Zhang et al., ICLR 2017, section 5 (SGD on K alpha = y).
     """
-    return _run_kernel(
-        K, y, method="sgd", steps=steps, key=key, batch_size=batch_size, step_size=step_size,
-        replace=replace, relaxation=1.0, alpha0=alpha0, record_steps=record_steps,
-        allow_unstable=allow_unstable, reference=reference, indices=indices, factor=factor,
-    )
+    return _run_kernel("sgd", **locals())  # locals() is exactly the arguments here
 
 
 @_with_k_params
@@ -261,11 +190,7 @@ def kernel_gd(
     -------
     Trajectory
     """
-    return _run_kernel(
-        K, y, method="gd", steps=steps, key=None, batch_size=None, step_size=step_size, replace=True,
-        relaxation=1.0, alpha0=alpha0, record_steps=record_steps, allow_unstable=allow_unstable,
-        reference=reference, indices=None, factor=factor,
-    )
+    return _run_kernel("gd", **locals())
 
 
 @_with_k_params
@@ -288,8 +213,4 @@ def kernel_kaczmarz(
     ----------
     Strohmer, Vershynin (2009), Algorithm 1, in the feature space of K.
     """
-    return _run_kernel(
-        K, y, method="kaczmarz", steps=steps, key=key, batch_size=1, step_size=None, replace=True,
-        relaxation=float(relaxation), alpha0=alpha0, record_steps=record_steps,
-        allow_unstable=allow_unstable, reference=reference, indices=indices, factor=factor,
-    )
+    return _run_kernel("kaczmarz", **locals())

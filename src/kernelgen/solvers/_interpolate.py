@@ -1,4 +1,10 @@
-"""Exact kernel interpolation K alpha = Y: the orchestration and the SciPy backend (private).
+"""Exact kernel interpolation K alpha = Y: the public entry point (private module).
+
+:func:`kernel_interpolate` validates its arguments, picks a backend (:class:`ScipyBackend`,
+:class:`JaxBackend` or :class:`MpiBackend`, each a :class:`~kernelgen.solvers._backend.Backend`),
+refuses what cannot be honoured, hands the :class:`~kernelgen.solvers._backend.Problem` to the one
+orchestration (:func:`~kernelgen.solvers._orchestrate.orchestrate`) and packages its
+:class:`~kernelgen.solvers._orchestrate.Solution` as a :class:`~kernelgen.KernelInterpolant`.
 
 Dtype policy (options.dtype=None): the factor is float64 up to ``options.float64_max_n`` points
 and float32 above; the residual Y - K alpha is *always* float64 with the float64 kernel (stored as
@@ -17,36 +23,27 @@ refused before any n x n work (:class:`~kernelgen.errors.UnsupportedOptionError`
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 
 import numpy as np
 
 from .._jax import accelerator_available
 from .._validation import as_float_array
-from ..errors import (
-    ConvergenceError,
-    InvalidInputError,
-    MemoryBudgetError,
-    NonFiniteResultError,
-    NotPositiveDefiniteError,
-    ShapeMismatchError,
-    UnsupportedOptionError,
-)
-from ..factors import CholeskyFactor, EighFactor, LowerPanels
+from ..errors import InvalidInputError, NonFiniteResultError, ShapeMismatchError, UnsupportedOptionError
 from ..kernels import Precomputed, as_kernel
 from ..numerics import check_symmetric
 from ..options import SolveOptions
-from ._jax_backend import solve_jax
-from ._mpi_backend import mpi_agree, solve_mpi
-from ._planner import plan_kernel_solve
-from ._refine import refine
+from ._backend import Problem
+from ._jax_backend import JaxBackend
+from ._mpi_backend import MpiBackend, mpi_agree
+from ._orchestrate import orchestrate
 from ._result import KernelInterpolant, build_interpolant
-from ._system import KernelSystem, check_interpolates, pinv_refine, prepare_targets
+from ._scipy_backend import ScipyBackend
+from ._system import prepare_targets
 
 log = logging.getLogger(__name__)
 
-__all__ = ["kernel_interpolate"]
+__all__ = ["kernel_interpolate", "make_backend"]
 
 SOLVERS = ("auto", "cholesky", "min_norm")
 BACKENDS = ("auto", "scipy", "jax", "mpi")
@@ -94,11 +91,13 @@ def kernel_interpolate(
         ``fit.solver == "min_norm"`` and the reason in ``fit.notes``); not on ``backend="mpi"``
         (Cholesky only) nor with ``SolveOptions(certificate="bound")``, where the
         NotPositiveDefiniteError is raised with the reason.
-    backend : {"auto", "scipy", "jax", "mpi"}
+    backend : {"auto", "scipy", "jax", "mpi"} or Backend
         ``"auto"`` picks JAX when an accelerator is visible, the kernel has a JAX implementation
         (``Kernel.has_jax``) and no ``certificate="bound"`` is asked; else SciPy/LAPACK (tiled); the
         choice and its reason are logged. ``"mpi"``: ScaLAPACK under ``mpiexec -n P`` (collective;
-        every process passes the same X, Y and sees the same ``KERNELGEN_MPI_*`` settings).
+        every process passes the same X, Y and sees the same ``KERNELGEN_MPI_*`` settings). An object
+        implementing :class:`kernelgen.solvers.Backend` (``plan``, ``operator``, ``factor``) is
+        driven by the same orchestration (see ARCHITECTURE.md, "A new backend").
     options : SolveOptions or dict, optional
         The numerical knobs (tolerance, iteration, dtype policy, memory budget, tile, what to keep);
         see :class:`kernelgen.SolveOptions`.
@@ -116,8 +115,9 @@ def kernel_interpolate(
     UnsupportedOptionError
         Before any n x n work: an option the chosen backend, solver or kernel cannot honour
         (``backend="jax"`` with a kernel without a JAX implementation; ``certificate="bound"`` on
-        ``backend="jax"``/``"mpi"``, with ``solver="min_norm"``, a precomputed K, or a kernel without
-        a proven entry error bound; ``backend="mpi"`` with a precomputed K or ``solver="min_norm"``).
+        ``backend="jax"`` or a backend whose products prove no bound, with ``solver="min_norm"``, a
+        precomputed K, or a kernel without a proven entry error bound; ``backend="mpi"`` with a
+        precomputed K or ``solver="min_norm"``).
     SettingsMismatchError
         ``backend="mpi"``: the processes see different ``KERNELGEN_*`` environment settings.
     NotPositiveDefiniteError
@@ -143,73 +143,49 @@ def kernel_interpolate(
     >>> from kernelgen.kernels import Gaussian
     >>> rng = np.random.default_rng(0)
     >>> X, y = rng.normal(size=(50, 3)), rng.normal(size=50)
-    >>> fit = kernel_interpolate(X, y, kernel=Gaussian(bandwidth=2.0))
-    >>> bool(fit.relative_residual <= 1e-10), fit.solver, fit.ridge
-    (True, 'cholesky', 0.0)
+    >>> fit = kernel_interpolate(X, y, kernel=Gaussian(bandwidth=0.5))
+    >>> bool(fit.relative_residual <= 1e-10), fit.solver, fit.ridge, fit.residual_certificate
+    (True, 'cholesky', 0.0, 'direct')
+    >>> bool(fit.relative_residual_bound <= 1e-10)  # the proven bound on the exact-arithmetic residual
+    True
+
+    A bandwidth large against the spacing of the points makes K ill-conditioned (here cond(K) is
+    about 3e7 at s = 2 and the float64 residual's own rounding floor is near 1e-10): the solver then
+    says so with :class:`~kernelgen.errors.ConvergenceError` and its remedies instead of returning.
     """
-    t_start = time.perf_counter()
-    if backend not in BACKENDS:
+    custom = not isinstance(backend, str)
+    if custom and not all(callable(getattr(backend, m, None)) for m in ("plan", "operator", "factor")):
+        raise InvalidInputError(f"backend must be one of {BACKENDS} or an object implementing the Backend protocol "
+                                f"(plan, operator, factor; kernelgen.solvers.Backend), got {backend!r}")
+    if not custom and backend not in BACKENDS:
         raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
     def validate():
         v = _validate_inputs(X, Y, kernel=kernel, ridge=ridge, solver=solver, options=options)
-        chosen = _choose_backend(backend, v[1], v[2], v[0])
-        _check_supported(chosen, solver, opts=v[0], kern=v[1], precomputed=v[2], A=v[3])
-        return v + (chosen,)
+        bk = backend if custom else make_backend(_choose_backend(backend, v[1], v[2], v[0]), precomputed=v[2],
+                                                  options=v[0], verbose=verbose)
+        _check_supported(bk, solver, opts=v[0], kern=v[1], precomputed=v[2], A=v[3])
+        return v + (bk,)
 
     # under mpiexec every process validates its own copy, and they agree: one refusing alone would hang the others
-    opts, kern, precomputed, A, X64, n, d, ridge, Y2, squeeze, backend = (
+    opts, kern, precomputed, A, X64, n, d, ridge, Y2, squeeze, bk = (
         mpi_agree(validate) if backend == "mpi" else validate())
-    requested = solver
-    if solver == "auto":
-        solver = "cholesky"
-        log.info("solver='auto' starts with 'cholesky' (min_norm if the float64 factor finds K not positive definite)")
-
-    trace = {}  # the backends record the dtype of each factor they attempt
-    try:
-        if backend == "jax":
-            out = solve_jax(A, Y2, kernel=kern, precomputed=precomputed, solver=solver, ridge=ridge, opts=opts,
-                            verbose=verbose, trace=trace)
-        elif backend == "mpi":  # under mpiexec: every process returns the same fit (see solvers/_mpi_backend.py)
-            out = solve_mpi(A, Y2, kernel=kern, precomputed=precomputed, solver=solver, ridge=ridge, opts=opts,
-                            verbose=verbose)
-        elif solver == "min_norm":
-            out = _solve_min_norm(A, Y2, kernel=kern, precomputed=precomputed, ridge=ridge, opts=opts,
-                                  verbose=verbose)
-        else:
-            out = _solve_cholesky(A, Y2, kernel=kern, precomputed=precomputed, n=n, d=d, ridge=ridge, opts=opts,
-                                  verbose=verbose, trace=trace)
-    except NotPositiveDefiniteError as exc:
-        if solver != "cholesky":
-            raise
-        why = _auto_refusal(requested, backend, opts, trace)
-        if why:
-            raise NotPositiveDefiniteError(f"{exc}{why} {_not_pd_remedy(kern, precomputed, opts, backend)}",
-                                           exc.index) from exc
-        pivot = "unknown" if exc.index is None else exc.index
-        note = (f"solver='auto': K is not positive definite (first failing pivot {pivot}); solved by min_norm")
-        log.info("solver='auto': the float64 Cholesky factor failed (%s); trying min_norm", str(exc).split(". ")[0])
-        try:
-            if backend == "jax":
-                out = solve_jax(A, Y2, kernel=kern, precomputed=precomputed, solver="min_norm", ridge=ridge,
-                                opts=opts, verbose=verbose)
-            else:
-                out = _solve_min_norm(A, Y2, kernel=kern, precomputed=precomputed, ridge=ridge, opts=opts,
-                                      verbose=verbose)
-        except MemoryBudgetError as mem:
-            raise NotPositiveDefiniteError(
-                f"{exc} solver='auto' could not take the min-norm route: {mem} "
-                f"{_not_pd_remedy(kern, precomputed, opts, backend, min_norm=False)}", exc.index) from exc
-        except NotPositiveDefiniteError as indefinite:  # K is indefinite, not only singular: report both findings
-            raise NotPositiveDefiniteError(f"{exc} solver='auto' then tried min_norm: {indefinite}",
-                                           exc.index) from indefinite
-        log.warning("%s (the same K^+ Y)", note)
-        out["notes"] = tuple(out.get("notes", ())) + (note,)
-    out["timings"]["total"] = time.perf_counter() - t_start
-    fit = build_interpolant(out, Y2, squeeze, kern, X64, A if precomputed else None, ridge, opts, backend)
+    problem = Problem(A=A, Y=Y2, kernel=kern, ridge=ridge, precomputed=precomputed, solver=solver, options=opts,
+                      verbose=verbose)
+    sol = orchestrate(bk, problem)
+    fit = build_interpolant(sol, Y2, squeeze, kern, X64, A if precomputed else None, ridge, opts)
     log.info("kernel_interpolate: n=%d solver=%s backend=%s factor=%s residual %.3e in %.1f s",
              n, fit.solver, fit.backend, fit.factor_dtype, fit.relative_residual, fit.timings["total"])
     return fit
+
+
+def make_backend(name: str, *, precomputed: bool, options, verbose: bool = False):
+    """A fresh backend instance of ``name`` ("scipy", "jax" or "mpi") for one solve."""
+    if name == "jax":
+        return JaxBackend(precomputed=precomputed, options=options, verbose=verbose)
+    if name == "mpi":
+        return MpiBackend(options=options, verbose=verbose)
+    return ScipyBackend(precomputed=precomputed, options=options, verbose=verbose)
 
 
 def _choose_backend(backend, kern, precomputed, opts):
@@ -223,41 +199,44 @@ def _choose_backend(backend, kern, precomputed, opts):
         log.info("backend='auto' chose 'scipy': %r has no JAX implementation (an accelerator is visible)", kern)
         return "scipy"
     if opts.certificate == "bound":
-        log.info("backend='auto' chose 'scipy': SolveOptions(certificate='bound') is implemented there only")
+        log.info("backend='auto' chose 'scipy': SolveOptions(certificate='bound') needs products with a proven "
+                 "error bound, which the JAX backend's device entries do not have")
         return "scipy"
     log.info("backend='auto' chose 'jax' (an accelerator is visible)")
     return "jax"
 
 
-def _check_supported(backend, solver, *, opts, kern, precomputed, A):
+def _check_supported(bk, solver, *, opts, kern, precomputed, A):
     """Refuse, before any n x n work, an option the backend, solver or kernel cannot honour (never ignore it)."""
-    if backend == "jax" and not precomputed and not getattr(kern, "has_jax", True):
+    name = bk.name
+    if name == "jax" and not precomputed and not getattr(kern, "has_jax", True):
         raise UnsupportedOptionError(
             f"backend='jax' needs a kernel with a JAX implementation; {kern!r} has none: {kern._no_jax_message()} "
             "(backend='auto' picks 'scipy' for this kernel.)")
-    if backend == "mpi":
-        if precomputed:
-            raise UnsupportedOptionError("backend='mpi' computes its kernel tiles from X: a precomputed K is not "
-                                         "supported (use backend='scipy').")
-        if solver == "min_norm":
-            raise UnsupportedOptionError("backend='mpi' solves by Cholesky only, got solver='min_norm' (use "
-                                         "backend='scipy' for the minimum-norm solve).")
-    if backend == "jax" and opts.store_kernel is False:
+    if solver == "min_norm" and "eigh" not in getattr(bk, "factor_kinds", ("cholesky", "eigh")):
+        raise UnsupportedOptionError(f"backend={name!r} solves by Cholesky only, got solver='min_norm' (use "
+                                     "backend='scipy' for the minimum-norm solve).")
+    if name == "mpi" and precomputed:
+        raise UnsupportedOptionError("backend='mpi' computes its kernel tiles from X: a precomputed K is not "
+                                     "supported (use backend='scipy').")
+    if name == "jax" and opts.store_kernel is False:
         raise UnsupportedOptionError(
             "SolveOptions(store_kernel=False) cannot hold on backend='jax': its float64 residual uses the float64 K "
             "kept on the device. Remedy: backend='scipy' (recomputes the float64 kernel on the fly), or "
             "store_kernel=None.")
-    if backend == "mpi" and opts.store_kernel is True:
+    if name == "mpi" and opts.store_kernel is True:
         raise UnsupportedOptionError(
             "SolveOptions(store_kernel=True) cannot hold on backend='mpi': each pass recomputes its share of the "
             "float64 kernel tiles. Remedy: store_kernel=None, or backend='scipy'.")
     if opts.certificate != "bound":
         return
     what = "SolveOptions(certificate='bound')"
-    if backend in ("jax", "mpi"):
+    if not getattr(bk, "bound_capable", False):
+        why = ("its float64 kernel entries come from matrix_jax, which has no proven error bound" if name == "jax"
+               else "its operator does not declare products with a proven error bound (bound_capable)")
         raise UnsupportedOptionError(
-            f"{what} is not implemented on backend={backend!r}: its float64 products carry no proven error bound "
-            "through CG. Remedy: backend='scipy', or certificate='direct' (the direct float64 residual).")
+            f"{what} cannot hold on backend={name!r}: {why}. Remedy: backend='scipy' or 'mpi' (entries with a "
+            "proven bound), or certificate='direct' (the direct float64 residual).")
     if solver == "min_norm":
         raise UnsupportedOptionError(
             f"{what} cannot hold with solver='min_norm': the bound is carried through the Cholesky-preconditioned "
@@ -272,40 +251,6 @@ def _check_supported(backend, solver, *, opts, kern, precomputed, A):
             f"{what} needs kernel entries with a proven error bound, and {kern!r} has none on these data (proven: "
             "Gaussian, Laplace on integer data, at bandwidths inside the float range). Remedy: "
             "certificate='direct' (the direct float64 residual certifies alpha).")
-
-
-def _auto_refusal(requested, backend, opts, trace) -> str:
-    """Why the solve cannot take the min-norm route after a NotPositiveDefiniteError ('' when it can: solver='auto'
-    after a float64 factor, on a backend with min_norm, with an option min_norm honours)."""
-    if requested != "auto":
-        return f" (solver={requested!r}: no other route is tried.)"
-    if backend == "mpi":
-        return " solver='auto' cannot take the min-norm route on backend='mpi' (Cholesky only)."
-    if trace.get("factor_dtype") != "float64":
-        if opts.dtype == "float32":
-            return (" solver='auto' takes the min-norm route only when a float64 factor fails, and "
-                    "SolveOptions(dtype='float32') asked for a float32 one.")
-        return (" solver='auto' could not take the min-norm route: it needs more memory than the float64 factor, "
-                "which did not fit.")
-    if opts.certificate == "bound":
-        return (" solver='auto' cannot take the min-norm route with SolveOptions(certificate='bound'), which the "
-                "min-norm solve cannot honour.")
-    return ""
-
-
-def _not_pd_remedy(kern, precomputed, opts, backend, *, min_norm=True) -> str:
-    """The kernel-aware remedy of a Cholesky breakdown (the factor's message does not know the kernel)."""
-    mn = (["solver='min_norm' (the minimum-norm interpolant K^+ Y" + (", on backend='scipy')" if backend == "mpi"
-                                                                      else ")")] if min_norm else [])
-    ridge = ["an explicit ridge=... (reported on the result)"]
-    f32 = ["SolveOptions(dtype='float64')"] if opts.dtype == "float32" else []
-    if precomputed:
-        return "Remedy for this precomputed K: " + ", ".join(f32 + mn + ridge) + "."
-    if getattr(kern, "stationary", False) and getattr(kern, "bandwidth", None) is not None:
-        return (f"Remedy for {kern!r}: K of a stationary kernel is numerically singular when the bandwidth is "
-                "large against the distances between points (K tends to all ones) or points repeat: a SMALLER "
-                "bandwidth, " + ", ".join(f32 + ridge + mn) + ".")
-    return f"Remedy for {kern!r}: " + ", ".join(f32 + ridge + mn) + "."
 
 
 def _validate_inputs(X, Y, *, kernel, ridge, solver, options):
@@ -363,122 +308,3 @@ def _check_kernel_scale(kern, X64, opts):
             log.info("kernel entries beyond float32's range: dtype=None policy uses a float64 factor")
             opts = replace(opts, dtype="float64")
     return opts
-
-
-# ----------------------------------------------------------------------------- Cholesky (SciPy)
-def _solve_cholesky(A, Y2, *, kernel, precomputed, n, d, ridge, opts, verbose, trace=None):
-    trace = {} if trace is None else trace
-    timings = {}
-    plan = plan_kernel_solve(n, d, Y2.shape[1], solver="cholesky", dtype=opts.dtype, precomputed=precomputed,
-                             memory_budget=opts.memory_budget, tile=opts.tile, store_kernel=opts.store_kernel,
-                             float64_max_n=opts.float64_max_n)
-    fdt = plan.factor_dtype
-    t0 = time.perf_counter()
-    K64 = None
-    if precomputed:
-        system = KernelSystem(kernel, None, A, ridge, "precomputed", plan.tile, verbose)
-    elif plan.residual == "stored":
-        K64 = LowerPanels(n, plan.tile, np.float64)
-        kernel.fill_panels(K64, A, verbose=verbose, desc="kernel (float64)")
-        system = KernelSystem(kernel, A, None, ridge, "stored", plan.tile, verbose, K64)
-    else:
-        system = KernelSystem(kernel, A, None, ridge, "on-the-fly", plan.tile, verbose)
-
-    def build_factor_input(fdt):
-        if precomputed:
-            F = LowerPanels.from_dense(A, plan.tile, fdt)
-        elif K64 is not None:
-            F = LowerPanels(n, plan.tile, fdt)
-            for p_src, p_dst in zip(K64.panels, F.panels):
-                p_dst[...] = p_src
-        else:
-            F = LowerPanels(n, plan.tile, fdt)
-            kernel.fill_panels(F, A, verbose=verbose, desc=f"kernel ({fdt.name})")
-        if ridge:
-            F.add_to_diagonal(ridge)
-        return F
-
-    F = build_factor_input(fdt)
-    timings["kernel"] = time.perf_counter() - t0
-
-    def factor_and_refine(F):
-        trace["factor_dtype"] = np.dtype(F.dtype).name
-        factor = CholeskyFactor.from_panels(F, verbose=verbose)
-        timings["factor"] = factor.seconds
-        t0 = time.perf_counter()
-        res = refine(system.matvec, factor.solve, Y2, tol=opts.tol, max_iter=opts.max_iter, method=opts.refinement,
-                     verbose=verbose, matvec_error=system.matvec_error(), stop_on_bound=opts.certificate == "bound")
-        timings["refine"] = time.perf_counter() - t0
-        factor.spectrum_estimate = res.spectrum_estimate
-        return factor, res
-
-    try:
-        factor, res = factor_and_refine(F)
-    except (NotPositiveDefiniteError, ConvergenceError) as exc:
-        if opts.dtype is not None or fdt == np.float64:
-            raise
-        # dtype policy (dtype=None): when the mixed-precision route fails on a kernel too
-        # ill-conditioned for float32, it is redone with a float64 factor if memory allows.
-        log.warning("mixed precision failed (%s: %s); dtype=None policy: refactoring in float64",
-                    type(exc).__name__, str(exc).split(":")[0])
-        del F
-        try:
-            plan = plan_kernel_solve(n, d, Y2.shape[1], solver="cholesky", dtype="float64", precomputed=precomputed,
-                                     memory_budget=opts.memory_budget, tile=opts.tile,
-                                     store_kernel=None if precomputed else (plan.residual == "stored"))
-        except MemoryBudgetError as mem:
-            raise type(exc)(f"{exc} The dtype=None fallback to a float64 factor was not possible: {mem}",
-                            *([exc.index] if isinstance(exc, NotPositiveDefiniteError) else [])) from exc
-        fdt = plan.factor_dtype
-        t0 = time.perf_counter()
-        F = build_factor_input(fdt)
-        timings["kernel"] += time.perf_counter() - t0
-        factor, res = factor_and_refine(F)
-    return {"result": res, "solver": "cholesky", "factor_dtype": fdt.name, "residual_mode": plan.residual,
-            "rank": n, "timings": timings, "plan": plan, "factor": factor, "system": system}
-
-
-# ----------------------------------------------------------------------------- min_norm (eigh)
-def _solve_min_norm(A, Y2, *, kernel, precomputed, ridge, opts, verbose):
-    n = A.shape[0]
-    plan = plan_kernel_solve(n, 0 if precomputed else A.shape[1], Y2.shape[1], solver="min_norm",
-                             precomputed=precomputed, memory_budget=opts.memory_budget)
-    timings = {}
-    t0 = time.perf_counter()
-    if precomputed:
-        mdt = A.dtype
-        in_place = opts.overwrite_kernel and A.dtype == np.float64
-        work = A if in_place else np.array(A, dtype=np.float64)
-        system = KernelSystem(kernel, None, None if in_place else A, ridge, "precomputed", opts.tile, verbose)
-    else:
-        mdt = np.dtype(np.float64)
-        work = kernel.matrix(A, dtype=np.float64)
-        system = KernelSystem(kernel, A, None, ridge, "on-the-fly", opts.tile, verbose)
-    timings["kernel"] = time.perf_counter() - t0
-    if ridge:
-        work[np.diag_indices(n)] += ridge
-    t0 = time.perf_counter()
-    factor = EighFactor.factor(work, rcond=opts.rcond, overwrite=True, check_symmetric=False)
-    factor = EighFactor(factor.eigenvalues, factor.eigenvectors, matrix_dtype=mdt, rcond=opts.rcond,
-                        seconds=factor.seconds)
-    del work
-    timings["factor"] = time.perf_counter() - t0
-    factor.require_psd()
-    if system.mode == "precomputed" and system.K is None:
-        # the caller's K was used as workspace: the residual can only come from the factor (reported)
-        system = KernelSystem(kernel, None, None, ridge, "device", opts.tile, verbose)
-        system.K = lambda V: factor.apply(V) - ridge * V
-        mode = "eigh (K overwritten)"
-    else:
-        mode = "precomputed" if precomputed else "recomputed"
-    t0 = time.perf_counter()
-    res = pinv_refine(factor, system, Y2, opts.tol)
-    timings["refine"] = time.perf_counter() - t0
-    check_interpolates(res, factor, opts)
-    if factor.rank < n:
-        log.info("min_norm: numerical rank %d of %d (tol %.3g)", factor.rank, n, factor.rank_tol)
-    return {"result": res, "solver": "min_norm", "factor_dtype": "float64", "residual_mode": mode,
-            "rank": factor.rank, "rank_tol": factor.rank_tol, "condition_number": factor.condition_number,
-            "timings": timings, "plan": plan, "factor": factor, "system": system}
-
-

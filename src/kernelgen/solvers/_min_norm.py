@@ -6,11 +6,11 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
 
 from .._validation import as_float_array, check_same_rows
-from ..numerics import relative_norm, singular_value_cutoff
 from ..errors import InvalidInputError, NonFiniteResultError
+from ..factors import qr_factor
+from ..numerics import relative_norm
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,12 @@ class MinNormSolution:
     rank : int
         Numerical rank of X found.
     tol : float
-        Absolute threshold below which singular values (or pivoted-QR diagonal
-        entries) were treated as zero: ``rcond * (largest one)``.
+        Absolute threshold below which singular values were treated as zero:
+        ``rcond * sigma_max`` (the factor's ``rank_tol``).
     method : str
         ``"lq"`` (full row rank, underdetermined), ``"qr"`` (full column rank) or
-        ``"svd"`` (rank-deficient; LAPACK gesdd SVD).
+        ``"svd"`` (rank-deficient: the pseudo-inverse through the SVD (gesdd) of the QR
+        factor's triangle R, whose singular values are those of X).
     relative_residual : float
         ||X coef - y||_F / ||y||_F in float64 (0 up to rounding for consistent systems).
     """
@@ -43,18 +44,16 @@ class MinNormSolution:
     method: str
     relative_residual: float
 
-    def __array__(self, dtype=None, copy=None):
-        return np.asarray(self.coef, dtype=dtype)
-
 
 def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
     """Minimum-l2-norm solution of X w = y, i.e. ``pinv(X) @ y``.
 
     For a consistent system this is the minimum-norm interpolant Xᵀ(XXᵀ)⁻¹y (full row
     rank); for an inconsistent one, the minimum-norm least-squares solution. The
-    computation never forms XXᵀ (which squares the condition number): a full-rank X
-    is solved by an LQ (QR of Xᵀ) or QR factorisation with column pivoting, accurate
-    to about κ(X)·u; a rank-deficient X by the SVD (LAPACK gesdd), whose rank is reported.
+    computation never forms XXᵀ (which squares the condition number). It is
+    :func:`kernelgen.factors.qr_factor` (QR with column pivoting of X, or of Xᵀ: LQ) and its
+    ``solve``: full rank is certified on R (accurate to about κ(X)·u); otherwise the
+    singular values of R decide the rank and X⁺ is applied through that SVD.
 
     Parameters
     ----------
@@ -68,6 +67,13 @@ def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
     -------
     MinNormSolution
 
+    Raises
+    ------
+    NonFiniteInputError, ShapeMismatchError, InvalidInputError
+        Bad X, y (NaN/inf, shapes, empty) or ``rcond`` outside [0, 1).
+    NonFiniteResultError
+        The solution overflows float64.
+
     References
     ----------
     Golub & Van Loan, Matrix Computations (4th ed.), §5.5 (rank-deficient least
@@ -78,8 +84,8 @@ def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
     --------
     >>> import numpy as np
     >>> sol = min_norm_solve(np.array([[1.0, 1.0]]), np.array([2.0]))
-    >>> sol.coef.tolist(), sol.rank
-    ([1.0, 1.0], 1)
+    >>> sol.coef.round(12).tolist(), sol.rank, sol.method
+    ([1.0, 1.0], 1, 'lq')
     """
     X = as_float_array(X, "X", ndim=(2,), dtype=np.float64)
     y = as_float_array(y, "y", ndim=(1, 2), dtype=np.float64)
@@ -88,46 +94,22 @@ def min_norm_solve(X, y, *, rcond: float | None = None) -> MinNormSolution:
     if rcond is not None and not (0 <= rcond < 1):
         raise InvalidInputError(f"rcond must lie in [0, 1), got {rcond}")
     Y2 = y.reshape(m, -1)
-    if m <= d:
-        # LQ: Xᵀ Π = Q R  =>  Πᵀ X = Rᵀ Qᵀ ; min-norm w = Q z with Rᵀ z = Πᵀ y
-        Q, R, piv = sla.qr(X.T, mode="economic", pivoting=True)
-        diag = np.abs(np.diag(R))
-        tol = singular_value_cutoff(diag[:1], X.shape, rcond=rcond)  # |R_11| = max |R_ii| (pivoted QR)
-        rank = int((diag > tol).sum())
-        if rank == m:
-            z = sla.solve_triangular(R, Y2[piv], trans="T", lower=False)
-            with np.errstate(over="ignore", invalid="ignore"):
-                W, method = Q @ z, "lq"
-        else:
-            W, method, rank, tol = _svd_path(X, Y2, rcond)
-    else:
-        Q, R, piv = sla.qr(X, mode="economic", pivoting=True)
-        diag = np.abs(np.diag(R))
-        tol = singular_value_cutoff(diag[:1], X.shape, rcond=rcond)  # |R_11| = max |R_ii| (pivoted QR)
-        rank = int((diag > tol).sum())
-        if rank == d:
-            z = sla.solve_triangular(R, Q.T @ Y2, lower=False)
-            W = np.empty_like(z)
-            W[piv] = z
-            method = "qr"
-        else:
-            W, method, rank, tol = _svd_path(X, Y2, rcond)
+    # one path: the QR (m >= d) / LQ (m < d) factor of X decides the rank on X itself (full rank certified by
+    # ||R||_F ||R^-1||_F, else by the singular values of R, which are X's) and applies X^+ (kernelgen.factors).
+    f = qr_factor(X, rtol=rcond, pivoting=True, max_dim=max(X.shape))
+    method = f.kind if f.rank == min(m, d) else "svd"
+    rank, tol = int(f.rank), float(f.rank_tol)
+    with np.errstate(over="ignore", invalid="ignore"):
+        W = f.solve(Y2)
     if not np.all(np.isfinite(W)):
         raise NonFiniteResultError(
             f"the minimum-norm solution is not representable in float64 (entries overflow or are NaN): the "
-            f"rank-{rank} part of X is too small for targets of size {float(np.abs(Y2).max()):.3g} (cut-off {tol:.3g}). "
+            f"rank-{rank} part of X is too small for targets of size {float(np.abs(Y2).max()):.3g} "
+            f"(cut-off {tol:.3g}). "
             "Remedy: rescale X (the solution scales as 1/c when X -> cX), or raise rcond to drop those directions.")
     res = X @ W - Y2
     rel = relative_norm(res, Y2)
     coef = W.reshape((d,) + y.shape[1:])
     if method == "svd":
         log.info("min_norm_solve: X is rank-deficient (rank %d of %s, tol %.3g); used the SVD", rank, X.shape, tol)
-    return MinNormSolution(coef=coef, rank=rank, tol=float(tol), method=method, relative_residual=rel)
-
-
-def _svd_path(X, Y2, rcond):
-    U, s, Vt = sla.svd(X, full_matrices=False, lapack_driver="gesdd")
-    tol = singular_value_cutoff(s, X.shape, rcond=rcond)
-    r = int((s > tol).sum())
-    W = Vt[:r].T @ ((U[:, :r].T @ Y2) / s[:r, None])
-    return W, "svd", r, float(tol)
+    return MinNormSolution(coef=coef, rank=rank, tol=tol, method=method, relative_residual=rel)

@@ -17,7 +17,13 @@ Every process calls :func:`kernel_interpolate` with the same X and Y (checked). 
    replicated (n, k) vectors. The float64 operator (:class:`DistributedKernelSystem`) recomputes
    this process's share of the float64 lower-triangle tiles on the fly and sums the shares with
    ONE ``MPI_Allreduce`` of n x k float64 per kernel pass; the preconditioner is one ``p?potrs`` and
-   one Allreduce of n x k. The stopping rule is the recomputed float64 residual <= ``tol``.
+   one Allreduce of n x k. The stopping rule is the recomputed float64 residual <= ``tol``, or with
+   ``SolveOptions(certificate="bound")`` the proven bound carried through CG (every pass applied to
+   [p, |p|] in the same Allreduce of n x 2k; the products' error bound counts the tile sums and the
+   Allreduce's P - 1 additions, :meth:`DistributedKernelSystem.error_bound`).
+
+The backend is :class:`MpiBackend` (the :class:`~kernelgen.solvers._backend.Backend` protocol): the
+one orchestration plans, factors, iterates, retries in float64 and certifies, as on one machine.
 
 Every process returns the same :class:`~kernelgen.KernelInterpolant` (alpha checked bit-identical
 across processes); its ``predict`` is local (no communication); :func:`predict_mpi` spreads a
@@ -55,22 +61,21 @@ import json
 import logging
 import os
 import sys
-import time
 import traceback
+from dataclasses import dataclass
 
 import numpy as np
 
 from .._validation import as_float_array
 from ..errors import (
-    ConvergenceError,
     DataIntegrityError,
     InvalidInputError,
     KernelgenError,
     MemoryBudgetError,
     NonFiniteResultError,
-    NotPositiveDefiniteError,
     SettingsMismatchError,
     ShapeMismatchError,
+    UnsupportedOptionError,
 )
 from ..factors._scalapack import (
     BlacsGrid,
@@ -81,14 +86,16 @@ from ..factors._scalapack import (
     load_scalapack,
     numroc,
 )
-from ..numerics import CALL_LIMITS, MEMORY_FRACTION, available_memory
-from ._refine import refine
+from ..numerics import CALL_LIMITS, MEMORY_FRACTION, available_memory, unit_roundoff
+from ..options import decide_factor_dtype
+from ._backend import OperatorMode
+from ._planner import Plan, expected_passes
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DistributedKernelSystem", "MPI_ENV_SETTINGS", "mpi_agree", "mpi_plan", "mpi_settings", "predict_mpi",
-    "solve_mpi"]
+    "DistributedKernelSystem", "MPIPlan", "MPI_ENV_SETTINGS", "MpiBackend", "mpi_agree", "mpi_plan", "mpi_settings",
+    "predict_mpi"]
 
 DEFAULT_BLOCK = 256
 #: Every environment setting the MPI path reads; all processes of a run must see the same values.
@@ -286,7 +293,7 @@ class DistributedKernelSystem:
 
     def __init__(self, kernel, X64, ridge, comm, tile):
         self.kernel, self.X64, self.ridge, self.comm = kernel, X64, float(ridge), comm
-        self.K, self.mode, self.tile = None, "on-the-fly (distributed)", int(tile)
+        self.K, self.mode, self.tile = None, OperatorMode.DISTRIBUTED, int(tile)
         n = X64.shape[0]
         b = list(range(0, n, self.tile)) + [n]
         items = [(b[i], b[i + 1], b[j], b[j + 1]) for i in range(len(b) - 1) for j in range(i + 1)]
@@ -302,13 +309,20 @@ class DistributedKernelSystem:
         self._src = None
         self.n_passes = 0
 
+    def rebind(self, X64):
+        """Point the operator at ``X64`` (the same values, e.g. the fit's own read-only copy)."""
+        self.X64, self._src = X64, None
+
+    def _entries(self):
+        if self._src is None:
+            self._src = self.kernel.entries(self.X64, None, dtype=np.float64)
+        return self._src
+
     def matvec(self, V):
         MPI = import_mpi()
 
         V = np.asarray(V, dtype=np.float64)
-        if self._src is None:
-            self._src = self.kernel.entries(self.X64, None, dtype=np.float64)
-        src = self._src
+        src = self._entries()
         out = np.zeros_like(V)
         buf = np.empty((self.tile, self.tile), dtype=np.float64)
         for r0, r1, c0, c1 in self.items:
@@ -330,6 +344,40 @@ class DistributedKernelSystem:
             raise DataIntegrityError("the processes' copies of K V differ after the Allreduce (MPI returned "
                                      "rank-dependent sums); the replicated iteration cannot continue.")
         return out + self.ridge * V if self.ridge else out
+
+    def matvec_with_error(self, V):
+        """((K + ridge I) V, (K + ridge I)|V|) from one pass and one Allreduce of n x 2k (collective)."""
+        V = np.asarray(V, dtype=np.float64)
+        k = V.shape[1]
+        both = self.matvec(np.concatenate([V, np.abs(V)], axis=1))
+        return both[:, :k], both[:, k:]
+
+    def no_bound_reason(self):
+        """Why the distributed products carry no proven error bound (None when they do)."""
+        if self._entries().entry_error_bound() is None:
+            return (f"{self.kernel!r} has no proven entry error bound on these data (proven: the exact Gaussian, "
+                    "Laplace on integer data, at bandwidths inside the float range)")
+        return None
+
+    def error_bound(self):
+        """g with |computed (K + ridge I) v - exact| <= g (K + ridge I)|v| componentwise, or None.
+
+        Each output entry is a sum of the n products k_ij v_j (each entry with the kernel's proven
+        relative error eta, :meth:`KernelEntries.entry_error_bound`), added in some order: a GEMM over
+        one tile's columns (<= tile terms), the accumulation of the <= 2 (n / tile + 1) tile results
+        into this process's share, and the Allreduce's P - 1 additions of the shares. Whatever the
+        order, a sum of m terms has relative error <= gamma_{m-1} of the sum of the magnitudes
+        (Higham, Accuracy and Stability, §4.2), so D = n + 2 (n // tile + 2) + P + 4 bounds the
+        summation depth; one more rounding for the ridge: g = (1 + eta)(1 + gamma_D)(1 + u)^2 - 1.
+        """
+        if self.no_bound_reason() is not None:
+            return None
+        eta = self._entries().entry_error_bound()
+        u = unit_roundoff(np.float64)
+        n = self.X64.shape[0]
+        depth = n + 2 * (n // max(1, self.tile) + 2) + self.comm.Get_size() + 4
+        gamma = depth * u / (1.0 - depth * u)
+        return float((1.0 + eta) * (1.0 + gamma) * (1.0 + u) ** 2 - 1.0)
 
 
 def _fill_local(kernel, X64, n, nb, grid, fdt, ridge, rank, verbose):
@@ -361,124 +409,130 @@ def _fill_local(kernel, X64, n, nb, grid, fdt, ridge, rank, verbose):
     return local, bad
 
 
-def solve_mpi(A, Y2, *, kernel, precomputed, solver, ridge, opts, verbose):
-    """The distributed Cholesky solve (module docstring); collective over MPI_COMM_WORLD.
+@dataclass(frozen=True)
+class MPIPlan(Plan):
+    """The plan of one process of an MPI solve: the common :class:`~kernelgen.solvers.Plan` (bytes on this
+    process, against its share of the node) extended with the process grid and the local block.
 
-    Parameters
+    Attributes
     ----------
-    A : ndarray (n, d) float64
-        The same training inputs on every process.
-    Y2 : ndarray (n, k) float64
-        The same targets on every process.
-    kernel : Kernel (resolved)
-    precomputed : bool
-        Must be False (the processes compute their tiles from X).
-    solver : str
-        Must be ``"cholesky"``.
-    ridge : float
-    opts : SolveOptions
-    verbose : bool
-        Progress bars on rank 0.
-
-    Returns
-    -------
-    dict
-        The raw outcome every backend returns (``result``, ``solver``, ``factor_dtype``,
-        ``residual_mode``, ``factor``, ``system``, ``timings``, ``plan``).
-
-    Raises
-    ------
-    ScalapackUnavailableError
-        mpi4py or ScaLAPACK missing.
-    InvalidInputError
-        Precomputed kernel, solver other than Cholesky, X/Y differing between processes, a bad grid,
-        or a local block beyond 2^31 entries (with the smallest process count that fits).
-    MemoryBudgetError
-        Some process would exceed its share of memory (before anything is allocated).
-    NotPositiveDefiniteError
-        With the global index of the first non-positive pivot.
-    NonFiniteResultError
-        A NaN/inf kernel entry (global position named) or residual.
-    ConvergenceError
-        The float64 iteration did not reach ``opts.tol``.
+    grid : tuple of int
+        (P_r, P_c).
+    nb : int
+        ScaLAPACK's block size.
+    local_shape : tuple of int
+        This process's block-cyclic block of the factor.
+    processes_on_node : int
     """
-    comm = _world()
-    rank, size = comm.Get_rank(), comm.Get_size()
-    if precomputed:
-        raise InvalidInputError("backend='mpi' computes its kernel tiles from X: a precomputed K is not supported "
-                                "(use backend='scipy').")
-    if solver != "cholesky":
-        raise InvalidInputError(f"backend='mpi' solves by Cholesky only, got solver={solver!r}.")
-    with _abort_on_unexpected(comm, "set-up"):
-        load_scalapack()
-        st = mpi_settings(size)
-        grid_shape, nb = st["grid"], st["nb"]
-        n, d = A.shape
-        k = Y2.shape[1]
-        hashes = comm.allgather(_hash(A, Y2))
-        if len(set(hashes)) != 1:
-            raise InvalidInputError("backend='mpi' needs the same X and Y on every process; ranks "
-                                    f"{[r for r, h in enumerate(hashes) if h != hashes[0]]} differ from rank 0.")
-        specs = comm.allgather(_spec(kernel, ridge, solver, opts))
-        if len(set(specs)) != 1:
-            mine, first = json.loads(specs[rank]), json.loads(specs[0])
-            what = sorted(key for key in first if first[key] != mine.get(key)) or ["(see the other ranks)"]
-            raise InvalidInputError(
-                "backend='mpi' needs the same kernel, ridge, solver and options on every process; ranks "
-                f"{[r for r, sp in enumerate(specs) if sp != specs[0]]} differ from rank 0"
-                + (f" in {', '.join(what)}" if specs[rank] != specs[0] else "") + ".")
-        if opts.dtype is not None:
-            fdt = np.dtype(opts.dtype)
-        else:
-            fdt = np.dtype(np.float64 if n <= opts.float64_max_n else np.float32)
-        tile = max(1, min(int(opts.tile), CALL_LIMITS[np.dtype(np.float64)].potrf_n))
-        nb = max(1, min(nb, n))
-        check_int32_local(n, nb, grid_shape)
-    timings = {}
-    tried = []
-    while True:
+
+    grid: tuple = (1, 1)
+    nb: int = DEFAULT_BLOCK
+    local_shape: tuple = (0, 0)
+    processes_on_node: int = 1
+    checkpoint: str | None = None
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out.update(grid=list(self.grid), local_shape=list(self.local_shape), bytes=self.bytes_needed,
+                   budget=self.bytes_available, parts=dict(self.breakdown),
+                   bytes_per_pass={"allreduce_Kv": self.n * self.n_targets * 8,
+                                   "allreduce_precond": self.n * self.n_targets * 8})
+        return out
+
+
+class MpiBackend:
+    """The distributed backend (module docstring): every method is collective over MPI_COMM_WORLD."""
+
+    name = "mpi"
+    factor_kinds = ("cholesky",)
+    bound_capable = True  # its products use the kernel's accurate entries (error_bound where proven)
+
+    def __init__(self, *, options, verbose: bool = False):
+        self.comm = _world()
+        self.options, self.verbose = options, verbose
+        self.settings = None
+
+    def check(self, problem):
+        """Refuse what the distributed solve cannot honour, and agree the inputs across processes (collective).
+
+        Raises
+        ------
+        UnsupportedOptionError
+            A precomputed K, ``solver="min_norm"``, ``SolveOptions(store_kernel=True)``.
+        InvalidInputError
+            X, Y, kernel, ridge, solver or options differing between processes.
+        """
+        comm = self.comm
+        rank, size = comm.Get_rank(), comm.Get_size()
+        if problem.precomputed:
+            raise UnsupportedOptionError("backend='mpi' computes its kernel tiles from X: a precomputed K is not "
+                                         "supported (use backend='scipy').")
+        if problem.solver == "min_norm":
+            raise UnsupportedOptionError("backend='mpi' solves by Cholesky only, got solver='min_norm' (use "
+                                         "backend='scipy' for the minimum-norm solve).")
+        if problem.options.store_kernel is True:
+            raise UnsupportedOptionError(
+                "SolveOptions(store_kernel=True) cannot hold on backend='mpi': each pass recomputes its share of the "
+                "float64 kernel tiles. Remedy: store_kernel=None, or backend='scipy'.")
+        with _abort_on_unexpected(comm, "set-up"):
+            load_scalapack()
+            self.settings = mpi_settings(size)
+            hashes = comm.allgather(_hash(problem.A, problem.Y))
+            if len(set(hashes)) != 1:
+                raise InvalidInputError("backend='mpi' needs the same X and Y on every process; ranks "
+                                        f"{[r for r, h in enumerate(hashes) if h != hashes[0]]} differ from rank 0.")
+            specs = comm.allgather(_spec(problem.kernel, problem.ridge, problem.solver, problem.options))
+            if len(set(specs)) != 1:
+                mine, first = json.loads(specs[rank]), json.loads(specs[0])
+                what = sorted(key for key in first if first[key] != mine.get(key)) or ["(see the other ranks)"]
+                raise InvalidInputError(
+                    "backend='mpi' needs the same kernel, ridge, solver and options on every process; ranks "
+                    f"{[r for r, sp in enumerate(specs) if sp != specs[0]]} differ from rank 0"
+                    + (f" in {', '.join(what)}" if specs[rank] != specs[0] else "") + ".")
+
+    def plan(self, n, d, k, options, *, solver="cholesky"):
+        comm = self.comm
         with _abort_on_unexpected(comm, "planning"):
-            plan = _check_memory(comm, n, d, k, grid_shape, nb, fdt, tile, opts)
-            grid = _grid(grid_shape)
-        try:
-            factor = _factor(comm, grid, A, n, nb, fdt, ridge, kernel, st["checkpoint"], timings, verbose)
-            with _abort_on_unexpected(comm, "the float64 iteration"):
-                system = DistributedKernelSystem(kernel, A, ridge, comm, tile)
-                t0 = time.perf_counter()
-                res = refine(system.matvec, factor.solve, Y2, tol=opts.tol, max_iter=opts.max_iter,
-                             method=opts.refinement, verbose=verbose and rank == 0)
-                timings["refine"] = time.perf_counter() - t0
-                factor.spectrum_estimate = res.spectrum_estimate
-            break
-        except KernelgenError as exc:
-            if (opts.dtype is not None or fdt == np.float64
-                    or not isinstance(exc, (NotPositiveDefiniteError, ConvergenceError))):
-                raise
-            log.warning("rank %d/%d: mixed precision failed (%s); dtype=None policy: refactoring in float64",
-                        rank, size, type(exc).__name__)
-            tried.append(type(exc).__name__)
-            fdt = np.dtype(np.float64)
-    with _abort_on_unexpected(comm, "the final check"):
-        digests = comm.allgather(_hash(res.alpha))
-        if len(set(digests)) != 1:
-            raise DataIntegrityError("the processes ended with different alpha; the replicated iteration diverged.")
-    plan["fallback_from_float32"] = tried
-    plan["bytes_per_pass"] = {"allreduce_Kv": n * k * 8, "allreduce_precond": n * k * 8}
-    log.info("rank %d/%d: mpi solve n=%d grid %dx%d nb=%d factor %s: residual %.3e after %d passes "
-             "(kernel %.1f s, factor %.1f s, refine %.1f s)", rank, size, n, grid_shape[0], grid_shape[1], nb,
-             fdt.name, res.relative_residual, res.n_matvecs, timings.get("kernel", 0.0), timings.get("factor", 0.0),
-             timings["refine"])
-    return {"result": res, "solver": "cholesky", "factor_dtype": fdt.name, "residual_mode": system.mode,
-            "rank": n, "timings": timings, "plan": plan, "factor": factor, "system": system}
+            st = self.settings or mpi_settings(comm.Get_size())
+            fdt = decide_factor_dtype(options, n)
+            tile = max(1, min(int(options.tile), CALL_LIMITS[np.dtype(np.float64)].potrf_n))
+            nb = max(1, min(st["nb"], n))
+            check_int32_local(n, nb, st["grid"])
+            return _check_memory(comm, n, d, k, st["grid"], nb, fdt, tile, options, st["checkpoint"])
+
+    def operator(self, A, kernel, plan, ridge):
+        with _abort_on_unexpected(self.comm, "the float64 operator"):
+            return DistributedKernelSystem(kernel, A, ridge, self.comm, plan.tile)
+
+    def factor(self, A, kernel, plan, ridge):
+        return _factor(self.comm, _grid(plan.grid), A, plan.n, plan.nb, np.dtype(plan.factor_dtype), ridge, kernel,
+                       plan.checkpoint, self.verbose)
+
+    def guard(self, phase: str):
+        """Named kernelgen errors pass (raised on every process alike); anything else aborts the job."""
+        return _abort_on_unexpected(self.comm, phase)
+
+    def finish(self, solution):
+        """Every process must end with the same alpha (the iteration is replicated)."""
+        comm = self.comm
+        with _abort_on_unexpected(comm, "the final check"):
+            digests = comm.allgather(_hash(solution.alpha))
+            if len(set(digests)) != 1:
+                raise DataIntegrityError("the processes ended with different alpha; the replicated iteration "
+                                         "diverged.")
+        rank, size = comm.Get_rank(), comm.Get_size()
+        p = solution.plan
+        log.info("rank %d/%d: mpi solve n=%d grid %dx%d nb=%d factor %s: residual %.3e after %d passes", rank, size,
+                 p.n, p.grid[0], p.grid[1], p.nb, np.dtype(p.factor_dtype).name,
+                 solution.certificate.relative_residual, solution.certificate.n_matvecs)
 
 
-def _check_memory(comm, n, d, k, grid_shape, nb, fdt, tile, opts):
+def _check_memory(comm, n, d, k, grid_shape, nb, fdt, tile, opts, checkpoint):
     rank, size = comm.Get_rank(), comm.Get_size()
     plan = mpi_plan(n, d, k, grid=grid_shape, nb=nb, rank=rank, factor_dtype=fdt, tile=tile)
     share = _node_share(comm)
     budget = (int(opts.memory_budget) if opts.memory_budget is not None
               else int(MEMORY_FRACTION * available_memory() / share))
-    plan["budget"] = budget
     verdicts = comm.allgather((plan["bytes"], budget))
     over = [(r, need, have) for r, (need, have) in enumerate(verdicts) if need > have]
     log.info("rank %d/%d: plan %s local block %s (%s), %.2f GB needed, %.2f GB budget (%d processes on this node)",
@@ -492,26 +546,26 @@ def _check_memory(comm, n, d, k, grid_shape, nb, fdt, tile, opts):
             f"{plan['local_shape'] if r == rank else ''} as ScaLAPACK stores it, its copies of X, workspaces) but "
             f"{have / 1e9:.2f} GB is its share of the node ({len(over)} process(es) over). Remedy: more nodes "
             f"(more processes, fewer per node), free memory on the node{f32}.", need, have)
-    return plan
+    return MPIPlan(n, d, k, "cholesky", fdt, str(OperatorMode.DISTRIBUTED), tile, plan["bytes"], budget,
+                   dict(plan["parts"]), backend="mpi", places={"factor": "distributed",
+                                                              "kernel float64": "distributed (recomputed)"},
+                   passes_expected=expected_passes(fdt), grid=tuple(grid_shape), nb=nb,
+                   local_shape=tuple(plan["local_shape"]), processes_on_node=share, checkpoint=checkpoint)
 
 
-def _factor(comm, grid, A, n, nb, fdt, ridge, kernel, checkpoint, timings, verbose):
+def _factor(comm, grid, A, n, nb, fdt, ridge, kernel, checkpoint, verbose):
     rank, size = comm.Get_rank(), comm.Get_size()
     fp = ""
     if checkpoint:
         with _abort_on_unexpected(comm, "loading the checkpoint"):
             fp = _hash(A, np.array([ridge, nb, *grid.shape]), np.frombuffer(repr(kernel).encode(), np.uint8),
                        np.frombuffer(fdt.name.encode(), np.uint8))
-            t0 = time.perf_counter()
             f = ScalapackCholesky.load(grid, checkpoint, n=n, nb=nb, dtype=fdt, fingerprint=fp)
             if f is not None:
-                timings["kernel"], timings["factor"] = 0.0, time.perf_counter() - t0
                 log.info("rank %d/%d: resumed from the saved factor in %s (no refactoring)", rank, size, checkpoint)
                 return f
     with _abort_on_unexpected(comm, "the kernel tiles"):
-        t0 = time.perf_counter()
         local, bad = _fill_local(kernel, A, n, nb, grid.shape, fdt, ridge, rank, verbose and rank == 0)
-        timings["kernel"] = time.perf_counter() - t0
         bads = [b for b in comm.allgather(bad) if b is not None]
     if bads:
         i, j = min(bads)
@@ -519,7 +573,6 @@ def _factor(comm, grid, A, n, nb, fdt, ridge, kernel, checkpoint, timings, verbo
                                    "Remedy: rescale the data or the kernel, or SolveOptions(dtype='float64').")
     with _abort_on_unexpected(comm, "the factorization"):
         f = ScalapackCholesky.factor(grid, local, n, nb, fingerprint=fp)
-        timings["factor"] = f.seconds
         if checkpoint:
             f.save(checkpoint)
     return f

@@ -4,7 +4,8 @@ The planner turns (n, d, targets, dtypes, memory available) into a path and bloc
 sizes, or refuses *before* anything large is allocated, with the bytes needed, the
 bytes available and a remedy.
 
-Dtype policy (the "mixed" path is the default above ``AUTO_FLOAT64_MAX_N``):
+Dtype policy (the "mixed" path is the default above ``AUTO_FLOAT64_MAX_N``; the one rule is
+:func:`kernelgen.options.decide_factor_dtype`):
 - the factor is float32 ("mixed") or float64 ("float64");
 - the residual Y - K alpha is *always* computed in float64 with the float64 kernel,
   either stored as one lower triangle (when it fits beside the factor) or recomputed
@@ -16,22 +17,21 @@ Dtype policy (the "mixed" path is the default above ``AUTO_FLOAT64_MAX_N``):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..errors import InvalidInputError, MemoryBudgetError
 from ..factors import EIGH_MAX_N, LowerPanels
-from ..numerics import CALL_LIMITS, DEFAULT_TILE, MEMORY_FRACTION, available_memory
+from ..numerics import CALL_LIMITS, MEMORY_FRACTION, available_memory
+from ..options import AUTO_FLOAT64_MAX_N, SolveOptions, decide_factor_dtype
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MemoryPlan", "plan_kernel_solve", "available_memory", "AUTO_FLOAT64_MAX_N", "EIGH_MAX_N",
-           "DEFAULT_MEMORY_FRACTION", "SMALL_TEMPORARIES"]
+__all__ = ["MemoryPlan", "Plan", "plan_kernel_solve", "available_memory", "AUTO_FLOAT64_MAX_N", "EIGH_MAX_N",
+           "DEFAULT_MEMORY_FRACTION", "SMALL_TEMPORARIES", "expected_passes"]
 
-#: dtype=None factors in float64 up to this n (cheap there), in float32 above
-#: (the default of :attr:`kernelgen.SolveOptions.float64_max_n`).
-AUTO_FLOAT64_MAX_N = 4096
+_UNSET = object()  # a loose keyword left at its default (plan_kernel_solve with options=...)
 #: Fraction of the available memory the planner lets one solve use by default (the one rule,
 #: :data:`kernelgen.numerics.MEMORY_FRACTION`).
 DEFAULT_MEMORY_FRACTION = MEMORY_FRACTION
@@ -47,22 +47,41 @@ def _gb(b: float) -> str:
     return f"{b / 1e9:.2f} GB"
 
 
+def expected_passes(factor_dtype) -> int:
+    """Float64 kernel passes a Cholesky-preconditioned solve typically makes (a planning figure, not a limit).
+
+    A float64 factor: 2 (the first product and the verifying one). A float32 factor: 6, what the
+    Gaussian (s = 5) MNIST solves made at n = 20,000 to 60,000 (5 to 6; 4 at 10,000, 
+    ``benchmarks/json/scaling.json``); ``SolveOptions.max_iter`` is the limit.
+    """
+    return 2 if np.dtype(factor_dtype) == np.float64 else 6
+
+
 @dataclass(frozen=True)
-class MemoryPlan:
-    """What the solver will allocate and how.
+class Plan:
+    """What a solve will allocate, where, and how (one frozen type for every backend).
 
     Attributes
     ----------
+    n, d, n_targets : int
     path : str
-        ``"cholesky"`` or ``"eigh"``.
+        ``"cholesky"`` or ``"eigh"`` (the minimum-norm route: a factor kind).
     factor_dtype : numpy dtype
         dtype of the Cholesky factor (float32 = mixed precision) or of the eigendecomposition.
     residual : str
-        ``"stored"`` (float64 kernel kept as one lower triangle), ``"on-the-fly"``
-        (float64 kernel blocks recomputed per product) or ``"precomputed"`` (the caller's K).
+        Where the certifying float64 kernel lives: ``"stored"`` (one lower triangle),
+        ``"on-the-fly"`` (recomputed blockwise per product), ``"precomputed"`` (the caller's K),
+        ``"device"`` (accelerator memory), ``"on-the-fly (distributed)"`` (MPI), ``"eigh"``.
     tile : int
     bytes_needed, bytes_available : int
+        On the plan's place (host memory; device memory for JAX; one process's share for MPI).
     breakdown : dict[str, int]
+        Bytes per object.
+    backend : str
+    places : dict[str, str]
+        Where each n x n object lives ("host", "device", "distributed").
+    passes_expected : int
+        :func:`expected_passes`.
     """
 
     n: int
@@ -75,12 +94,25 @@ class MemoryPlan:
     bytes_needed: int
     bytes_available: int
     breakdown: dict
+    backend: str = "scipy"
+    places: dict = field(default_factory=dict)
+    passes_expected: int = 0
 
     def describe(self) -> str:
         parts = ", ".join(f"{k} {_gb(v)}" for k, v in self.breakdown.items())
-        return (f"{self.path} n={self.n}: factor {np.dtype(self.factor_dtype).name}, float64 residual "
+        return (f"{self.backend} {self.path} n={self.n}: factor {np.dtype(self.factor_dtype).name}, float64 residual "
                 f"{self.residual}, tile {self.tile}; needs {_gb(self.bytes_needed)} of "
                 f"{_gb(self.bytes_available)} ({parts})")
+
+    def to_dict(self) -> dict:
+        """The plan as a JSON-serialisable dict (dtype as its name)."""
+        out = asdict(self)
+        out["factor_dtype"] = np.dtype(self.factor_dtype).name
+        return out
+
+
+#: The former name of :class:`Plan`.
+MemoryPlan = Plan
 
 
 def plan_kernel_solve(
@@ -89,13 +121,14 @@ def plan_kernel_solve(
     n_targets: int,
     *,
     solver: str = "cholesky",
-    dtype=None,
+    dtype=_UNSET,
     precomputed: bool = False,
-    memory_budget: int | None = None,
-    tile: int = DEFAULT_TILE,
-    store_kernel: bool | None = None,
-    float64_max_n: int = AUTO_FLOAT64_MAX_N,
-) -> MemoryPlan:
+    memory_budget=_UNSET,
+    tile=_UNSET,
+    store_kernel=_UNSET,
+    float64_max_n=_UNSET,
+    options: SolveOptions | None = None,
+) -> Plan:
     """Choose the path for solving a kernel system of order n, or refuse.
 
     Parameters
@@ -112,6 +145,11 @@ def plan_kernel_solve(
         :func:`available_memory`.
     store_kernel : bool, optional
         Force (True) or forbid (False) keeping the float64 kernel triangle.
+    tile, float64_max_n : int
+        As in :class:`kernelgen.SolveOptions`.
+    options : SolveOptions, optional
+        The solve's options, passed whole: dtype, memory_budget, tile, store_kernel and
+        float64_max_n are read from it (then none of those keywords may be given).
 
     Raises
     ------
@@ -121,6 +159,18 @@ def plan_kernel_solve(
         ``memory_budget``; otherwise a float32 factor (only when it would fit), the largest number
         of samples that fits, or more memory.
     """
+    loose = {"dtype": dtype, "memory_budget": memory_budget, "tile": tile, "store_kernel": store_kernel,
+             "float64_max_n": float64_max_n}
+    given = sorted(k for k, v in loose.items() if v is not _UNSET)
+    if options is not None:
+        if given:
+            raise InvalidInputError(f"plan_kernel_solve: pass either options=SolveOptions(...) or {given}, not both.")
+        opts = SolveOptions.coerce(options)
+    else:
+        opts = SolveOptions(**{k: v for k, v in loose.items() if v is not _UNSET and k != "dtype"},
+                            **({"dtype": dtype} if dtype is not _UNSET and dtype is not None else {}))
+    dtype, memory_budget, tile = opts.dtype, opts.memory_budget, opts.tile
+    store_kernel, float64_max_n = opts.store_kernel, opts.float64_max_n
     if n < 1:
         raise InvalidInputError("n must be positive")
     explicit = memory_budget is not None
@@ -145,18 +195,12 @@ def plan_kernel_solve(
                           _min_norm_need(1, d, k, precomputed), "solver='cholesky' (a float32 triangle, n^2*2 bytes)",
                           _cholesky_need(n, d, k, np.dtype(np.float32), tile, precomputed, False) <= budget),
                 need, budget)
-        return MemoryPlan(n, d, k, "eigh", np.dtype(np.float64), "eigh", n, need, budget, breakdown)
+        return Plan(n, d, k, "eigh", np.dtype(np.float64), "eigh", n, need, budget, breakdown,
+                    places={"eigh": "host"}, passes_expected=2)
 
     if solver != "cholesky":
         raise InvalidInputError(f"unknown solver {solver!r}")
-    if dtype is None:
-        fdt = np.dtype(np.float64) if n <= float64_max_n else np.dtype(np.float32)
-    else:
-        fdt = np.dtype(dtype)
-        if fdt.type not in (np.float32, np.float64):
-            raise InvalidInputError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
-    if int(tile) < 1:
-        raise InvalidInputError(f"tile must be a positive integer, got {tile!r}")
+    fdt = decide_factor_dtype(opts, n)
     tile_req = int(tile)
     tile = int(min(tile, CALL_LIMITS[fdt].potrf_n, max(n, 1)))
     breakdown.update(_cholesky_parts(n, tile, fdt))
@@ -187,7 +231,11 @@ def plan_kernel_solve(
         raise MemoryBudgetError(
             f"an exact kernel solve at n={n} needs {_gb(need)} ({', '.join(f'{a} {_gb(b)}' for a, b in breakdown.items())}) "
             f"but {_gb(budget)} is available. Remedy: {remedy}", need, budget)
-    plan = MemoryPlan(n, d, k, "cholesky", fdt, residual, tile, need, budget, breakdown)
+    places = {"factor": "host"}
+    if residual == "stored":
+        places["kernel float64"] = "host"
+    plan = Plan(n, d, k, "cholesky", fdt, residual, tile, need, budget, breakdown, places=places,
+                passes_expected=expected_passes(fdt))
     log.info("memory plan: %s", plan.describe())
     return plan
 

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConvergenceError, InvalidInputError, NonFiniteResultError
 from ..numerics import safe_norm
+from ..options import SolveOptions
 
 log = logging.getLogger(__name__)
 
@@ -147,33 +148,41 @@ def _rel(R, normY):
 
 
 def refine(
-    matvec: Callable[[np.ndarray], np.ndarray],
-    precond: Callable[[np.ndarray], np.ndarray],
+    operator,
+    precond,
     Y: np.ndarray,
     *,
-    tol: float = 1e-10,
-    max_iter: int = 30,
-    method: str = "cg",
+    options: SolveOptions | None = None,
+    tol: float | None = None,
+    max_iter: int | None = None,
+    method: str | None = None,
     alpha0: np.ndarray | None = None,
     on_step: Callable[[dict], None] | None = None,
     verbose: bool = False,
     matvec_error: float | None = None,
-    stop_on_bound: bool = False,
+    stop_on_bound: bool | None = None,
 ) -> RefinementResult:
-    """Iterate to ||Y - A alpha||_F <= tol ||Y||_F with A applied by ``matvec`` in float64.
+    """Iterate to ||Y - A alpha||_F <= tol ||Y||_F with A applied in float64 by ``operator``.
 
     Parameters
     ----------
-    matvec : callable
-        V (n, k) float64 -> A V (n, k) float64 (the float64 kernel, plus ridge).
-    precond : callable
-        R (n, k) float64 -> approximately A^-1 R, float64 (e.g. a float32 Cholesky solve).
+    operator : KernelOperator or callable
+        A :class:`~kernelgen.solvers._backend.KernelOperator` (its ``matvec``, its
+        ``matvec_with_error`` for the products of [V, |V|], and its ``error_bound()`` as
+        ``matvec_error``), or a callable V (n, k) float64 -> A V (n, k) float64.
+    precond : Factor or callable
+        A factor (its ``solve``) or a callable R (n, k) float64 -> approximately A^-1 R, float64
+        (e.g. a float32 Cholesky solve).
     Y : ndarray of shape (n, k)
-    tol : float
+    options : SolveOptions, optional
+        Passed whole: ``tol`` (default :data:`kernelgen.numerics.EXACT_TOL`), ``max_iter``,
+        ``refinement`` (the method) and ``certificate`` ("bound": ``stop_on_bound``) are read from it.
+        The keywords below, when given, override it.
+    tol : float, optional
         Target relative Frobenius residual.
-    max_iter : int
+    max_iter : int, optional
         Maximum number of kernel passes after the first.
-    method : {"cg", "richardson"}
+    method : {"cg", "richardson"}, optional
     alpha0 : ndarray of shape (n, k), optional
         Starting point (default: the preconditioner applied to Y).
     on_step : callable, optional
@@ -181,10 +190,11 @@ def refine(
     verbose : bool
         A progress bar over the float64 passes (the longest phase at 60k).
     matvec_error : float, optional
-        g with |matvec(v) - A v| <= g A|v| componentwise for the exact operator A >= 0 (entrywise).
-        When given, every direct product is applied to [alpha, |alpha|] and the result carries the
-        proven bound ``relative_residual_bound`` on the exact-arithmetic residual.
-    stop_on_bound : bool
+        g with |matvec(v) - A v| <= g A|v| componentwise for the exact operator A >= 0 (entrywise);
+        default: the operator's ``error_bound()``. When known, every direct product is applied to
+        [alpha, |alpha|] and the result carries the proven bound ``relative_residual_bound`` on the
+        exact-arithmetic residual.
+    stop_on_bound : bool, optional
         With ``matvec_error`` and CG: every pass is applied to [p, |p|], the gap bound of the module
         docstring is carried, and CG stops, certified, as soon as the bound reaches ``tol`` (no
         verifying pass); when it does not, the verifying pass is made as usual.
@@ -196,6 +206,19 @@ def refine(
         carries the history and remedies.
     """
     t0 = time.perf_counter()
+    opts = SolveOptions.coerce(options)
+    tol = opts.tol if tol is None else tol
+    max_iter = opts.max_iter if max_iter is None else max_iter
+    method = opts.refinement if method is None else method
+    stop_on_bound = (opts.certificate == "bound") if stop_on_bound is None else stop_on_bound
+    if callable(operator) and not hasattr(operator, "matvec"):
+        matvec, pair = operator, None
+    else:
+        matvec, pair = operator.matvec, getattr(operator, "matvec_with_error", None)
+        if matvec_error is None and hasattr(operator, "error_bound"):
+            matvec_error = operator.error_bound()
+    if hasattr(precond, "solve"):  # a Factor
+        precond = precond.solve
     Y = np.asarray(Y, dtype=np.float64)
     # the problem is linear: solve it for Y / 2^k with max|Y / 2^k| in [0.5, 1) (an exact scaling), so that CG's
     # inner products of residuals cannot underflow or overflow for targets of any representable size
@@ -225,6 +248,8 @@ def refine(
     k = Y.shape[1]
 
     def with_abs(V):
+        if pair is not None:
+            return pair(V)
         both = matvec(np.concatenate([V, np.abs(V)], axis=1))
         return both[:, :k], both[:, k:]
 

@@ -1,7 +1,9 @@
 """The fitted kernel interpolant: immutable, certified, saveable, picklable (private; see kernelgen.solvers).
 
-:func:`build_interpolant` packages a backend's raw outcome into a :class:`KernelInterpolant` (the
-RKHS norm from the verified product, and ``solve`` for new targets when the factor is kept);
+:func:`build_interpolant` packages the orchestration's :class:`~kernelgen.solvers._orchestrate.Solution`
+into a :class:`KernelInterpolant` = (kernel, training data or its hash, alpha, certificate, factor,
+options, provenance): the RKHS norm from the verified product, and ``solve`` for new targets (the
+same orchestration's iteration) when the factor is kept;
 :meth:`KernelInterpolant.load` and unpickling give a kept factor the same ``solve``
 (:func:`attach_resolver`).
 
@@ -9,7 +11,7 @@ The fit owns what it certifies: ``alpha``, ``fitted`` and the training data ``X_
 read-only arrays that nobody else can write (``X_train`` is copied once unless the caller's
 array is already read-only float64 throughout). The file format (version :data:`FORMAT_VERSION`)
 is written from the dataclass fields themselves: each field says in its metadata how it is
-stored (``store``: "array", "kernel", "options", "tuple", "json", or None for the transient ones:
+stored (``store``: "array", "kernel", "options", "certificate", "tuple", "json", or None for the transient ones:
 the factor, the data, the memory plan and the resolver, which ``save`` writes only on request).
 """
 
@@ -45,15 +47,18 @@ from ..factors import CholeskyFactor
 from ..kernels import Kernel, Precomputed
 from ..options import SolveOptions
 from ..provenance import provenance
-from ._refine import refine
-from ._system import KernelSystem, check_interpolates, float64_refactor, pinv_refine, prepare_targets
+from ._backend import OperatorMode
+from ._certificate import Certificate
+from ._orchestrate import Solution, iterate
+from ._system import KernelSystem, float64_refactor, prepare_targets
 
 __all__ = ["KernelInterpolant", "FORMAT_VERSION", "attach_resolver", "build_interpolant", "data_fingerprint"]
 
 log = logging.getLogger(__name__)
 
-#: Version of the file format written by :meth:`KernelInterpolant.save` (2: data, preparation, rows, notes).
-FORMAT_VERSION = 2
+#: Version of the file format written by :meth:`KernelInterpolant.save` (2: data, preparation, rows, notes;
+#: 3: the certificate as one field, ``SolveOptions.float64_retry``).
+FORMAT_VERSION = 3
 _FORMAT_NAME = "kernelgen.KernelInterpolant"
 
 
@@ -109,45 +114,25 @@ class KernelInterpolant:
         Coefficients, float64.
     kernel : Kernel
         The kernel, with every data-dependent default resolved (e.g. the bandwidth chosen).
-    relative_residual : float
-        The certificate of ||Y - (K + ridge I) alpha||_F / ||Y||_F, independent of the factor it
-        certifies. With ``residual_certificate == "direct"``: that residual computed by a direct
-        float64 product (the kernel recomputed blockwise, or the caller's precomputed K). With
-        ``"bound"``: a proven upper bound on it in exact arithmetic (equal to
-        ``relative_residual_bound``; see :mod:`kernelgen.solvers._refine`).
-    relative_residual_bound : float or None
-        The proven bound on the exact-arithmetic relative residual, where the float64 product has
-        one (the SciPy backend's product with the exact ``Gaussian`` class, or ``Laplace`` on integer
-        data; computed whatever ``SolveOptions.certificate`` says); else None.
-    residual_certificate : {"direct", "bound"}
-        What certifies alpha (above).
-    last_direct_residual : float or None
-        The last relative residual computed by a direct product (the starting point's when the
-        bound certified the final alpha).
+    certificate : Certificate
+        What certifies alpha and what ran (:class:`~kernelgen.solvers.Certificate`); its fields are
+        also read as properties of the fit: ``relative_residual`` (||Y - (K + ridge I) alpha||_F /
+        ||Y||_F, by a direct float64 product independent of the factor, or with
+        ``residual_certificate == "bound"`` a proven bound on it in exact arithmetic),
+        ``relative_residual_bound`` (the proven bound where the products have one, else None:
+        ``certificate.bound_reason`` says why), ``residual_certificate``, ``last_direct_residual``,
+        ``history``, ``n_matvecs``, ``solver``, ``backend``, ``factor_dtype``, ``residual_mode``
+        ("stored", "on-the-fly", "precomputed", "recomputed", "device", "on-the-fly (distributed)"),
+        ``rank``, ``rank_tol``, ``condition_number``.
     alpha_K_alpha : ndarray of shape (n_targets,)
         alpha_j^T K alpha_j per target (squared RKHS norm of each interpolating function).
     rkhs_norm : float
         sqrt(sum_j alpha_j^T K alpha_j).
     ridge : float
         What was added to the diagonal (0 unless asked; kernelgen never adds jitter).
-    solver, backend : str
-        What ran.
-    factor_dtype : str
-        dtype of the factor (float32 = mixed precision with a float64 iteration).
-    residual_mode : str
-        How the float64 residual was computed: "stored" (float64 kernel triangle), "on-the-fly"
-        (recomputed blockwise per pass), "precomputed" (the caller's K), "recomputed" (min_norm:
-        one independent blockwise pass).
-    rank, rank_tol, condition_number
-        Numerical rank and its threshold (``min_norm``), rank = n for Cholesky; condition number
-        of the kept spectrum (``min_norm``), None for Cholesky.
-    history : tuple of dict
-        Each float64 residual reached (step, kind, relative_residual, seconds).
-    n_matvecs : int
-        float64 kernel passes.
     timings : dict
         Seconds per phase.
-    plan : MemoryPlan or None
+    plan : Plan or None
         Not saved.
     fitted : ndarray of shape (n,) or (n, n_targets)
         K alpha on the training points from the final float64 product.
@@ -175,22 +160,10 @@ class KernelInterpolant:
 
     alpha: np.ndarray = field(metadata=_stored("array"))
     kernel: Kernel = field(metadata=_stored("kernel"))
-    relative_residual: float
+    certificate: Certificate = field(metadata=_stored("certificate"))
     alpha_K_alpha: np.ndarray = field(metadata=_stored("array"))
     rkhs_norm: float
     ridge: float
-    solver: str
-    backend: str
-    factor_dtype: str
-    residual_mode: str
-    rank: int | None = None
-    rank_tol: float | None = None
-    condition_number: float | None = None
-    history: tuple = field(default=(), metadata=_stored("tuple"))
-    n_matvecs: int = 0
-    relative_residual_bound: float | None = None
-    residual_certificate: str = "direct"
-    last_direct_residual: float | None = None
     timings: dict = field(default_factory=dict)
     plan: Any = field(default=None, metadata=_stored(None))
     fitted: np.ndarray | None = field(default=None, repr=False, metadata=_stored("array"))
@@ -221,7 +194,6 @@ class KernelInterpolant:
         if self.data_shape is not None:
             object.__setattr__(self, "data_shape", tuple(int(v) for v in self.data_shape))
         object.__setattr__(self, "notes", tuple(str(v) for v in self.notes))
-        object.__setattr__(self, "history", tuple(self.history))
         if self.rows is not None:
             object.__setattr__(self, "rows", _check_rows(self.rows, self.n_train))
         if self.preparation is not None:
@@ -233,10 +205,25 @@ class KernelInterpolant:
     def n_train(self) -> int:
         return self.alpha.shape[0]
 
-    @property
-    def jitter(self) -> float:
-        """Always 0.0: kernelgen never adds jitter (``ridge`` is what was asked)."""
-        return 0.0
+    # ---------------------------------------------------------------- the certificate's fields, as users read them
+    relative_residual = property(lambda self: self.certificate.relative_residual,
+                                 doc="The certified relative residual (:class:`Certificate`).")
+    relative_residual_bound = property(lambda self: self.certificate.relative_residual_bound,
+                                       doc="The proven bound on the exact-arithmetic relative residual, or None.")
+    residual_certificate = property(lambda self: self.certificate.method, doc='"direct" or "bound".')
+    last_direct_residual = property(lambda self: self.certificate.last_direct_residual,
+                                    doc="The last relative residual computed by a direct product.")
+    history = property(lambda self: self.certificate.history, doc="Each float64 residual reached.")
+    n_matvecs = property(lambda self: self.certificate.n_matvecs, doc="float64 kernel passes.")
+    solver = property(lambda self: self.certificate.solver, doc='"cholesky" or "min_norm".')
+    backend = property(lambda self: self.certificate.backend, doc='"scipy", "jax" or "mpi".')
+    factor_dtype = property(lambda self: self.certificate.factor_dtype, doc="dtype of the factor.")
+    residual_mode = property(lambda self: self.certificate.residual_mode,
+                             doc="How the certifying float64 product was computed.")
+    rank = property(lambda self: self.certificate.rank, doc="Numerical rank (n for Cholesky).")
+    rank_tol = property(lambda self: self.certificate.rank_tol, doc="min_norm's rank threshold.")
+    condition_number = property(lambda self: self.certificate.condition_number,
+                                doc="min_norm: condition number of the kept spectrum.")
 
     @property
     def data_info(self) -> dict:
@@ -332,10 +319,7 @@ class KernelInterpolant:
             Xn = as_float_array(X_new, "X_new", ndim=(2,), dtype=np.float64)
             if Xn.shape[1] != self.X_train.shape[1]:
                 raise ShapeMismatchError(f"X_new has {Xn.shape[1]} features, training data had {self.X_train.shape[1]}.")
-            if self.backend == "jax":
-                P = self.kernel.apply_jax(Xn, self.X_train, A)
-            else:
-                P = self.kernel.apply(Xn, self.X_train, A, verbose=verbose, desc="predict")
+            P = self.kernel.apply(Xn, self.X_train, A, verbose=verbose, desc="predict")
         if not np.all(np.isfinite(P)):
             raise NonFiniteResultError("predictions are not finite (the kernel overflowed on X_new).")
         return P[:, 0] if self.alpha.ndim == 1 else P
@@ -381,7 +365,7 @@ class KernelInterpolant:
     # ---------------------------------------------------------------- persistence
     def save(self, path, *, include_factor: bool = False, include_data: bool = False, preparation=None,
              rows=None) -> None:
-        """Write the interpolant to ``path`` (NumPy ``.npz`` without pickles, format version 2), atomically.
+        """Write the interpolant to ``path`` (NumPy ``.npz`` without pickles, format version 3), atomically.
 
         Stored: format name and version, kernelgen version, every field of the dataclass that has
         a ``store`` in its metadata (the kernel as ``Kernel.to_dict``, alpha, fitted values, the
@@ -543,9 +527,11 @@ def _check_rows(rows, n: int) -> np.ndarray:
 
 
 _ENCODE = {"json": lambda v: v, "tuple": lambda v: None if v is None else list(v),
-           "kernel": lambda k: k.to_dict(), "options": lambda o: o.to_dict()}
+           "kernel": lambda k: k.to_dict(), "options": lambda o: o.to_dict(),
+           "certificate": lambda c: c.to_dict()}
 _DECODE = {"json": lambda v: v, "tuple": lambda v: None if v is None else tuple(v),
-           "kernel": lambda d: Kernel.from_dict(d), "options": lambda d: SolveOptions(**d)}
+           "kernel": lambda d: Kernel.from_dict(d), "options": lambda d: SolveOptions(**d),
+           "certificate": lambda d: Certificate.from_dict(d)}
 
 
 def _read_file(path):
@@ -631,66 +617,49 @@ def _certify(alpha, R, Y2, ridge, KA=None):
     return KA, aka, norm
 
 
-def build_interpolant(out, Y2, squeeze, kern, X64, K, ridge, opts, backend, *, prov=None, data_sha=None):
-    """The KernelInterpolant of a backend's raw outcome ``out`` (certified norms; a resolver when the factor is kept).
+def build_interpolant(sol: Solution, Y2, squeeze, kern, X64, K, ridge, opts, *, prov=None, data_sha=None):
+    """The KernelInterpolant of the orchestration's :class:`Solution` (certified norms; ``solve`` when the factor is kept).
 
     ``X64`` (the validated training inputs; the solvers pass the caller's float64 array without a
     copy) is copied once into a read-only array the fit owns (:func:`_owned_readonly`: n * d * 8
-    bytes), unless it is already read-only float64; a kept system is pointed at that copy.
-    ``out["notes"]`` (optional, tuple of str): decisions taken during the solve, kept on the fit.
+    bytes), unless it is already read-only float64; a kept operator is pointed at that copy.
     """
-    res = out["result"]
     KA = None
     if ridge > 0:
         # one more float64 pass: K alpha itself, not Y - R - ridge alpha, which cancels when the ridge dominates
         log.info("ridge > 0: K alpha for the RKHS norm and fitted values by one direct float64 product")
-        KA = _kernel_times(kern, X64, K, res.alpha)
-    KA, aka, norm = _certify(res.alpha, res.residual, Y2, ridge, KA)
+        KA = _kernel_times(kern, X64, K, sol.alpha)
+    KA, aka, norm = _certify(sol.alpha, sol.residual, Y2, ridge, KA)
     fit = KernelInterpolant(
-        alpha=res.alpha[:, 0] if squeeze else res.alpha, kernel=kern, relative_residual=res.relative_residual,
-        alpha_K_alpha=aka, rkhs_norm=norm, ridge=ridge, solver=out["solver"], backend=backend,
-        factor_dtype=out["factor_dtype"], residual_mode=out["residual_mode"], rank=out.get("rank"),
-        rank_tol=out.get("rank_tol"), condition_number=out.get("condition_number"), history=tuple(res.history),
-        n_matvecs=res.n_matvecs, relative_residual_bound=res.relative_residual_bound,
-        residual_certificate=res.certificate, last_direct_residual=res.last_direct_residual,
-        timings=out["timings"], plan=out.get("plan"),
-        fitted=KA[:, 0] if squeeze else KA, options=opts,
-        factor=out.get("factor") if opts.keep_factor else None,
+        alpha=sol.alpha[:, 0] if squeeze else sol.alpha, kernel=kern, certificate=sol.certificate,
+        alpha_K_alpha=aka, rkhs_norm=norm, ridge=ridge, timings=dict(sol.timings), plan=sol.plan,
+        fitted=KA[:, 0] if squeeze else KA, options=opts, factor=sol.factor if opts.keep_factor else None,
         provenance=prov if prov is not None else provenance(),
         X_train=X64, data_sha256=data_sha or data_fingerprint(K if X64 is None else X64),
-        data_shape=None if K is None else tuple(np.shape(K)), notes=tuple(out.get("notes", ())))
-    system = out.get("system")
-    if opts.keep_factor and system is not None:
-        if X64 is not None and getattr(system, "X64", None) is X64 and fit.X_train is not X64:
-            # the kept operator must read the fit's own copy, not the caller's array (which may change)
-            system.X64 = fit.X_train
-            if hasattr(system, "_entries"):
-                system._entries = None
-        fit = _with_resolver(fit, system, out["factor"], out.get("precond"))
+        data_shape=None if K is None else tuple(np.shape(K)), notes=tuple(sol.notes))
+    op = sol.operator
+    if opts.keep_factor and op is not None:
+        if X64 is not None and getattr(op, "X64", None) is X64 and fit.X_train is not X64 and hasattr(op, "rebind"):
+            op.rebind(fit.X_train)  # the kept operator must read the fit's own copy, not the caller's array
+        fit = _with_resolver(fit, op, sol.factor)
     return fit
 
 
-def _with_resolver(fit, system, factor, precond=None):
-    """Give ``fit`` its ``solve`` for new targets: the kept factor and the float64 operator of its system."""
+def _with_resolver(fit, operator, factor):
+    """Give ``fit`` its ``solve`` for new targets: the kept factor and the float64 operator, through the
+    orchestration's own iteration (:func:`~kernelgen.solvers._orchestrate.iterate`)."""
     opts = fit.options
-    precond = precond or factor.solve
 
     def resolve(Y_new, tol_new):
         t0 = time.perf_counter()
         Yn, sq = prepare_targets(Y_new, fit.n_train)
-        if fit.solver == "min_norm":
-            r = pinv_refine(factor, system, Yn, opts.tol if tol_new is None else tol_new)
-            check_interpolates(r, factor, opts if tol_new is None else replace(opts, tol=tol_new))
-        else:
-            r = refine(system.matvec, precond, Yn, tol=opts.tol if tol_new is None else tol_new,
-                       max_iter=opts.max_iter, method=opts.refinement,
-                       matvec_error=system.matvec_error(), stop_on_bound=opts.certificate == "bound")
-        out = {"result": r, "solver": fit.solver, "factor_dtype": fit.factor_dtype, "residual_mode": fit.residual_mode,
-               "rank": fit.rank, "rank_tol": fit.rank_tol, "condition_number": fit.condition_number,
-               "timings": {"refine": time.perf_counter() - t0}, "plan": fit.plan, "factor": factor, "system": system,
-               "precond": precond}
-        return build_interpolant(out, Yn, sq, fit.kernel, fit.X_train, system.K, fit.ridge, opts, fit.backend,
-                      data_sha=fit.data_sha256)
+        o = opts if tol_new is None else replace(opts, tol=tol_new)
+        res, cert = iterate(operator, factor, Yn, o, backend_name=fit.backend)
+        sol = Solution(alpha=res.alpha, residual=res.residual, certificate=cert, factor=factor, operator=operator,
+                       plan=fit.plan, timings={"refine": time.perf_counter() - t0})
+        K = getattr(operator, "K", None) if fit.residual_mode == "precomputed" else None
+        return build_interpolant(sol, Yn, sq, fit.kernel, fit.X_train, K, fit.ridge, opts,
+                                 data_sha=fit.data_sha256)
 
     object.__setattr__(fit, "_resolve", resolve)
     return fit
@@ -699,7 +668,7 @@ def _with_resolver(fit, system, factor, precond=None):
 def attach_resolver(fit):
     """After loading a saved factor: rebuild the float64 operator and allow ``fit.solve``."""
     opts = fit.options
-    system = KernelSystem(fit.kernel, fit.X_train, None, fit.ridge, "on-the-fly", opts.tile, False)
+    system = KernelSystem(fit.kernel, fit.X_train, None, fit.ridge, OperatorMode.ON_THE_FLY, opts.tile, False)
     return _with_resolver(fit, system, fit.factor)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from ..errors import InterpolationWarning, InvalidInputError, ShapeMismatchError
 from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
 from ..kernels import entries_symmetric_apply, fused_summation_depth
 from ..numerics import safe_norm, unit_roundoff
+from ._backend import OperatorMode
 from ._planner import plan_kernel_solve
 from ._refine import RefinementResult, _rel
 
@@ -35,20 +37,42 @@ def prepare_targets(Y, n):
     return Y.reshape(n, -1), Y.ndim == 1
 
 class KernelSystem:
-    """The float64 operator of one kernel system (K + ridge I), independent of any factor."""
+    """The float64 operator of one kernel system (K + ridge I), independent of any factor.
+
+    Implements :class:`~kernelgen.solvers._backend.KernelOperator` for the SciPy and JAX backends.
+
+    Parameters
+    ----------
+    kernel : Kernel
+    X64 : ndarray (n, d) float64 or None
+        The training inputs (modes "on-the-fly" and "stored").
+    K : ndarray (n, n), callable or None
+        The caller's K ("precomputed"), or V -> K V on a device ("device").
+    ridge : float
+    mode : OperatorMode or str
+    tile : int
+    verbose : bool
+    K64_panels : LowerPanels, optional
+        The stored float64 triangle ("stored").
+    """
 
     def __init__(self, kernel, X64, K, ridge, mode, tile, verbose, K64_panels=None):
         self.kernel, self.X64, self.K, self.ridge = kernel, X64, K, float(ridge)
-        self.mode, self.tile, self.verbose, self.K64 = mode, tile, verbose, K64_panels
+        self.mode, self.tile, self.verbose, self.K64 = OperatorMode(mode), tile, verbose, K64_panels
         self._entries = None  # the float64 entries of k(X, X), built once and reused by every pass
+
+    def rebind(self, X64):
+        """Point the operator at ``X64`` (the same values, e.g. the fit's own read-only copy)."""
+        if self.X64 is not None:
+            self.X64, self._entries = X64, None
 
     def matvec(self, V):
         V = np.asarray(V, dtype=np.float64)
-        if self.mode == "precomputed":
-            out = self.K @ V
-        elif self.mode == "stored":
+        if self.mode == OperatorMode.PRECOMPUTED:  # the caller's K, on the host or on a device (a callable)
+            out = self.K(V) if callable(self.K) else self.K @ V
+        elif self.mode == OperatorMode.STORED:
             out = symmetric_matvec_panels(self.K64, V)
-        elif self.mode == "device":
+        elif self.mode in (OperatorMode.DEVICE, OperatorMode.FACTOR):
             out = self.K(V)
         else:
             if self._entries is None:
@@ -56,7 +80,34 @@ class KernelSystem:
             out = entries_symmetric_apply(self._entries, V, verbose=self.verbose)
         return out + self.ridge * V if self.ridge else out
 
-    def matvec_error(self):
+    def matvec_with_error(self, V):
+        """((K + ridge I) V, (K + ridge I)|V|) from one pass over the kernel (the products of [V, |V|])."""
+        V = np.asarray(V, dtype=np.float64)
+        k = V.shape[1]
+        both = self.matvec(np.concatenate([V, np.abs(V)], axis=1))
+        return both[:, :k], both[:, k:]
+
+    def no_bound_reason(self):
+        """Why this operator's products carry no proven error bound (None when they do)."""
+        if self.mode == OperatorMode.PRECOMPUTED:
+            return "a precomputed K: its entries' errors are unknown to kernelgen"
+        if self.mode == OperatorMode.DEVICE:
+            return "the JAX backend's entries (matrix_jax) carry no proven error bound"
+        if self.mode == OperatorMode.FACTOR:
+            return "the products come from the eigendecomposition that used the caller's K as workspace"
+        if self.mode not in (OperatorMode.ON_THE_FLY, OperatorMode.STORED, OperatorMode.RECOMPUTED):
+            return f"the {self.mode} products carry no proven error bound"
+        if self._entry_bound() is None:
+            return (f"{self.kernel!r} has no proven entry error bound on these data (proven: the exact Gaussian, "
+                    "Laplace on integer data, at bandwidths inside the float range)")
+        return None
+
+    def _entry_bound(self):
+        if self._entries is None:
+            self._entries = self.kernel.entries(self.X64, None, dtype=np.float64)
+        return self._entries.entry_error_bound()
+
+    def error_bound(self):
         """g with |matvec(v) - (K + ridge I) v| <= g (K + ridge I)|v| componentwise, K the exact kernel; or None.
 
         Available for the float64 product (on-the-fly or from the stored float64 triangle, both filled
@@ -64,32 +115,30 @@ class KernelSystem:
         (:meth:`KernelEntries.entry_error_bound`): g = (1 + eta)(1 + gamma_D)(1 + u)^2 - 1 with D the
         summation depth of the product (:func:`kernelgen.kernels.fused_summation_depth`, or n plus
         the panel accumulations for the stored triangle) and one more rounding for the ridge. None
-        for precomputed and device products, whose float64 iteration is verified by a direct
-        product instead.
+        (with :meth:`no_bound_reason`) for precomputed and device products, whose float64 iteration
+        is verified by a direct product instead.
         """
-        if self.mode not in ("on-the-fly", "stored") or self.ridge < 0:
+        if self.no_bound_reason() is not None or self.ridge < 0:
             return None
-        if self._entries is None:
-            self._entries = self.kernel.entries(self.X64, None, dtype=np.float64)
-        eta = self._entries.entry_error_bound()
-        if eta is None:
-            return None
+        eta = self._entry_bound()
         u = unit_roundoff(np.float64)
         n = self.X64.shape[0]
-        if self.mode == "on-the-fly":
-            depth = fused_summation_depth(n)
-        else:  # symmetric_matvec_panels: a panel's dot (<= n terms), its mirror accumulations, the sum
+        if self.mode == OperatorMode.STORED:  # symmetric_matvec_panels: a panel's dot (<= n terms), mirrors, sum
             depth = n + 2 * (n // max(1, self.K64.tile) + 2) + 4
+        else:
+            depth = fused_summation_depth(n)
         gamma = depth * u / (1.0 - depth * u)
         return float((1.0 + eta) * (1.0 + gamma) * (1.0 + u) ** 2 - 1.0)
+
+    matvec_error = error_bound  # the former name
 
 def float64_refactor(fit, *, verbose=False):
     """A float64 tiled Cholesky factor of the fit's K + ridge I (planner-checked), for an exact log-det."""
     if fit.X_train is None:
         raise InvalidInputError("a float64 refactor needs the training data (or refit a precomputed K in float64).")
     n, d = fit.X_train.shape
-    plan = plan_kernel_solve(n, d, 1, solver="cholesky", dtype="float64", memory_budget=fit.options.memory_budget,
-                             tile=fit.options.tile, store_kernel=False)
+    opts = replace(fit.options, dtype="float64", store_kernel=False)
+    plan = plan_kernel_solve(n, d, 1, solver="cholesky", options=opts)
     P = LowerPanels(n, plan.tile, np.float64)
     fit.kernel.fill_panels(P, fit.X_train, verbose=verbose, desc="kernel (float64)")
     if fit.ridge:
@@ -122,7 +171,7 @@ def pinv_refine(factor: EighFactor, system: KernelSystem, Y2, tol, max_steps: in
                             n_matvecs=len(history), last_direct_residual=rel)
 
 
-def check_interpolates(res, factor, opts):
+def check_interpolates(res, factor, opts, *, stacklevel: int = 4):
     """min_norm: warn (or raise, by option) when the minimum-norm solution is not an interpolant.
 
     The :class:`~kernelgen.errors.InterpolationWarning` is emitted once, by :func:`warnings.warn`
@@ -153,4 +202,4 @@ def check_interpolates(res, factor, opts):
     # emitted once, through warnings only (so that warnings.filterwarnings can silence it); the log keeps a
     # DEBUG line, never a second WARNING
     log.debug("InterpolationWarning: %s", msg)
-    warnings.warn(msg, InterpolationWarning, stacklevel=4)
+    warnings.warn(msg, InterpolationWarning, stacklevel=stacklevel)

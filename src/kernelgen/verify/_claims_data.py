@@ -4,8 +4,9 @@ Gaussian kernel on MNIST), C4 (Gabor features), C5 (random labels).
 Each function takes a :class:`~kernelgen.verify._core.Context` whose ``params`` are the claim's
 scale at the chosen budget (see :mod:`kernelgen.verify._registry`), applies the pass criterion
 written there, draws its figure and returns a :class:`~kernelgen.verify._core.Result`. Shared
-experiment code (data, synthetic sets, label corruption, median distances, exact fits) lives here
-once, so the scripts and the claims compute the same things.
+experiment code (data, synthetic sets, label corruption, exact fits) lives here once, so the scripts and
+the claims compute the same things; the median distance is :func:`kernelgen.kernels.median_distance`
+(re-exported here).
 
 References
 ----------
@@ -27,7 +28,8 @@ from scipy.linalg import cho_factor, cho_solve
 
 from .. import cli, features, sgd
 from ..features import GaborOptions
-from ..kernels import Gaussian, kernel_matrix
+from ..kernels import Gaussian, kernel_matrix, median_distance
+from ..numerics import EXACT_TOL
 from ..options import SolveOptions
 from ..solvers import kernel_interpolate, min_norm_solve
 from ._core import FAIL, PASS, Context, Result, two_proportion_z, wilson
@@ -51,9 +53,10 @@ log = logging.getLogger("kernelgen.verify")
 
 #: relative distance at which an SGD / GD run counts as at the minimum-norm limit (the issue's 1e-8)
 LIMIT = 1e-8
-#: the exactness contract of the solvers (numerics: relative residual 1e-10)
-EXACT = 1e-10
-#: Gaussian bandwidth on pixels / 255 that reproduces Zhang et al. (FACTS.md: s = 5)
+#: the exactness contract of the solvers (relative residual 1e-10)
+EXACT = EXACT_TOL
+#: Gaussian bandwidth on pixels / 255 that reproduces Zhang et al.: s = 5, the MNIST bandwidth of Belkin, Ma &
+#: Mandal, ICML 2018 (see docs/numerics.md, "Bandwidth conventions")
 BANDWIDTH = 5.0
 #: Gabor kernel bandwidth = this multiple of the median feature distance (scripts/mnist_gabor.py's
 #: default: the selection chose 1.0, whose float32 factor fails at n = 60,000; 0.7 is its step-down
@@ -120,16 +123,6 @@ def corrupt_labels(y, p: float, n_classes: int, seed: int):
     return out
 
 
-def median_distance(F, seed: int, m: int = 2000) -> float:
-    """Median pairwise Euclidean distance among a seeded subsample of ``m`` rows of ``F``."""
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(F.shape[0], size=min(m, F.shape[0]), replace=False)
-    S = F[idx]
-    sq = (S * S).sum(1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * S @ S.T, 0)
-    return float(np.sqrt(np.median(d2[np.triu_indices(len(idx), 1)])))
-
-
 def gabor_selection() -> dict:
     """The selection run's record (``kernelgen/data/gabor_selection.json``, shipped as package data).
 
@@ -141,8 +134,9 @@ def gabor_selection() -> dict:
 
 
 def _exact_fit(X, Y, kernel, *, keep_factor: bool):
-    """Exact interpolation with the tiled solver (float32 factor above 4,096 points, float64 iteration)."""
-    opts = SolveOptions(dtype="float32" if X.shape[0] > 4096 else None, keep_factor=keep_factor)
+    """Exact interpolation with the tiled solver under the solver's dtype policy (``SolveOptions.dtype=None``:
+    a float32 factor above ``float64_max_n`` = 4,096 points, float64 iteration)."""
+    opts = SolveOptions(keep_factor=keep_factor)
     return kernel_interpolate(X, Y, kernel=kernel, options=opts)
 
 
@@ -340,13 +334,23 @@ def run_c3(ctx: Context) -> Result:
         dense_ok, dense_reason, dense = _dense_check(ctx, X, y, Xt, yt, BANDWIDTH, int(P["dense_subset"]))
         details["independent_dense_check"] = dense
         ok, reason = ok and dense_ok, f"{reason}; {dense_reason}"
+    fig = plot_c3(ctx.figure_path("C3"), P.get("curve", {}), X.shape[0], err, lo, hi)
+    return Result(PASS if ok else FAIL, err, reason, (lo, hi), "Wilson 95%", "%", details, fig)
+
+
+def plot_c3(path, curve: dict, n_train: int, err: float, lo: float, hi: float):
+    """C3's figure: the exact reference curve (docs/data.md, "Reference test errors"), the measured error with
+    its Wilson 95% interval, and the paper's 1.2%. Also re-renders a stored run from its report.json
+    (``curve`` = the claim's ``scale["curve"]``, ``n_train`` / ``err`` / ``lo, hi`` = ``details["n_train"]``,
+    ``measured``, ``interval``). Returns the saved path."""
     plt = cli.pyplot()
     f, ax = plt.subplots(figsize=(6, 3.6))
-    refs = P.get("curve", {})
-    if refs:
-        ax.plot(list(refs), [100 * v for v in refs.values()], "o-", color="0.5", label="exact references (FACTS.md)")
+    if curve:
+        ns = [int(k) for k in curve]
+        ax.plot(ns, [100 * float(v) for v in curve.values()], "o-", color="0.5",
+                label="exact references (docs/data.md, 'Reference test errors')")
     # max(0, .): Wilson's end at 0 or m errors can miss the point estimate by a rounding error
-    ax.errorbar([X.shape[0]], [100 * err], yerr=[[100 * max(0.0, err - lo)], [100 * max(0.0, hi - err)]], fmt="s",
+    ax.errorbar([n_train], [100 * err], yerr=[[100 * max(0.0, err - lo)], [100 * max(0.0, hi - err)]], fmt="s",
                 color="C3", capsize=4, label="measured (Wilson 95%)")
     ax.axhline(1.2, color="k", ls=":", lw=1, label="Zhang et al.: 1.2% at 60k")
     ax.set_xscale("log")
@@ -354,8 +358,7 @@ def run_c3(ctx: Context) -> Result:
     ax.set_ylabel("test error (%)")
     ax.set_title("C3: exact Gaussian kernel (s = 5) on MNIST")
     ax.legend(fontsize=8)
-    fig = cli.save_figure(f, ctx.figure_path("C3"), bbox_inches="tight")
-    return Result(PASS if ok else FAIL, err, reason, (lo, hi), "Wilson 95%", "%", details, fig)
+    return cli.save_figure(f, path, bbox_inches="tight")
 
 
 # ---------------------------------------------------------------------------------------------- C4
@@ -367,7 +370,7 @@ def run_c4(ctx: Context) -> Result:
     opts = GaborOptions.from_dict(sel["chosen"]["features"])
     F = features.gabor_features(X, options=opts)
     Ft = features.gabor_features(Xt, options=opts)
-    bw = GABOR_BANDWIDTH_MULT * median_distance(F, ctx.seed)
+    bw = GABOR_BANDWIDTH_MULT * median_distance(F, m=2000, seed=ctx.seed)
     fit = _exact_fit(F, cli.one_hot(y, 10), Gaussian(bw), keep_factor=False)
     e, m = _errors(fit.predict(Ft).argmax(1), yt), yt.size
     err, (lo, hi) = e / m, wilson(e, m)

@@ -28,9 +28,8 @@ import time
 
 import numpy as np
 
-import proofs
-
-from .. import cli, evidence, random_features, theory
+from .. import cli, evidence, proofs, random_features, theory
+from ..factors import EighFactor
 from ..kernels import Gaussian, kernel_matrix
 from ..options import SolveOptions
 from ..solvers import kernel_interpolate
@@ -122,7 +121,9 @@ def run_c7(ctx: Context) -> Result:
         E = theory.bhx_weak_features_risk(p, n, **kw)
         rows.append({"model": "BHX weak features", "p": p, "sim": sim.mean, "exact": float(E), "z": _z(sim, E)})
     zmax = max(abs(r["z"]) for r in rows)
-    # Mei-Montanari: exact limits (FACTS.md) at psi = 1e7, where the O(1/psi) gap is ~5e-8
+    # Mei-Montanari: as psi1 -> oo its bias/variance are Hastie et al.'s ridge risk with gamma = 1/psi2,
+    # lambda = (1 + psi2 lam_bar)/(psi2 zeta^2) (tests/test_theory.py::test_mm_psi1_to_infinity_is_hmrt_ridge);
+    # checked at psi = 1e7, where the O(1/psi) gap is ~5e-8
     gaps = []
     for psi2, zeta, lam_bar in [(2.0, 1.659, 0.0), (0.5, 1.0, 0.1), (3.0, 0.7, 1.0)]:
         lam = (1 + psi2 * lam_bar) / (psi2 * zeta**2)
@@ -169,7 +170,7 @@ def kernel_system(ctx: Context, P):
         kern = Gaussian(P["bandwidth"])
         K = kernel_matrix(X, kernel=kern)
         return {"X": X, "y": y, "yt": yt, "K": K, "Kt": kernel_matrix(Xt, X, kernel=kern),
-                "fac": evidence.factor_kernel(K)}
+                "fac": EighFactor.factor(K)}
 
     return ctx.cached(("kernel_system", P["data"], P["n_train"], P["n_test"], P["bandwidth"]), make)
 
@@ -267,7 +268,8 @@ def run_c9(ctx: Context) -> Result:
 
 # ---------------------------------------------------------------------------------------------- C10
 def run_c10(ctx: Context) -> Result:
-    """Every derivation in ``proofs/`` runs and its numerical cross-check holds."""
+    """Every derivation in :mod:`kernelgen.proofs` (the repository's ``proofs/``) runs and its numerical
+    cross-check holds."""
     checks = proofs.discover(ctx.params.get("modules"))
     rows, failed = [], []
     for module, name, check in checks:
@@ -294,7 +296,7 @@ def run_c10(ctx: Context) -> Result:
     ax.invert_yaxis()
     ax.set_xlabel("seconds (green: pass, red: fail)")
     ax.tick_params(axis="y", labelsize=7)
-    ax.set_title("C10: executable derivations (python -m proofs)")
+    ax.set_title("C10: executable derivations (python -m kernelgen.proofs)")
     fig = cli.save_figure(f, ctx.figure_path("C10"), bbox_inches="tight")
     unit = (f"checks passed of {len(rows)}" if set(every) <= set(modules) else
             f"checks passed of {len(rows)} run; {len(modules)} of {len(every)} modules")

@@ -1,0 +1,232 @@
+"""The one orchestration of a kernel solve, written once for every backend (private; see kernelgen.solvers).
+
+plan -> operator -> factor -> float64 iteration -> :class:`~kernelgen.solvers.Certificate`:
+
+1. ``backend.plan(n, d, k, options)`` decides the factor's dtype (the one policy,
+   :func:`kernelgen.options.decide_factor_dtype`), the tile and where each n x n object lives, or
+   refuses before allocating;
+2. ``backend.operator(...)`` builds the certifying float64 product, ``backend.factor(...)`` the
+   factor (Cholesky, or an eigendecomposition for the minimum-norm route);
+3. the iteration: preconditioned CG / refinement (:func:`~kernelgen.solvers.refine`) for a Cholesky
+   factor, pseudo-inverse refinement for an eigendecomposition, until the float64 residual (or its
+   proven bound, ``certificate="bound"``) reaches ``options.tol``;
+4. on a failed float32 route (factor breakdown, stalled iteration) one float64 retry through
+   ``dataclasses.replace(options, dtype="float64")`` where :func:`kernelgen.options.float64_retry_allowed`
+   and the backend's plan allow it (logged, and said in the notes);
+5. ``solver="auto"``: when the *float64* Cholesky factor finds K not positive definite, the
+   minimum-norm route (the same K^+ Y) on a backend whose factors include an eigendecomposition
+   (``backend.factor_kinds``), unless an option forbids it; logged at WARNING and said in the notes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConvergenceError, MemoryBudgetError, NotPositiveDefiniteError
+from ..options import float64_retry_allowed
+from ._backend import Problem
+from ._certificate import Certificate
+from ._refine import refine
+from ._system import check_interpolates, pinv_refine
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Solution", "iterate", "orchestrate"]
+
+
+@dataclass(frozen=True)
+class Solution:
+    """What the orchestration returns (no string-keyed outcome crosses a module boundary).
+
+    Attributes
+    ----------
+    alpha, residual : ndarray (n, k) float64
+        The coefficients and the residual that certifies them (direct, or recursive under a bound).
+    certificate : Certificate
+    factor : Factor
+    operator : KernelOperator
+    plan : Plan
+    timings : dict[str, float]
+        Seconds per phase: kernel, factor, refine, total.
+    notes : tuple of str
+        Decisions taken for the caller (a float64 retry, the min-norm fallback).
+    """
+
+    alpha: np.ndarray
+    residual: np.ndarray
+    certificate: Certificate
+    factor: Any
+    operator: Any
+    plan: Any
+    timings: dict = field(default_factory=dict)
+    notes: tuple = ()
+
+
+def iterate(operator, factor, Y, opts, *, backend_name, verbose=False, stacklevel=5):
+    """The float64 iteration for ``factor``'s kind, and its certificate: (RefinementResult, Certificate).
+
+    An eigendecomposition (``factor.kind == "eigh"``): pseudo-inverse refinement (it stays the
+    minimum-norm solution) and the interpolation check; else preconditioned CG / refinement
+    (:func:`~kernelgen.solvers.refine`), the proven bound carried where the operator has one.
+    """
+    kind = getattr(factor, "kind", "cholesky")
+    if kind == "eigh":
+        if hasattr(factor, "require_psd"):
+            factor.require_psd()
+        res = pinv_refine(factor, operator, Y, opts.tol)
+        check_interpolates(res, factor, opts, stacklevel=stacklevel)
+        cert = Certificate.from_refinement(
+            res, operator=operator, tol=opts.tol, solver="min_norm", backend=backend_name, factor_dtype="float64",
+            rank=factor.rank, rank_tol=factor.rank_tol, condition_number=factor.condition_number,
+            bound_reason="the minimum-norm route's pseudo-inverse refinement carries no proven bound")
+        return res, cert
+    res = refine(operator, factor, Y, options=opts, verbose=verbose)
+    factor.spectrum_estimate = res.spectrum_estimate  # the factor's logdet uses it (factors/_cholesky.py)
+    cert = Certificate.from_refinement(res, operator=operator, tol=opts.tol, solver="cholesky", backend=backend_name,
+                                       factor_dtype=np.dtype(factor.dtype).name, rank=int(Y.shape[0]))
+    return res, cert
+
+
+def orchestrate(backend, problem: Problem) -> Solution:
+    """Solve ``problem`` through ``backend`` (module docstring); the one path of every backend.
+
+    Raises
+    ------
+    MemoryBudgetError, NotPositiveDefiniteError, ConvergenceError, NonFiniteResultError,
+    SingularSystemError
+        As :func:`kernelgen.kernel_interpolate` documents them.
+    """
+    t_start = time.perf_counter()
+    check = getattr(backend, "check", None)
+    if check is not None:
+        check(problem)
+    route = "min_norm" if problem.solver == "min_norm" else "cholesky"
+    if problem.solver == "auto":
+        log.info("solver='auto' starts with 'cholesky' (min_norm if the float64 factor finds K not positive definite)")
+    trace: dict = {}
+    try:
+        sol = _run(backend, problem, route, trace)
+    except NotPositiveDefiniteError as exc:
+        if route != "cholesky":
+            raise
+        why = _auto_refusal(problem, backend, trace)
+        if why:
+            raise NotPositiveDefiniteError(f"{exc}{why} {not_pd_remedy(problem, backend)}", exc.index) from exc
+        pivot = "unknown" if exc.index is None else exc.index
+        note = f"solver='auto': K is not positive definite (first failing pivot {pivot}); solved by min_norm"
+        log.info("solver='auto': the float64 Cholesky factor failed (%s); trying min_norm", str(exc).split(". ")[0])
+        try:
+            sol = _run(backend, problem, "min_norm", {})
+        except MemoryBudgetError as mem:
+            raise NotPositiveDefiniteError(
+                f"{exc} solver='auto' could not take the min-norm route: {mem} "
+                f"{not_pd_remedy(problem, backend, min_norm=False)}", exc.index) from exc
+        except NotPositiveDefiniteError as indefinite:  # K is indefinite, not only singular: report both
+            raise NotPositiveDefiniteError(f"{exc} solver='auto' then tried min_norm: {indefinite}",
+                                           exc.index) from indefinite
+        log.warning("%s (the same K^+ Y)", note)
+        sol = replace(sol, notes=sol.notes + (note,))
+    finish = getattr(backend, "finish", None)
+    if finish is not None:
+        finish(sol)
+    sol.timings["total"] = time.perf_counter() - t_start
+    return sol
+
+
+def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:
+    """plan -> operator -> factor -> iterate, with the one float64 retry of a failed float32 route."""
+    opts, n, d, k = problem.options, problem.n, problem.d, problem.k
+    A, kern, ridge = problem.A, problem.kernel, problem.ridge
+    timings = {"kernel": 0.0}
+    plan = backend.plan(n, d, k, opts, solver=route)
+    t0 = time.perf_counter()
+    operator = backend.operator(A, kern, plan, ridge)
+    timings["kernel"] += time.perf_counter() - t0
+
+    def attempt(plan, opts):
+        trace["factor_dtype"] = np.dtype(plan.factor_dtype).name
+        t0 = time.perf_counter()
+        factor = backend.factor(A, kern, plan, ridge)
+        built = time.perf_counter() - t0
+        secs = float(getattr(factor, "seconds", None) or built)
+        timings["factor"] = secs
+        timings["kernel"] += max(0.0, built - secs)
+        t0 = time.perf_counter()
+        with _guard(backend, "the float64 iteration"):
+            res, cert = iterate(operator, factor, problem.Y, opts, backend_name=backend.name,
+                                verbose=problem.verbose, stacklevel=7)
+        timings["refine"] = time.perf_counter() - t0
+        return factor, res, cert
+
+    notes: tuple = ()
+    try:
+        factor, res, cert = attempt(plan, opts)
+    except (NotPositiveDefiniteError, ConvergenceError) as exc:
+        if route != "cholesky" or not float64_retry_allowed(opts, plan.factor_dtype):
+            raise
+        log.warning("mixed precision failed (%s: %s); dtype=None policy: refactoring in float64",
+                    type(exc).__name__, str(exc).split(":")[0])
+        # the operator is kept (its storage stays counted); only the factor changes dtype
+        opts64 = replace(opts, dtype="float64", store_kernel=None if problem.precomputed else (
+            str(operator.mode) == "stored"))
+        try:
+            plan = backend.plan(n, d, k, opts64, solver=route)
+        except MemoryBudgetError as mem:
+            raise type(exc)(f"{exc} The dtype=None fallback to a float64 factor was not possible: {mem}",
+                            *([exc.index] if isinstance(exc, NotPositiveDefiniteError) else [])) from exc
+        factor, res, cert = attempt(plan, opts)
+        notes = (f"dtype=None: the float32 route failed ({type(exc).__name__}); solved with a float64 factor",)
+    return Solution(alpha=res.alpha, residual=res.residual, certificate=cert, factor=factor, operator=operator,
+                    plan=plan, timings=timings, notes=notes)
+
+
+def _guard(backend, phase: str):
+    """The backend's guard around a phase the orchestration runs (MPI: an unexpected error on one process aborts
+    the job instead of leaving the others waiting in a collective); a no-op by default."""
+    guard = getattr(backend, "guard", None)
+    return guard(phase) if guard is not None else contextlib.nullcontext()
+
+
+def _auto_refusal(problem: Problem, backend, trace) -> str:
+    """Why the solve cannot take the min-norm route after a NotPositiveDefiniteError ('' when it can)."""
+    opts = problem.options
+    if problem.solver != "auto":
+        return f" (solver={problem.solver!r}: no other route is tried.)"
+    if "eigh" not in getattr(backend, "factor_kinds", ("cholesky", "eigh")):
+        return f" solver='auto' cannot take the min-norm route on backend={backend.name!r} (Cholesky only)."
+    if trace.get("factor_dtype") != "float64":
+        if opts.dtype == "float32":
+            return (" solver='auto' takes the min-norm route only when a float64 factor fails, and "
+                    "SolveOptions(dtype='float32') asked for a float32 one.")
+        if not opts.float64_retry:
+            return (" solver='auto' takes the min-norm route only when a float64 factor fails, and "
+                    "SolveOptions(float64_retry=False) forbade the float64 retry of the float32 factor.")
+        return (" solver='auto' could not take the min-norm route: it needs more memory than the float64 factor, "
+                "which did not fit.")
+    if opts.certificate == "bound":
+        return (" solver='auto' cannot take the min-norm route with SolveOptions(certificate='bound'), which the "
+                "min-norm solve cannot honour.")
+    return ""
+
+
+def not_pd_remedy(problem: Problem, backend, *, min_norm=True) -> str:
+    """The kernel-aware remedy of a Cholesky breakdown (the factor's message does not know the kernel)."""
+    kern, opts = problem.kernel, problem.options
+    eigh_here = "eigh" in getattr(backend, "factor_kinds", ("cholesky", "eigh"))
+    mn = (["solver='min_norm' (the minimum-norm interpolant K^+ Y" + (")" if eigh_here else ", on backend='scipy')")]
+          if min_norm else [])
+    ridge = ["an explicit ridge=... (reported on the result)"]
+    f32 = ["SolveOptions(dtype='float64')"] if opts.dtype == "float32" else []
+    if problem.precomputed:
+        return "Remedy for this precomputed K: " + ", ".join(f32 + mn + ridge) + "."
+    if getattr(kern, "stationary", False) and getattr(kern, "bandwidth", None) is not None:
+        return (f"Remedy for {kern!r}: K of a stationary kernel is numerically singular when the bandwidth is "
+                "large against the distances between points (K tends to all ones) or points repeat: a SMALLER "
+                "bandwidth, " + ", ".join(f32 + ridge + mn) + ".")
+    return f"Remedy for {kern!r}: " + ", ".join(f32 + ridge + mn) + "."

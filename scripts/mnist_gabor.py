@@ -143,9 +143,10 @@ def fit_predict(F_train, y_train, F_eval, bandwidth, n_classes, *, memory_budget
     """
     Y = cli.one_hot(y_train, n_classes)
     t0 = time.perf_counter()
-    # float32 factor (with float64 CG refinement) above 4,096 points, as in the selection:
-    # no silent float64 refactor, which cannot fit at n = 60,000 in 16 GB
-    options = SolveOptions(dtype="float32" if F_train.shape[0] > 4096 else None, memory_budget=memory_budget)
+    # the solver's dtype policy (a float32 factor with float64 CG above float64_max_n = 4,096 points, as in the
+    # selection), without the float64 retry: it cannot fit at n = 60,000 in 16 GB, and a failed float32 factor
+    # is the caller's step-down signal
+    options = SolveOptions(float64_retry=False, memory_budget=memory_budget)
     fit = kernel_interpolate(F_train, Y, kernel=Gaussian(bandwidth=bandwidth), options=options,
                              verbose=verbose)
     t1 = time.perf_counter()

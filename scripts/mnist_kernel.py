@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from kernelgen import cli
+from kernelgen.numerics import EXACT_TOL
 
 KERNELS = ["gaussian", "laplace", "linear", "polynomial", "relu_nngp", "relu_ntk"]
 DEFAULT_BANDWIDTH = {"gaussian": 5.0, "laplace": 10.0, "polynomial": 1.0}
@@ -73,7 +74,7 @@ def build_parser():
                    help="dtype of the factor (default: float64 up to 4,096 images, float32 with float64 "
                         "refinement above; the residual is float64 either way)")
     p.add_argument("--ridge", type=float, default=0.0, help="ridge added to the diagonal (0: exact interpolation)")
-    p.add_argument("--tol", type=float, default=1e-10, help="float64 relative residual to reach")
+    p.add_argument("--tol", type=float, default=EXACT_TOL, help="float64 relative residual to reach")
     p.add_argument("--save", type=cli.OutputPath(create_parents=False), default=None, metavar="PATH",
                    help="save the fitted interpolant (alpha, kernel, data hash, how the data were prepared, the "
                         "training rows, residual certificate) to PATH (.npz; its directory must exist), to reload "

@@ -175,3 +175,41 @@ def test_refine_reads_its_defaults_from_options(rng):
     res = refine(lambda V: A @ V, lambda R: 0.5 * R / np.diag(A)[:, None], Y, options=opts)
     assert 0.25e-6 <= res.relative_residual <= 1e-6 and res.n_matvecs == len(res.history)
     assert kernelgen.numerics.EXACT_TOL == SolveOptions().tol == 1e-10
+
+
+# ---------------------------------------------------------------- nothing accepted is ignored
+@pytest.mark.parametrize("kw,what", [
+    ({"solver": "min_norm", "options": SolveOptions(dtype="float32")}, "dtype='float32'"),
+    ({"options": SolveOptions(certificate="bound", refinement="richardson")}, "refinement='richardson'"),
+])
+def test_options_a_route_cannot_honour_are_refused(data, kw, what):
+    X, Y, _ = data
+    with pytest.raises(UnsupportedOptionError, match=what):
+        kernel_interpolate(X, Y, kernel=Gaussian(1.0), **kw)
+
+
+# ---------------------------------------------------------------- a backend that breaks the protocol gets a named error
+@pytest.mark.parametrize("broken,what", [
+    ("plan", r"plan\(\) returned dict"),
+    ("factor", r"factor\(\) returned object"),
+    ("operator", r"operator\(\) returned object"),
+    ("shape", "operator returned shape"),
+])
+def test_a_backend_breaking_the_protocol_gets_a_named_error(data, broken, what):
+    X, Y, _ = data
+
+    class Broken(ToyBackend):
+        def plan(self, n, d, k, options, *, solver="cholesky"):
+            return {"n": n} if broken == "plan" else super().plan(n, d, k, options, solver=solver)
+
+        def operator(self, A, kernel, plan, ridge):
+            op = super().operator(A, kernel, plan, ridge)
+            if broken == "shape":
+                op.matvec = lambda V: V[:-1]
+            return object() if broken == "operator" else op
+
+        def factor(self, A, kernel, plan, ridge):
+            return object() if broken == "factor" else super().factor(A, kernel, plan, ridge)
+
+    with pytest.raises((InvalidInputError, kernelgen.errors.ShapeMismatchError), match=what):
+        kernel_interpolate(X, Y, kernel=Gaussian(1.0), backend=Broken())

@@ -216,6 +216,11 @@ def _check_supported(bk, solver, *, opts, kern, precomputed, A):
     if solver == "min_norm" and "eigh" not in getattr(bk, "factor_kinds", ("cholesky", "eigh")):
         raise UnsupportedOptionError(f"backend={name!r} solves by Cholesky only, got solver='min_norm' (use "
                                      "backend='scipy' for the minimum-norm solve).")
+    if solver == "min_norm" and opts.dtype == "float32":
+        raise UnsupportedOptionError(
+            "SolveOptions(dtype='float32') cannot hold with solver='min_norm': the eigendecomposition is float64 "
+            "(a float32 one would not separate the null space at float64's resolution). Remedy: dtype=None or "
+            "'float64', or solver='cholesky' for a float32 factor.")
     if name == "mpi" and precomputed:
         raise UnsupportedOptionError("backend='mpi' computes its kernel tiles from X: a precomputed K is not "
                                      "supported (use backend='scipy').")
@@ -237,6 +242,11 @@ def _check_supported(bk, solver, *, opts, kern, precomputed, A):
         raise UnsupportedOptionError(
             f"{what} cannot hold on backend={name!r}: {why}. Remedy: backend='scipy' or 'mpi' (entries with a "
             "proven bound), or certificate='direct' (the direct float64 residual).")
+    if opts.refinement != "cg":
+        raise UnsupportedOptionError(
+            f"{what} cannot hold with SolveOptions(refinement={opts.refinement!r}): the bound is carried through the "
+            "CG recursion only (plain refinement verifies each step by a direct product). Remedy: refinement='cg', "
+            "or certificate='direct'.")
     if solver == "min_norm":
         raise UnsupportedOptionError(
             f"{what} cannot hold with solver='min_norm': the bound is carried through the Cholesky-preconditioned "

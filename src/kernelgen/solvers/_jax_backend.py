@@ -10,9 +10,10 @@ plan allows it. Matmuls run at ``precision=HIGHEST`` (no silent TF32 on GPUs).
 JAX's Cholesky returns NaN instead of raising (jax issues 775, 10825, 15769): the factor is checked
 and the first failing pivot located exactly (:class:`kernelgen.factors.JaxCholeskyFactor`).
 
-Device memory: JAX preallocates 75% of GPU memory by default; set
-``XLA_PYTHON_CLIENT_PREALLOCATE=false`` or ``XLA_PYTHON_CLIENT_MEM_FRACTION=.95`` for a 60k
-float64 solve (see README).
+Device memory: JAX preallocates 75% of GPU memory by default, and with preallocation off the
+allocator keeps the same 75% limit; for a 60k solve set both ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
+and ``XLA_CLIENT_MEM_FRACTION=.95`` (named ``XLA_PYTHON_CLIENT_MEM_FRACTION`` before JAX deprecated
+it; JAX documentation, "GPU memory allocation"), as ``benchmarks/gpu_check.py`` does.
 """
 
 from __future__ import annotations

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConvergenceError, MemoryBudgetError, NotPositiveDefiniteError
+from ..errors import ConvergenceError, InvalidInputError, MemoryBudgetError, NotPositiveDefiniteError
 from ..options import float64_retry_allowed
 from ._backend import Problem
 from ._certificate import Certificate
+from ._planner import Plan
 from ._refine import refine
 from ._system import check_interpolates, pinv_refine
 
@@ -144,15 +145,15 @@ def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:
     opts, n, d, k = problem.options, problem.n, problem.d, problem.k
     A, kern, ridge = problem.A, problem.kernel, problem.ridge
     timings = {"kernel": 0.0}
-    plan = backend.plan(n, d, k, opts, solver=route)
+    plan = _checked(backend, "plan", backend.plan(n, d, k, opts, solver=route), Plan, ())
     t0 = time.perf_counter()
-    operator = backend.operator(A, kern, plan, ridge)
+    operator = _checked(backend, "operator", backend.operator(A, kern, plan, ridge), None, ("matvec",))
     timings["kernel"] += time.perf_counter() - t0
 
     def attempt(plan, opts):
         trace["factor_dtype"] = np.dtype(plan.factor_dtype).name
         t0 = time.perf_counter()
-        factor = backend.factor(A, kern, plan, ridge)
+        factor = _checked(backend, "factor", backend.factor(A, kern, plan, ridge), None, ("solve",))
         built = time.perf_counter() - t0
         secs = float(getattr(factor, "seconds", None) or built)
         timings["factor"] = secs
@@ -176,7 +177,7 @@ def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:
         opts64 = replace(opts, dtype="float64", store_kernel=None if problem.precomputed else (
             str(operator.mode) == "stored"))
         try:
-            plan = backend.plan(n, d, k, opts64, solver=route)
+            plan = _checked(backend, "plan", backend.plan(n, d, k, opts64, solver=route), Plan, ())
         except MemoryBudgetError as mem:
             raise type(exc)(f"{exc} The dtype=None fallback to a float64 factor was not possible: {mem}",
                             *([exc.index] if isinstance(exc, NotPositiveDefiniteError) else [])) from exc
@@ -184,6 +185,18 @@ def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:
         notes = (f"dtype=None: the float32 route failed ({type(exc).__name__}); solved with a float64 factor",)
     return Solution(alpha=res.alpha, residual=res.residual, certificate=cert, factor=factor, operator=operator,
                     plan=plan, timings=timings, notes=notes)
+
+
+def _checked(backend, method: str, value, kind, callables):
+    """``value`` when ``backend.<method>()`` returned what the Backend protocol asks, else InvalidInputError."""
+    ok = (kind is None or isinstance(value, kind)) and all(callable(getattr(value, c, None)) for c in callables)
+    if not ok:
+        want = kind.__name__ if kind is not None else "an object with " + ", ".join(f".{c}()" for c in callables)
+        raise InvalidInputError(
+            f"backend {getattr(backend, 'name', backend)!r}: {method}() returned {type(value).__name__}, not {want} "
+            "(the Backend protocol: plan -> kernelgen.solvers.Plan, operator -> a KernelOperator with matvec, "
+            "factor -> a Factor with solve).")
+    return value
 
 
 def _guard(backend, phase: str):

@@ -44,7 +44,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import ConvergenceError, InvalidInputError, NonFiniteResultError
+from ..errors import ConvergenceError, InvalidInputError, NonFiniteResultError, ShapeMismatchError
 from ..numerics import safe_norm
 from ..options import SolveOptions
 
@@ -267,7 +267,12 @@ def refine(
         return drift.relative(R, normY)
 
     alpha = precond(Y) if alpha0 is None else np.ldexp(np.array(alpha0, dtype=np.float64), -k2)
+    if np.shape(alpha) != Y.shape:
+        raise ShapeMismatchError(f"the preconditioner returned shape {np.shape(alpha)} for targets of shape {Y.shape}.")
     KA, KabsA = direct_product(alpha)
+    if np.shape(KA) != Y.shape:
+        raise ShapeMismatchError(f"the operator returned shape {np.shape(KA)} for V of shape {Y.shape}: it must "
+                                 "return (K + ridge I) V of the same shape.")
     n_mv += 1
     R = Y - KA
     rel = _rel(R, normY)
@@ -314,6 +319,9 @@ def refine(
     if certified_by == "bound":
         log.info("certified by the proven residual bound %.3e (recursive residual %.3e; last direct product %.3e)",
                  bound, _rel(R, np.ldexp(normY, k2)), last_direct)
+    elif track:
+        log.info("certificate='bound': the proven bound (%s) did not reach tol %.1e; certified by the verifying "
+                 "direct product %.3e instead", "n/a" if bound is None else f"{bound:.3e}", tol, rel)
     return RefinementResult(alpha=alpha, residual=R, relative_residual=rel, history=history, n_matvecs=n_mv,
                             spectrum_estimate=spec, relative_residual_bound=bound, certificate=certified_by,
                             last_direct_residual=last_direct)

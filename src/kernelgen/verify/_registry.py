@@ -298,7 +298,7 @@ CLAIMS: list[Claim] = [
         "The symbolic derivations behind the library (min-norm KKT, GD closed form, step sizes, row space, "
         "RFF identity, Laplace evidence) run and their numerical cross-checks hold.",
         "proofs/README.md (each module cites its source)", "all checks",
-        "checks passed (python -m proofs)",
+        "checks passed (python -m kernelgen.proofs)",
         {
             "smoke": Scale({"modules": ["min_norm", "row_space"]}, "every check of these modules passes",
                            "a symbolic failure raises; two fast modules keep smoke in seconds", 4,

@@ -68,18 +68,11 @@ def default_bandwidth(X, *, kernel: str = "gaussian", max_samples: int = 1000, s
         idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_samples, replace=False))
         X = X[idx]
     X, e = _centred_unit(X)
-    sq = np.einsum("ij,ij->i", X, X)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (X @ X.T), 0.0)
-    med = float(np.median(np.sqrt(d2[np.triu_indices(X.shape[0], 1)])))
+    med = float(np.median(np.sqrt(_pair_sqdist(X))))
     if med <= 0:
         raise InvalidInputError("all sampled rows coincide; pass bandwidth explicitly.")
     med = med / np.sqrt(2.0) if kernel == "gaussian" else med
-    with np.errstate(over="ignore"):
-        out = float(np.ldexp(med, e))
-    if not (np.isfinite(out) and out > 0):
-        raise InvalidInputError(f"the median distance of these data ({med:.6g} x 2^{e}) is outside the float64 "
-                                "range; rescale the data or pass bandwidth explicitly.")
-    return out
+    return _rescaled(med, e, "; rescale the data or pass bandwidth explicitly.")
 
 
 def median_distance(X, *, m: int = 2000, seed: int = 0) -> float:
@@ -132,16 +125,26 @@ def median_distance(X, *, m: int = 2000, seed: int = 0) -> float:
         raise InvalidInputError("median_distance needs at least two rows.")
     idx = np.random.default_rng(seed).choice(X.shape[0], size=min(int(m), X.shape[0]), replace=False)
     S, e = _centred_unit(X[idx])
-    sq = np.einsum("ij,ij->i", S, S)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (S @ S.T), 0.0)
-    med = float(np.sqrt(np.median(d2[np.triu_indices(S.shape[0], 1)])))
+    med = float(np.sqrt(np.median(_pair_sqdist(S))))
     if med <= 0:
         raise InvalidInputError("all sampled rows coincide: the median distance is 0.")
+    return _rescaled(med, e, "; rescale the data.")
+
+
+def _pair_sqdist(S) -> np.ndarray:
+    """The squared distances of the distinct pairs of rows of S (upper triangle, row order), clipped at 0."""
+    sq = np.einsum("ij,ij->i", S, S)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (S @ S.T), 0.0)
+    return d2[np.triu_indices(S.shape[0], 1)]
+
+
+def _rescaled(med: float, e: int, remedy: str) -> float:
+    """med * 2^e, refused (InvalidInputError) when it leaves the positive float64 range."""
     with np.errstate(over="ignore"):
         out = float(np.ldexp(med, e))
     if not (np.isfinite(out) and out > 0):
         raise InvalidInputError(f"the median distance of these data ({med:.6g} x 2^{e}) is outside the float64 "
-                                "range; rescale the data.")
+                                "range" + remedy)
     return out
 
 

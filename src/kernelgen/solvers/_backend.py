@@ -32,7 +32,7 @@ import numpy as np
 
 from ..options import SolveOptions
 
-__all__ = ["Backend", "KernelOperator", "OperatorMode", "Problem"]
+__all__ = ["Backend", "KernelOperator", "OperatorMode", "Problem", "products_with_abs"]
 
 
 class OperatorMode(str, Enum):
@@ -54,6 +54,14 @@ class OperatorMode(str, Enum):
 
     def __format__(self, spec) -> str:
         return format(self.value, spec)
+
+
+def products_with_abs(matvec, V) -> tuple:
+    """(A V, A|V|) from one call of ``matvec`` on [V, |V|] (one pass over the kernel, one Allreduce under MPI)."""
+    V = np.asarray(V, dtype=np.float64)
+    k = V.shape[1]
+    both = matvec(np.concatenate([V, np.abs(V)], axis=1))
+    return both[:, :k], both[:, k:]
 
 
 @runtime_checkable

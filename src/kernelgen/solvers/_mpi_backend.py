@@ -88,7 +88,7 @@ from ..factors._scalapack import (
 )
 from ..numerics import CALL_LIMITS, MEMORY_FRACTION, available_memory, unit_roundoff
 from ..options import decide_factor_dtype
-from ._backend import OperatorMode
+from ._backend import OperatorMode, products_with_abs
 from ._planner import Plan, expected_passes
 
 log = logging.getLogger(__name__)
@@ -347,10 +347,7 @@ class DistributedKernelSystem:
 
     def matvec_with_error(self, V):
         """((K + ridge I) V, (K + ridge I)|V|) from one pass and one Allreduce of n x 2k (collective)."""
-        V = np.asarray(V, dtype=np.float64)
-        k = V.shape[1]
-        both = self.matvec(np.concatenate([V, np.abs(V)], axis=1))
-        return both[:, :k], both[:, k:]
+        return products_with_abs(self.matvec, V)
 
     def no_bound_reason(self):
         """Why the distributed products carry no proven error bound (None when they do)."""

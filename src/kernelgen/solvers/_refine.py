@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from ..errors import ConvergenceError, InvalidInputError, NonFiniteResultError, ShapeMismatchError
 from ..numerics import safe_norm
 from ..options import SolveOptions
+from ._backend import products_with_abs
 
 log = logging.getLogger(__name__)
 
@@ -245,13 +246,9 @@ def refine(
         raise InvalidInputError(f"unknown refinement method {method!r}")
     drift = _DriftBound(matvec_error) if matvec_error is not None else None
     track = drift is not None and stop_on_bound and method == "cg"
-    k = Y.shape[1]
 
     def with_abs(V):
-        if pair is not None:
-            return pair(V)
-        both = matvec(np.concatenate([V, np.abs(V)], axis=1))
-        return both[:, :k], both[:, k:]
+        return pair(V) if pair is not None else products_with_abs(matvec, V)
 
     def direct_product(V):
         """A V, and A|V| from the same pass when there is a bound to compute."""

@@ -21,7 +21,7 @@ from ..errors import InterpolationWarning, InvalidInputError, ShapeMismatchError
 from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
 from ..kernels import entries_symmetric_apply, fused_summation_depth
 from ..numerics import safe_norm, unit_roundoff
-from ._backend import OperatorMode
+from ._backend import OperatorMode, products_with_abs
 from ._planner import plan_kernel_solve
 from ._refine import RefinementResult, _rel
 
@@ -82,10 +82,7 @@ class KernelSystem:
 
     def matvec_with_error(self, V):
         """((K + ridge I) V, (K + ridge I)|V|) from one pass over the kernel (the products of [V, |V|])."""
-        V = np.asarray(V, dtype=np.float64)
-        k = V.shape[1]
-        both = self.matvec(np.concatenate([V, np.abs(V)], axis=1))
-        return both[:, :k], both[:, k:]
+        return products_with_abs(self.matvec, V)
 
     def no_bound_reason(self):
         """Why this operator's products carry no proven error bound (None when they do)."""

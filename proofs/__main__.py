@@ -39,6 +39,12 @@ def main(argv=None) -> int:
     parser.add_argument("--list", action="store_true", help="list checks and claims, run nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
     args = parser.parse_args(argv)
+    known = {m for m, _, _ in discover()}
+    unknown = sorted(set(args.modules) - known)
+    if unknown:
+        print(f"unknown proof module(s) {unknown}; known: {sorted(known)} (a module name, not module::check)",
+              file=sys.stderr)
+        return 2
     checks = discover(args.modules or None)
     if args.list:
         for module, name, check in checks:

@@ -54,7 +54,9 @@ class ToyBackend:  # dense NumPy: the plan, the operator and the factor; everyth
 
     def operator(self, A, kernel, plan, ridge):
         self.K = kernel_matrix(A, kernel=kernel) + ridge * np.eye(A.shape[0])
-        return DenseOperator(self.K)
+        op = DenseOperator(self.K)
+        op.ridge = ridge  # the protocol: the operator applies K + ridge I for the ridge asked
+        return op
 
     def factor(self, A, kernel, plan, ridge):
         return DenseFactor(self.K.astype(plan.factor_dtype))
@@ -213,3 +215,66 @@ def test_a_backend_breaking_the_protocol_gets_a_named_error(data, broken, what):
 
     with pytest.raises((InvalidInputError, kernelgen.errors.ShapeMismatchError), match=what):
         kernel_interpolate(X, Y, kernel=Gaussian(1.0), backend=Broken())
+
+
+class RidgeBlind(ToyBackend):  # applies K alone whatever the ridge: would certify the wrong system
+    def operator(self, A, kernel, plan, ridge):
+        self.K = kernel_matrix(A, kernel=kernel)
+        return DenseOperator(self.K)
+
+
+class Float32Always(ToyBackend):  # ignores SolveOptions(dtype=...)
+    def plan(self, n, d, k, options, *, solver="cholesky"):
+        return dataclasses.replace(super().plan(n, d, k, options, solver=solver), factor_dtype=np.dtype(np.float32))
+
+
+class CholeskyOnly(ToyBackend):  # claims the min-norm route (default factor_kinds) but factors by Cholesky
+    def plan(self, n, d, k, options, *, solver="cholesky"):
+        return dataclasses.replace(super().plan(n, d, k, options), path="eigh" if solver == "min_norm" else "cholesky")
+
+
+class BoundClaimed(ToyBackend):  # declares bound_capable but its operator proves nothing
+    bound_capable = True
+
+
+@pytest.mark.parametrize("backend,kw,what", [
+    (RidgeBlind(), {"ridge": 0.5}, "ridge 0.0"),
+    (Float32Always(), {"options": SolveOptions(dtype="float64")}, "float32 factor"),
+    (CholeskyOnly(), {"solver": "min_norm"}, "kind 'cholesky'"),
+    (BoundClaimed(), {"options": SolveOptions(certificate="bound")}, "proves nothing"),
+])
+def test_a_backend_that_would_not_honour_the_request_is_refused(data, backend, kw, what):
+    X, Y, _ = data
+    with pytest.raises((InvalidInputError, UnsupportedOptionError), match=what):
+        kernel_interpolate(X, Y, kernel=Gaussian(1.0), backend=backend, **kw)
+
+
+def test_the_certificate_history_is_read_only_and_the_fit_hashable(data):
+    X, Y, _ = data
+    fit = kernel_interpolate(X, Y, kernel=Gaussian(1.0))
+    with pytest.raises(TypeError, match="read-only"):
+        fit.certificate.history[0]["relative_residual"] = 1e-30
+    assert hash(fit.certificate) == hash(Certificate.from_dict(fit.certificate.to_dict()))
+    import pickle
+
+    assert pickle.loads(pickle.dumps(fit.certificate)) == fit.certificate
+
+
+def test_certificate_bound_that_did_not_reach_tol_says_so_in_the_notes(rng):
+    X = rng.integers(0, 256, size=(300, 20)).astype(float)  # 8-bit data: Laplace proves its entries
+    y = rng.normal(size=300)
+    fit = kernel_interpolate(X, y, kernel=kernelgen.kernels.Laplace(bandwidth=50.0),
+                             options=SolveOptions(certificate="bound", max_iter=3))
+    if fit.residual_certificate == "direct":  # the bound did not certify: never silently
+        assert any("certificate='bound'" in note for note in fit.notes)
+    else:
+        assert fit.relative_residual == fit.relative_residual_bound <= 1e-10
+
+
+def test_estimator_auto_does_not_take_a_route_its_options_forbid(rng):
+    from kernelgen.estimators import KernelInterpolationRegressor
+
+    X, y = rng.normal(size=(300, 3)), rng.normal(size=300)
+    # bandwidth 0.6 on 300 points in 3-D: cond(K) too large for the Cholesky route to certify 1e-10
+    with pytest.raises(ConvergenceError):
+        KernelInterpolationRegressor(kernel=Gaussian(0.6), options=SolveOptions(certificate="bound")).fit(X, y)

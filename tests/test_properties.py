@@ -66,8 +66,10 @@ def _agree(a1, a2, slack, lam_min, what):
     assert err <= bound, f"{what}: ||d alpha|| = {err:.3g} > bound {bound:.3g}"
 
 
+# min_norm eigendecomposes in float64 only: SolveOptions(dtype="float32") with it is refused (UnsupportedOptionError)
 combos = pytest.mark.parametrize("backend,solver,dtype",
-                                 [(b, s, t) for b in BACKENDS for s in SOLVERS for t in DTYPES])
+                                 [(b, s, t) for b in BACKENDS for s in SOLVERS for t in DTYPES
+                                  if not (s == "min_norm" and t == "float32")])
 
 
 # ============================================================================ translation invariance

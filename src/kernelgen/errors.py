@@ -29,6 +29,7 @@ __all__ = [
     "UnsupportedOptionError",
     "SettingsMismatchError",
     "NotPicklableError",
+    "ScalapackUnavailableError",
     "InterpolationWarning",
 ]
 
@@ -169,3 +170,8 @@ class NotPicklableError(KernelgenError, pickle.PicklingError):
 
 class InterpolationWarning(UserWarning):
     """The minimum-norm solution does not interpolate (Y is not in the range of K): a least-squares fit."""
+
+
+class ScalapackUnavailableError(InvalidInputError, OSError):
+    """ScaLAPACK or MPI (mpi4py) could not be found or loaded for ``backend="mpi"``; the message says what was tried
+    and how to install them."""

@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import ConvergenceError, InvalidInputError
+from .options import SolveOptions
 from .kernels import as_kernel
 from .random_features import draw_random_features, encode_targets, min_norm_fit
 from .solvers import kernel_interpolate
@@ -166,11 +167,14 @@ class _KernelInterpolationBase(_Shell):
         except ConvergenceError as exc:
             # "auto": a K positive definite in float64 but too ill-conditioned for the Cholesky route to certify
             # tol is numerically singular for this question: the rank-revealing route gives its K^+ Y
-            if self.solver != "auto":
+            opts = SolveOptions.coerce(self.options)
+            # only where the min-norm route can honour every option asked (kernel_interpolate would refuse it)
+            if self.solver != "auto" or opts.certificate == "bound" or opts.dtype == "float32" \
+                    or self.backend == "mpi":
                 raise
+            fit = solve("min_norm")
             note = f"solver='auto': the Cholesky route did not converge ({str(exc).split(';')[0]}); solved by min_norm"
             log.warning(note)
-            fit = solve("min_norm")
             fit = replace(fit, notes=fit.notes + (note,))  # recorded in the result, as kernel_interpolate does
         self.interpolant_ = fit
         self.dual_coef_ = fit.alpha

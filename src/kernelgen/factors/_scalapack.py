@@ -44,6 +44,7 @@ from ..errors import (
     InvalidInputError,
     NotPicklableError,
     NotPositiveDefiniteError,
+    ScalapackUnavailableError,
     ShapeMismatchError,
 )
 from ._cholesky import _CholeskyLogDet
@@ -69,10 +70,6 @@ INT32_MAX_LOCAL = 2**31 - 1
 _ENV = "KERNELGEN_SCALAPACK"
 _LIB = None
 _c_int_p = ctypes.POINTER(ctypes.c_int)
-
-
-class ScalapackUnavailableError(InvalidInputError, OSError):
-    """ScaLAPACK (or MPI) could not be found or loaded; the message says what was tried."""
 
 
 #: How to get the MPI backend's dependencies (every "not installed" message ends with it).

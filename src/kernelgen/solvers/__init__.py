@@ -18,12 +18,15 @@ numerical knobs in :class:`kernelgen.SolveOptions`.
 
 from ._backend import Backend, KernelOperator, OperatorMode, Problem
 from ._certificate import Certificate
-from ._interpolate import kernel_interpolate
+from ._interpolate import kernel_interpolate, make_backend
+from ._jax_backend import JaxBackend
 from ._min_norm import MinNormSolution, min_norm_solve
 from ._orchestrate import Solution, orchestrate
+from ._mpi_backend import MPIPlan, MpiBackend
 from ._planner import AUTO_FLOAT64_MAX_N, MemoryPlan, Plan, available_memory, plan_kernel_solve
 from ._refine import RefinementResult, refine
 from ._result import FORMAT_VERSION, KernelInterpolant, data_fingerprint
+from ._scipy_backend import ScipyBackend
 
 load_interpolant = KernelInterpolant.load
 
@@ -32,19 +35,24 @@ __all__ = [
     "Backend",
     "Certificate",
     "FORMAT_VERSION",
+    "JaxBackend",
     "KernelInterpolant",
     "KernelOperator",
+    "MPIPlan",
     "MemoryPlan",
     "MinNormSolution",
+    "MpiBackend",
     "OperatorMode",
     "Plan",
     "Problem",
     "RefinementResult",
+    "ScipyBackend",
     "Solution",
     "available_memory",
     "data_fingerprint",
     "kernel_interpolate",
     "load_interpolant",
+    "make_backend",
     "min_norm_solve",
     "orchestrate",
     "plan_kernel_solve",

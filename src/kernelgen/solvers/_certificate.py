@@ -9,7 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-__all__ = ["Certificate"]
+__all__ = ["Certificate", "FrozenRecord"]
+
+
+class FrozenRecord(dict):
+    """A read-only dict (one entry of a certificate's history): item assignment and updates raise TypeError.
+
+    A ``dict`` subclass, so that it prints, compares, pickles and JSON-encodes as a dict; hashable.
+    """
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a certificate's history is read-only (the fit is immutable).")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _refuse
+
+    def __hash__(self):
+        return hash(tuple(sorted((k, repr(v)) for k, v in self.items())))
+
+    def __reduce__(self):
+        return (FrozenRecord, (dict(self),))
 
 _METHODS = ("direct", "bound")
 
@@ -73,7 +91,7 @@ class Certificate:
         if self.method not in _METHODS:
             raise ValueError(f"Certificate.method must be one of {_METHODS}, got {self.method!r}")
         object.__setattr__(self, "residual_mode", str(self.residual_mode))
-        object.__setattr__(self, "history", tuple(dict(h) for h in self.history))
+        object.__setattr__(self, "history", tuple(FrozenRecord(h) for h in self.history))
         if self.spectrum_estimate is not None:
             object.__setattr__(self, "spectrum_estimate", tuple(float(v) for v in self.spectrum_estimate))
 

@@ -154,9 +154,11 @@ def kernel_interpolate(
     says so with :class:`~kernelgen.errors.ConvergenceError` and its remedies instead of returning.
     """
     custom = not isinstance(backend, str)
-    if custom and not all(callable(getattr(backend, m, None)) for m in ("plan", "operator", "factor")):
+    if custom and (not all(callable(getattr(backend, m, None)) for m in ("plan", "operator", "factor"))
+                   or not isinstance(getattr(backend, "name", None), str) or isinstance(backend, type)):
         raise InvalidInputError(f"backend must be one of {BACKENDS} or an object implementing the Backend protocol "
-                                f"(plan, operator, factor; kernelgen.solvers.Backend), got {backend!r}")
+                                f"(an instance with a str name, plan, operator, factor; kernelgen.solvers.Backend), "
+                                f"got {backend!r}")
     if not custom and backend not in BACKENDS:
         raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
 

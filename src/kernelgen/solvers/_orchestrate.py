@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConvergenceError, InvalidInputError, MemoryBudgetError, NotPositiveDefiniteError
+from ..errors import (
+    ConvergenceError,
+    InvalidInputError,
+    MemoryBudgetError,
+    NotPositiveDefiniteError,
+    UnsupportedOptionError,
+)
 from ..options import float64_retry_allowed
 from ._backend import Problem
 from ._certificate import Certificate
@@ -88,7 +94,8 @@ def iterate(operator, factor, Y, opts, *, backend_name, verbose=False, stackleve
             bound_reason="the minimum-norm route's pseudo-inverse refinement carries no proven bound")
         return res, cert
     res = refine(operator, factor, Y, options=opts, verbose=verbose)
-    factor.spectrum_estimate = res.spectrum_estimate  # the factor's logdet uses it (factors/_cholesky.py)
+    if hasattr(factor, "spectrum_estimate"):  # the factor's logdet uses it (factors/_cholesky.py)
+        factor.spectrum_estimate = res.spectrum_estimate
     cert = Certificate.from_refinement(res, operator=operator, tol=opts.tol, solver="cholesky", backend=backend_name,
                                        factor_dtype=np.dtype(factor.dtype).name, rank=int(Y.shape[0]))
     return res, cert
@@ -145,15 +152,17 @@ def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:
     opts, n, d, k = problem.options, problem.n, problem.d, problem.k
     A, kern, ridge = problem.A, problem.kernel, problem.ridge
     timings = {"kernel": 0.0}
-    plan = _checked(backend, "plan", backend.plan(n, d, k, opts, solver=route), Plan, ())
+    plan = _check_plan(backend, backend.plan(n, d, k, opts, solver=route), problem, route, opts)
     t0 = time.perf_counter()
     operator = _checked(backend, "operator", backend.operator(A, kern, plan, ridge), None, ("matvec",))
     timings["kernel"] += time.perf_counter() - t0
+    _check_operator(backend, operator, ridge, opts)
 
     def attempt(plan, opts):
         trace["factor_dtype"] = np.dtype(plan.factor_dtype).name
         t0 = time.perf_counter()
         factor = _checked(backend, "factor", backend.factor(A, kern, plan, ridge), None, ("solve",))
+        _check_factor(backend, factor, plan)
         built = time.perf_counter() - t0
         secs = float(getattr(factor, "seconds", None) or built)
         timings["factor"] = secs
@@ -177,12 +186,17 @@ def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:
         opts64 = replace(opts, dtype="float64", store_kernel=None if problem.precomputed else (
             str(operator.mode) == "stored"))
         try:
-            plan = _checked(backend, "plan", backend.plan(n, d, k, opts64, solver=route), Plan, ())
+            plan = _check_plan(backend, backend.plan(n, d, k, opts64, solver=route), problem, route, opts64)
         except MemoryBudgetError as mem:
             raise type(exc)(f"{exc} The dtype=None fallback to a float64 factor was not possible: {mem}",
                             *([exc.index] if isinstance(exc, NotPositiveDefiniteError) else [])) from exc
         factor, res, cert = attempt(plan, opts)
         notes = (f"dtype=None: the float32 route failed ({type(exc).__name__}); solved with a float64 factor",)
+    if opts.certificate == "bound" and cert.method == "direct":
+        bound = "none" if cert.relative_residual_bound is None else f"{cert.relative_residual_bound:.2e}"
+        notes += (f"certificate='bound': the proven bound carried through CG did not reach tol {opts.tol:.1e} "
+                  f"before the iteration ended; alpha is certified by the verifying direct product "
+                  f"(residual {cert.relative_residual:.2e}, proven bound {bound})",)
     return Solution(alpha=res.alpha, residual=res.residual, certificate=cert, factor=factor, operator=operator,
                     plan=plan, timings=timings, notes=notes)
 
@@ -197,6 +211,58 @@ def _checked(backend, method: str, value, kind, callables):
             "(the Backend protocol: plan -> kernelgen.solvers.Plan, operator -> a KernelOperator with matvec, "
             "factor -> a Factor with solve).")
     return value
+
+
+def _protocol_error(backend, what: str) -> InvalidInputError:
+    return InvalidInputError(f"backend {getattr(backend, 'name', backend)!r} breaks the Backend protocol: {what} "
+                             "(kernelgen.solvers.Backend; ARCHITECTURE.md, 'A new backend').")
+
+
+def _check_plan(backend, plan, problem: Problem, route: str, opts):
+    """The plan is a Plan for this problem, on this route, in the dtype the options ask (nothing asked is ignored)."""
+    plan = _checked(backend, "plan", plan, Plan, ())
+    path = "eigh" if route == "min_norm" else "cholesky"
+    if plan.path != path or plan.n != problem.n:
+        raise _protocol_error(backend, f"plan() returned path {plan.path!r} for n = {plan.n}; the solve asked for "
+                                       f"{path!r} at n = {problem.n}")
+    fdt = np.dtype(plan.factor_dtype)
+    if fdt not in (np.float32, np.float64) or (path == "cholesky" and opts.dtype is not None
+                                               and fdt != np.dtype(opts.dtype)):
+        raise _protocol_error(backend, f"plan() chose a {fdt.name} factor where SolveOptions(dtype={opts.dtype!r}) "
+                                       "asks for float32/float64 as given")
+    return plan
+
+
+def _check_operator(backend, operator, ridge: float, opts) -> None:
+    """The operator applies K + ridge I for the ridge asked, and proves a bound where certificate='bound' needs one."""
+    op_ridge = getattr(operator, "ridge", None)
+    if op_ridge is None or float(op_ridge) != float(ridge):
+        raise _protocol_error(backend, f"operator() has ridge {op_ridge!r}, the solve asked for ridge={ridge!r}: the "
+                                       "certifying product must be (K + ridge I) V with the ridge asked")
+    if opts.certificate == "bound":
+        g = operator.error_bound() if callable(getattr(operator, "error_bound", None)) else None
+        if g is None:
+            why = getattr(operator, "no_bound_reason", lambda: None)() or "its error_bound() is None"
+            raise UnsupportedOptionError(f"SolveOptions(certificate='bound') cannot hold on backend "
+                                         f"{getattr(backend, 'name', backend)!r}: {why}. Remedy: "
+                                         "certificate='direct'.")
+        if not (0.0 <= float(g) < 0.5):
+            raise _protocol_error(backend, f"operator().error_bound() returned {g!r}, not a relative error in [0, 0.5)")
+
+
+def _check_factor(backend, factor, plan) -> None:
+    """The factor is of the plan's kind (Cholesky / eigh) and dtype."""
+    kind = getattr(factor, "kind", None)
+    want = "eigh" if plan.path == "eigh" else "cholesky"
+    if kind != want:
+        raise _protocol_error(backend, f"factor() returned a factor of kind {kind!r}; the plan's path needs {want!r}")
+    if want == "cholesky" and np.dtype(getattr(factor, "dtype", None) or "O") != np.dtype(plan.factor_dtype):
+        raise _protocol_error(backend, f"factor() returned dtype {getattr(factor, 'dtype', None)!r}; the plan "
+                                       f"chose {np.dtype(plan.factor_dtype).name}")
+    if want == "eigh" and not all(hasattr(factor, a) for a in ("rank", "rank_tol", "condition_number",
+                                                                 "matrix_dtype", "shape")):
+        raise _protocol_error(backend, "factor() returned an eigh factor without rank, rank_tol, condition_number, "
+                                       "matrix_dtype and shape (use kernelgen.factors.EighFactor.factor)")
 
 
 def _guard(backend, phase: str):

@@ -171,8 +171,12 @@ def plan_kernel_solve(
                             **({"dtype": dtype} if dtype is not _UNSET and dtype is not None else {}))
     dtype, memory_budget, tile = opts.dtype, opts.memory_budget, opts.tile
     store_kernel, float64_max_n = opts.store_kernel, opts.float64_max_n
-    if n < 1:
-        raise InvalidInputError("n must be positive")
+    for name, v, lo in (("n", n, 1), ("d", d, 0), ("n_targets", n_targets, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise InvalidInputError(f"plan_kernel_solve: {name} must be an integer >= {lo}, got {v!r}.")
+    if solver == "min_norm" and dtype == "float32":
+        raise InvalidInputError("plan_kernel_solve: solver='min_norm' eigendecomposes in float64; dtype='float32' "
+                                "cannot hold (use dtype=None or 'float64', or solver='cholesky').")
     explicit = memory_budget is not None
     budget = int(memory_budget if explicit else DEFAULT_MEMORY_FRACTION * available_memory())
     k = max(1, int(n_targets))

@@ -33,7 +33,7 @@ __all__ = ["KernelSystem", "check_interpolates", "float64_refactor", "pinv_refin
 def prepare_targets(Y, n):
     Y = as_float_array(Y, "Y", ndim=(1, 2), dtype=np.float64)
     if Y.shape[0] != n:
-        raise ShapeMismatchError(f"X has {n} rows but Y has {Y.shape[0]}; they must match.")
+        raise ShapeMismatchError(f"the system has {n} rows (training points) but Y has {Y.shape[0]}; they must match.")
     return Y.reshape(n, -1), Y.ndim == 1
 
 class KernelSystem:

@@ -278,3 +278,12 @@ def test_estimator_auto_does_not_take_a_route_its_options_forbid(rng):
     # bandwidth 0.6 on 300 points in 3-D: cond(K) too large for the Cholesky route to certify 1e-10
     with pytest.raises(ConvergenceError):
         KernelInterpolationRegressor(kernel=Gaussian(0.6), options=SolveOptions(certificate="bound")).fit(X, y)
+
+
+def test_a_float64_factor_that_cannot_reach_tol_is_not_told_to_use_float64(rng):
+    # 300 points in 5-D at bandwidth 2: cond(K) puts the float64 residual's rounding floor above 1e-10
+    X, y = rng.normal(size=(300, 5)), rng.normal(size=300)
+    with pytest.raises(ConvergenceError) as ei:
+        kernel_interpolate(X, y, kernel=Gaussian(2.0), solver="cholesky")
+    msg = str(ei.value)
+    assert "dtype='float64'" not in msg and "already float64" in msg and "solver='min_norm'" in msg

@@ -218,7 +218,9 @@ def refine(
         matvec, pair = operator.matvec, getattr(operator, "matvec_with_error", None)
         if matvec_error is None and hasattr(operator, "error_bound"):
             matvec_error = operator.error_bound()
-    if hasattr(precond, "solve"):  # a Factor
+    float64_factor = False
+    if hasattr(precond, "solve"):  # a Factor (its dtype decides which remedies the failure message offers)
+        float64_factor = np.dtype(getattr(precond, "dtype", None) or "O") == np.float64
         precond = precond.solve
     Y = np.asarray(Y, dtype=np.float64)
     # the problem is linear: solve it for Y / 2^k with max|Y / 2^k| in [0.5, 1) (an exact scaling), so that CG's
@@ -284,7 +286,7 @@ def refine(
     while not (rel <= tol):
         if n_mv > max_iter:
             bar.close()
-            raise ConvergenceError(_fail_msg(history, tol, "reached max_iter"), history=history)
+            raise ConvergenceError(_fail_msg(history, tol, "reached max_iter", float64_factor), history=history)
         if method == "richardson":
             alpha = alpha + precond(R)
             KA, KabsA = direct_product(alpha)
@@ -309,7 +311,8 @@ def refine(
             stalls += 1
             if stalls >= 3:
                 bar.close()
-                raise ConvergenceError(_fail_msg(history, tol, "the residual stopped decreasing"), history=history)
+                raise ConvergenceError(_fail_msg(history, tol, "the residual stopped decreasing",
+                                                 float64_factor), history=history)
     bar.close()
     spec = (min(r[0] for r in ritz), max(r[1] for r in ritz)) if ritz else None
     alpha, R = np.ldexp(alpha, k2), np.ldexp(R, k2)
@@ -399,7 +402,7 @@ def _ritz_append(ritz, alphas, betas):
             ritz.append(iv)
 
 
-def _fail_msg(history, tol, why):
+def _fail_msg(history, tol, why, float64_factor=False):
     direct = [h["relative_residual"] for h in history if "recursive" not in h["kind"] and "bound" not in h["kind"]]
     recursive = [h["relative_residual"] for h in history if "recursive" in h["kind"]]
     shown = direct if len(direct) <= 12 else direct[:6] + direct[-6:]
@@ -409,6 +412,8 @@ def _fail_msg(history, tol, why):
     return (f"float64 refinement did not reach relative residual {tol:.1e} ({why}); direct float64 residuals: "
             f"{steps}.{rec} Either the system is too ill-conditioned for the preconditioner, or tol lies below the "
             "float64 rounding floor of the residual itself (about eps * || |K| |alpha| || / ||Y||, which "
-            "exceeds 1e-10 when cond(K) is ~1e8 or more). Remedies: SolveOptions(dtype='float64') (a float64 "
-            "factor), a looser tol, solver='min_norm' (rank-revealing), or an explicit ridge. The full history is "
+            "exceeds 1e-10 when cond(K) is ~1e8 or more). Remedies: " + (
+                "" if float64_factor else "SolveOptions(dtype='float64') (a float64 factor), ")
+            + "a looser tol, solver='min_norm' (rank-revealing), or an explicit ridge."
+            + (" (The factor was already float64.)" if float64_factor else "") + " The full history is "
             "on the exception's .history.")

@@ -151,7 +151,7 @@ def test_product_bound_holds_componentwise(small_blocks):
     X = _digits(420, seed=5)
     k = Gaussian(bandwidth=2.0)
     system = KernelSystem(k, X, None, 0.0, "on-the-fly", 2048, False)
-    g = system.matvec_error()
+    g = system.error_bound()
     assert g is not None and g >= fused_summation_depth(420) * U
     V = np.random.default_rng(6).normal(size=(420, 2))
     K = _kernel_ld(k, X, X)

@@ -5,7 +5,7 @@ Public API
 min_norm_solve       minimum-l2-norm (least-squares) solution of X w = y, ``pinv(X) @ y``
 kernel_interpolate   exact kernel interpolation (Cholesky / rank-revealing eigh; SciPy or JAX)
 KernelInterpolant    the fitted, immutable, saveable result (``load_interpolant`` reads it back)
-plan_kernel_solve    the memory planner every kernel solve uses (``MemoryPlan``)
+plan_kernel_solve    the memory planner every kernel solve uses (``Plan``; ``MemoryPlan`` is its former name)
 refine               the float64 iteration preconditioned by a factor (``RefinementResult``)
 Certificate          what certifies a fit's alpha and what ran (``fit.certificate``)
 Backend              the protocol a solve backend implements (plan, operator, factor); with

@@ -14,8 +14,9 @@ linear_operator's operators (Meanti et al. 2020; Gardner et al. 2018):
   in the plan's dtype (a Cholesky factor, or for ``plan.path == "eigh"`` an eigendecomposition: the
   minimum-norm route is a factor kind, not another path).
 
-Optional: ``check(problem)`` refuses, before any n x n work, an option the backend cannot honour
-(:class:`~kernelgen.errors.UnsupportedOptionError`); ``guard(phase)`` is a context manager around the
+Optional: ``refuse(problem)`` refuses, before any n x n work and without any collective, an option
+the backend cannot honour (:class:`~kernelgen.errors.UnsupportedOptionError`); ``check(problem)`` does
+the backend's own set-up checks (MPI: the inputs agreed across processes); ``guard(phase)`` is a context manager around the
 iteration (MPI: an unexpected error on one process aborts the job); ``finish(solution)`` checks the
 result across processes (MPI); ``factor_kinds`` (default both) and ``bound_capable`` (default False)
 say whether the backend has the minimum-norm route and products with a proven error bound. A backend needs nothing else: the orchestration does the iteration, the float32 ->
@@ -32,7 +33,8 @@ import numpy as np
 
 from ..options import SolveOptions
 
-__all__ = ["Backend", "KernelOperator", "OperatorMode", "Problem", "products_with_abs"]
+__all__ = ["Backend", "KernelOperator", "OperatorMode", "Problem", "no_entry_bound_reason", "product_error_bound",
+           "products_with_abs"]
 
 
 class OperatorMode(str, Enum):
@@ -62,6 +64,25 @@ def products_with_abs(matvec, V) -> tuple:
     k = V.shape[1]
     both = matvec(np.concatenate([V, np.abs(V)], axis=1))
     return both[:, :k], both[:, k:]
+
+
+def product_error_bound(eta: float, depth: int) -> float:
+    """g with |computed (K + ridge I) v - exact| <= g (K + ridge I)|v| componentwise, for a float64 product.
+
+    Each entry carries the kernel's proven relative error ``eta``
+    (:meth:`KernelEntries.entry_error_bound`); a sum of terms in any order added at most ``depth``
+    deep errs by gamma_D = D u / (1 - D u) of the sum of magnitudes (Higham, Accuracy and Stability,
+    §4.2); one more rounding for the ridge: g = (1 + eta)(1 + gamma_D)(1 + u)^2 - 1.
+    """
+    u = float(np.finfo(np.float64).eps) / 2.0
+    gamma = depth * u / (1.0 - depth * u)
+    return float((1.0 + eta) * (1.0 + gamma) * (1.0 + u) ** 2 - 1.0)
+
+
+def no_entry_bound_reason(kernel) -> str:
+    """Why products of ``kernel``'s entries carry no proven error bound (the kernel proves none on these data)."""
+    return (f"{kernel!r} has no proven entry error bound on these data (proven: the exact Gaussian, Laplace on "
+            "integer data, at bandwidths inside the float range)")
 
 
 @runtime_checkable

@@ -36,7 +36,7 @@ from ..options import SolveOptions
 from ._backend import Problem
 from ._jax_backend import JaxBackend
 from ._mpi_backend import MpiBackend, mpi_agree
-from ._orchestrate import orchestrate
+from ._orchestrate import orchestrate, refuse_unsupported
 from ._result import KernelInterpolant, build_interpolant
 from ._scipy_backend import ScipyBackend
 from ._system import prepare_targets
@@ -166,14 +166,14 @@ def kernel_interpolate(
         v = _validate_inputs(X, Y, kernel=kernel, ridge=ridge, solver=solver, options=options)
         bk = backend if custom else make_backend(_choose_backend(backend, v[1], v[2], v[0]), precomputed=v[2],
                                                   options=v[0], verbose=verbose)
-        _check_supported(bk, solver, opts=v[0], kern=v[1], precomputed=v[2], A=v[3])
-        return v + (bk,)
+        problem = Problem(A=v[3], Y=v[8], kernel=v[1], ridge=v[7], precomputed=v[2], solver=solver, options=v[0],
+                          verbose=verbose)
+        _check_supported(bk, problem)
+        return v + (bk, problem)
 
     # under mpiexec every process validates its own copy, and they agree: one refusing alone would hang the others
-    opts, kern, precomputed, A, X64, n, d, ridge, Y2, squeeze, bk = (
+    opts, kern, precomputed, A, X64, n, d, ridge, Y2, squeeze, bk, problem = (
         mpi_agree(validate) if backend == "mpi" else validate())
-    problem = Problem(A=A, Y=Y2, kernel=kern, ridge=ridge, precomputed=precomputed, solver=solver, options=opts,
-                      verbose=verbose)
     sol = orchestrate(bk, problem)
     fit = build_interpolant(sol, Y2, squeeze, kern, X64, A if precomputed else None, ridge, opts)
     log.info("kernel_interpolate: n=%d solver=%s backend=%s factor=%s residual %.3e in %.1f s",
@@ -208,33 +208,11 @@ def _choose_backend(backend, kern, precomputed, opts):
     return "jax"
 
 
-def _check_supported(bk, solver, *, opts, kern, precomputed, A):
+def _check_supported(bk, problem):
     """Refuse, before any n x n work, an option the backend, solver or kernel cannot honour (never ignore it)."""
-    name = bk.name
-    if name == "jax" and not precomputed and not getattr(kern, "has_jax", True):
-        raise UnsupportedOptionError(
-            f"backend='jax' needs a kernel with a JAX implementation; {kern!r} has none: {kern._no_jax_message()} "
-            "(backend='auto' picks 'scipy' for this kernel.)")
-    if solver == "min_norm" and "eigh" not in getattr(bk, "factor_kinds", ("cholesky", "eigh")):
-        raise UnsupportedOptionError(f"backend={name!r} solves by Cholesky only, got solver='min_norm' (use "
-                                     "backend='scipy' for the minimum-norm solve).")
-    if solver == "min_norm" and opts.dtype == "float32":
-        raise UnsupportedOptionError(
-            "SolveOptions(dtype='float32') cannot hold with solver='min_norm': the eigendecomposition is float64 "
-            "(a float32 one would not separate the null space at float64's resolution). Remedy: dtype=None or "
-            "'float64', or solver='cholesky' for a float32 factor.")
-    if name == "mpi" and precomputed:
-        raise UnsupportedOptionError("backend='mpi' computes its kernel tiles from X: a precomputed K is not "
-                                     "supported (use backend='scipy').")
-    if name == "jax" and opts.store_kernel is False:
-        raise UnsupportedOptionError(
-            "SolveOptions(store_kernel=False) cannot hold on backend='jax': its float64 residual uses the float64 K "
-            "kept on the device. Remedy: backend='scipy' (recomputes the float64 kernel on the fly), or "
-            "store_kernel=None.")
-    if name == "mpi" and opts.store_kernel is True:
-        raise UnsupportedOptionError(
-            "SolveOptions(store_kernel=True) cannot hold on backend='mpi': each pass recomputes its share of the "
-            "float64 kernel tiles. Remedy: store_kernel=None, or backend='scipy'.")
+    refuse_unsupported(bk, problem)  # the route's and the backend's own refusals
+    name, opts, kern, solver = bk.name, problem.options, problem.kernel, problem.solver
+    precomputed, A = problem.precomputed, problem.A
     if opts.certificate != "bound":
         return
     what = "SolveOptions(certificate='bound')"

@@ -70,12 +70,18 @@ class JaxBackend:
         self.precomputed, self.options, self.verbose = precomputed, options, verbose
         self._K64 = None
 
-    def check(self, problem):
-        """A kernel without a JAX implementation is refused before any n x n work."""
+    def refuse(self, problem):
+        """What this backend cannot honour, refused before any n x n work: a kernel without a JAX implementation,
+        ``SolveOptions(store_kernel=False)`` (the residual uses the float64 K kept on the device)."""
         if not self.precomputed and not getattr(problem.kernel, "has_jax", True):
             raise UnsupportedOptionError(
                 f"backend='jax' needs a kernel with a JAX implementation; {problem.kernel!r} has none: "
                 f"{problem.kernel._no_jax_message()} (backend='auto' picks 'scipy' for this kernel.)")
+        if problem.options.store_kernel is False:
+            raise UnsupportedOptionError(
+                "SolveOptions(store_kernel=False) cannot hold on backend='jax': its float64 residual uses the float64 "
+                "K kept on the device. Remedy: backend='scipy' (recomputes the float64 kernel on the fly), or "
+                "store_kernel=None.")
 
     def plan(self, n, d, k, options, *, solver="cholesky"):
         avail = int(options.memory_budget) if options.memory_budget is not None else device_memory()

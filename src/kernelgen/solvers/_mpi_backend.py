@@ -86,9 +86,9 @@ from ..factors._scalapack import (
     load_scalapack,
     numroc,
 )
-from ..numerics import CALL_LIMITS, MEMORY_FRACTION, available_memory, unit_roundoff
+from ..numerics import CALL_LIMITS, MEMORY_FRACTION, available_memory
 from ..options import decide_factor_dtype
-from ._backend import OperatorMode, products_with_abs
+from ._backend import OperatorMode, no_entry_bound_reason, product_error_bound, products_with_abs
 from ._planner import Plan, expected_passes
 
 log = logging.getLogger(__name__)
@@ -352,8 +352,7 @@ class DistributedKernelSystem:
     def no_bound_reason(self):
         """Why the distributed products carry no proven error bound (None when they do)."""
         if self._entries().entry_error_bound() is None:
-            return (f"{self.kernel!r} has no proven entry error bound on these data (proven: the exact Gaussian, "
-                    "Laplace on integer data, at bandwidths inside the float range)")
+            return no_entry_bound_reason(self.kernel)
         return None
 
     def error_bound(self):
@@ -369,12 +368,9 @@ class DistributedKernelSystem:
         """
         if self.no_bound_reason() is not None:
             return None
-        eta = self._entries().entry_error_bound()
-        u = unit_roundoff(np.float64)
         n = self.X64.shape[0]
         depth = n + 2 * (n // max(1, self.tile) + 2) + self.comm.Get_size() + 4
-        gamma = depth * u / (1.0 - depth * u)
-        return float((1.0 + eta) * (1.0 + gamma) * (1.0 + u) ** 2 - 1.0)
+        return product_error_bound(self._entries().entry_error_bound(), depth)
 
 
 def _fill_local(kernel, X64, n, nb, grid, fdt, ridge, rank, verbose):
@@ -449,28 +445,27 @@ class MpiBackend:
         self.options, self.verbose = options, verbose
         self.settings = None
 
+    def refuse(self, problem):
+        """What the distributed solve cannot honour (no collective): a precomputed K,
+        ``SolveOptions(store_kernel=True)``; min_norm is refused by the orchestration (``factor_kinds``)."""
+        if problem.precomputed:
+            raise UnsupportedOptionError("backend='mpi' computes its kernel tiles from X: a precomputed K is not "
+                                         "supported (use backend='scipy').")
+        if problem.options.store_kernel is True:
+            raise UnsupportedOptionError(
+                "SolveOptions(store_kernel=True) cannot hold on backend='mpi': each pass recomputes its share of the "
+                "float64 kernel tiles. Remedy: store_kernel=None, or backend='scipy'.")
+
     def check(self, problem):
-        """Refuse what the distributed solve cannot honour, and agree the inputs across processes (collective).
+        """Agree the inputs across processes (collective).
 
         Raises
         ------
-        UnsupportedOptionError
-            A precomputed K, ``solver="min_norm"``, ``SolveOptions(store_kernel=True)``.
         InvalidInputError
             X, Y, kernel, ridge, solver or options differing between processes.
         """
         comm = self.comm
         rank, size = comm.Get_rank(), comm.Get_size()
-        if problem.precomputed:
-            raise UnsupportedOptionError("backend='mpi' computes its kernel tiles from X: a precomputed K is not "
-                                         "supported (use backend='scipy').")
-        if problem.solver == "min_norm":
-            raise UnsupportedOptionError("backend='mpi' solves by Cholesky only, got solver='min_norm' (use "
-                                         "backend='scipy' for the minimum-norm solve).")
-        if problem.options.store_kernel is True:
-            raise UnsupportedOptionError(
-                "SolveOptions(store_kernel=True) cannot hold on backend='mpi': each pass recomputes its share of the "
-                "float64 kernel tiles. Remedy: store_kernel=None, or backend='scipy'.")
         with _abort_on_unexpected(comm, "set-up"):
             load_scalapack()
             self.settings = mpi_settings(size)

@@ -44,7 +44,7 @@ from ._system import check_interpolates, pinv_refine
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Solution", "iterate", "orchestrate"]
+__all__ = ["Solution", "iterate", "orchestrate", "refuse_unsupported"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ def orchestrate(backend, problem: Problem) -> Solution:
         As :func:`kernelgen.kernel_interpolate` documents them.
     """
     t_start = time.perf_counter()
+    refuse_unsupported(backend, problem)
     check = getattr(backend, "check", None)
     if check is not None:
         check(problem)
@@ -145,6 +146,32 @@ def orchestrate(backend, problem: Problem) -> Solution:
         finish(sol)
     sol.timings["total"] = time.perf_counter() - t_start
     return sol
+
+
+def refuse_unsupported(backend, problem: Problem) -> None:
+    """Refuse what the route or the backend cannot honour, with no n x n work and no collective (named errors).
+
+    The solver's own rules (min_norm needs a backend whose factors include "eigh", and eigendecomposes in float64
+    only), then the backend's ``refuse(problem)`` hook where it has one. :func:`kernelgen.kernel_interpolate` calls it
+    while validating (under MPI, inside the first collective's agreement); :func:`orchestrate` calls it again for a
+    backend driven directly (O(1)).
+
+    Raises
+    ------
+    UnsupportedOptionError
+    """
+    name, opts = getattr(backend, "name", backend), problem.options
+    if problem.solver == "min_norm" and "eigh" not in getattr(backend, "factor_kinds", ("cholesky", "eigh")):
+        raise UnsupportedOptionError(f"backend={name!r} solves by Cholesky only, got solver='min_norm' (use "
+                                     "backend='scipy' for the minimum-norm solve).")
+    if problem.solver == "min_norm" and opts.dtype == "float32":
+        raise UnsupportedOptionError(
+            "SolveOptions(dtype='float32') cannot hold with solver='min_norm': the eigendecomposition is float64 "
+            "(a float32 one would not separate the null space at float64's resolution). Remedy: dtype=None or "
+            "'float64', or solver='cholesky' for a float32 factor.")
+    hook = getattr(backend, "refuse", None)
+    if hook is not None:
+        hook(problem)
 
 
 def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:

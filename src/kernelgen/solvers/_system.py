@@ -21,7 +21,7 @@ from ..errors import InterpolationWarning, InvalidInputError, ShapeMismatchError
 from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
 from ..kernels import entries_symmetric_apply, fused_summation_depth
 from ..numerics import safe_norm, unit_roundoff
-from ._backend import OperatorMode, products_with_abs
+from ._backend import OperatorMode, no_entry_bound_reason, product_error_bound, products_with_abs
 from ._planner import plan_kernel_solve
 from ._refine import RefinementResult, _rel
 
@@ -95,8 +95,7 @@ class KernelSystem:
         if self.mode not in (OperatorMode.ON_THE_FLY, OperatorMode.STORED, OperatorMode.RECOMPUTED):
             return f"the {self.mode} products carry no proven error bound"
         if self._entry_bound() is None:
-            return (f"{self.kernel!r} has no proven entry error bound on these data (proven: the exact Gaussian, "
-                    "Laplace on integer data, at bandwidths inside the float range)")
+            return no_entry_bound_reason(self.kernel)
         return None
 
     def _entry_bound(self):
@@ -117,17 +116,13 @@ class KernelSystem:
         """
         if self.no_bound_reason() is not None or self.ridge < 0:
             return None
-        eta = self._entry_bound()
-        u = unit_roundoff(np.float64)
         n = self.X64.shape[0]
         if self.mode == OperatorMode.STORED:  # symmetric_matvec_panels: a panel's dot (<= n terms), mirrors, sum
             depth = n + 2 * (n // max(1, self.K64.tile) + 2) + 4
         else:
             depth = fused_summation_depth(n)
-        gamma = depth * u / (1.0 - depth * u)
-        return float((1.0 + eta) * (1.0 + gamma) * (1.0 + u) ** 2 - 1.0)
+        return product_error_bound(self._entry_bound(), depth)
 
-    matvec_error = error_bound  # the former name
 
 def float64_refactor(fit, *, verbose=False):
     """A float64 tiled Cholesky factor of the fit's K + ridge I (planner-checked), for an exact log-det."""

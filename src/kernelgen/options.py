@@ -28,6 +28,7 @@ AUTO_FLOAT64_MAX_N = 4096
 
 _REFINEMENTS = ("cg", "richardson")
 _CERTIFICATES = ("direct", "bound")
+_STORAGES = ("auto", "memory", "disk")
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,17 @@ class SolveOptions:
         cannot hold or is not implemented (``backend="jax"`` or ``"mpi"``, ``solver="min_norm"``, a
         precomputed K, a kernel without a proven entry bound on the data), and
         ``solver="auto"`` does not fall back to min_norm under it.
+    storage : {"auto", "memory", "disk"}, default "auto"
+        Where the Cholesky factor lives (SciPy backend). "auto": in RAM when the memory plan fits the
+        budget, else in a scratch file (an out-of-core factor, :mod:`kernelgen.factors`), else a
+        :class:`~kernelgen.errors.MemoryBudgetError` before anything is written. "memory" / "disk"
+        force one (the planner still refuses what does not fit). The float64 iteration and its
+        certificate are the same either way; a factor on disk costs two streams of the file per pass.
+    scratch_dir : str or None, default None
+        Directory of the out-of-core factor's scratch file; None: the ``KERNELGEN_SCRATCH``
+        environment variable, else ``<platform cache dir>/kernelgen/scratch``. The file (n^2/2 entries
+        of the factor's dtype, plus a small ``.json`` progress record) is removed when the factor is no
+        longer needed; a run killed mid-factor leaves it, and the same solve rerun resumes from it.
 
     Raises
     ------
@@ -121,6 +133,8 @@ class SolveOptions:
     require_interpolation: bool = False
     certificate: str = "direct"
     float64_retry: bool = True
+    storage: str = "auto"
+    scratch_dir: str | None = None
 
     def __post_init__(self):
         def bad(name, value, allowed):
@@ -154,6 +168,14 @@ class SolveOptions:
                 bad(name, getattr(self, name), "True or False")
         if self.certificate not in _CERTIFICATES:
             bad("certificate", self.certificate, f"one of {_CERTIFICATES}")
+        if self.storage not in _STORAGES:
+            bad("storage", self.storage, f"one of {_STORAGES}")
+        if self.scratch_dir is not None:
+            import os
+
+            if not isinstance(self.scratch_dir, (str, os.PathLike)) or not str(self.scratch_dir):
+                bad("scratch_dir", self.scratch_dir, "None or a directory path")
+            object.__setattr__(self, "scratch_dir", str(os.fspath(self.scratch_dir)))
         if self.store_kernel is not None and not isinstance(self.store_kernel, (bool, np.bool_)):
             bad("store_kernel", self.store_kernel, "None, True or False")
 

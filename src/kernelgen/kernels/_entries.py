@@ -577,6 +577,21 @@ def fill_panels(kernel, P, X, *, verbose=False, desc="kernel") -> None:
             bar.update(1)
 
 
+def fill_columns(src, r0, r1, c0, c1, out) -> None:
+    """out <- k(X[r0:r1], X[c0:c1]) for the symmetric entries ``src`` (c0 < c1 <= r1), out Fortran (r1-r0, c1-c0).
+
+    The out-of-core factor's fill: columns [c0, c1) of row panel [r0, r1), as :func:`fill_panels`
+    fills whole panels (the C-order buffer of ``out`` is k(X[c0:c1], X[r0:r1]); diagonal entries exact).
+    """
+    buf = out.T  # C order (c1 - c0, r1 - r0): buf[c - c0, r] = k(x_c, x_{r0 + r})
+
+    def fn(item, state):
+        a, e = item
+        src.block(a, e, r0, r1, a - r0, buf[a - c0:e - c0])
+
+    _parallel_map([(a, min(c1, a + _SUB_ROWS)) for a in range(c0, c1, _SUB_ROWS)], fn, lambda: None)
+
+
 def _sub_blocks(rows, cols_of):
     """(r0, r1, c0, c1) sub-blocks: rows in _SUB_ROWS steps, columns [0, cols_of(r1)) in _SUB_COLS steps."""
     items = []

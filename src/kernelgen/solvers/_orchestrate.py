@@ -219,6 +219,10 @@ def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:
                             *([exc.index] if isinstance(exc, NotPositiveDefiniteError) else [])) from exc
         factor, res, cert = attempt(plan, opts)
         notes = (f"dtype=None: the float32 route failed ({type(exc).__name__}); solved with a float64 factor",)
+    shift = float(getattr(factor, "diagonal_shift", 0.0) or 0.0)
+    if shift:
+        notes += (f"the out-of-core float32 factor broke down on K; K + {shift:.3g} I (a diagonal shift) was factored "
+                  "instead and used as the preconditioner: alpha solves the unshifted system (certified below)",)
     if opts.certificate == "bound" and cert.method == "direct":
         bound = "none" if cert.relative_residual_bound is None else f"{cert.relative_residual_bound:.2e}"
         notes += (f"certificate='bound': the proven bound carried through CG did not reach tol {opts.tol:.1e} "

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..errors import InvalidInputError, MemoryBudgetError
+from ..errors import InvalidInputError, MemoryBudgetError, UnsupportedOptionError
 from ..factors import EIGH_MAX_N, LowerPanels
 from ..numerics import CALL_LIMITS, MEMORY_FRACTION, available_memory
 from ..options import AUTO_FLOAT64_MAX_N, SolveOptions, decide_factor_dtype
@@ -82,6 +82,15 @@ class Plan:
         Where each n x n object lives ("host", "device", "distributed").
     passes_expected : int
         :func:`expected_passes`.
+    storage : str
+        Where the factor lives: ``"memory"`` (RAM) or ``"disk"`` (a scratch file, the out-of-core
+        factor; ``SolveOptions(storage=...)``).
+    scratch_dir : str or None
+        The scratch file's directory (storage "disk").
+    working_width : int
+        Columns of the out-of-core factor's super-panel held in RAM (storage "disk"; 0 otherwise).
+    disk_bytes, disk_free : int
+        Bytes of the scratch file and bytes free on its file system when planned (storage "disk").
     """
 
     n: int
@@ -97,12 +106,19 @@ class Plan:
     backend: str = "scipy"
     places: dict = field(default_factory=dict)
     passes_expected: int = 0
+    storage: str = "memory"
+    scratch_dir: str | None = None
+    working_width: int = 0
+    disk_bytes: int = 0
+    disk_free: int = 0
 
     def describe(self) -> str:
         parts = ", ".join(f"{k} {_gb(v)}" for k, v in self.breakdown.items())
+        disk = (f"; factor on disk in {self.scratch_dir} ({_gb(self.disk_bytes)} of {_gb(self.disk_free)} free, "
+                f"super-panel width {self.working_width})" if self.storage == "disk" else "")
         return (f"{self.backend} {self.path} n={self.n}: factor {np.dtype(self.factor_dtype).name}, float64 residual "
                 f"{self.residual}, tile {self.tile}; needs {_gb(self.bytes_needed)} of "
-                f"{_gb(self.bytes_available)} ({parts})")
+                f"{_gb(self.bytes_available)} of RAM ({parts}){disk}")
 
     def to_dict(self) -> dict:
         """The plan as a JSON-serialisable dict (dtype as its name)."""
@@ -207,6 +223,13 @@ def plan_kernel_solve(
     fdt = decide_factor_dtype(opts, n)
     tile_req = int(tile)
     tile = int(min(tile, CALL_LIMITS[fdt].potrf_n, max(n, 1)))
+    if opts.storage == "disk" and precomputed:
+        raise UnsupportedOptionError(
+            "SolveOptions(storage='disk') cannot hold with a precomputed kernel: the caller's K is in RAM already, "
+            "and the out-of-core factor computes its entries from X. Remedy: pass X and the kernel, or "
+            "storage='auto'.")
+    if opts.storage == "disk":
+        return _disk_plan(n, d, k, fdt, tile, budget, explicit, opts)
     breakdown.update(_cholesky_parts(n, tile, fdt))
     need_min = sum(breakdown.values())
     tri64 = LowerPanels.nbytes_for(n, tile, np.float64)
@@ -218,7 +241,17 @@ def plan_kernel_solve(
     else:
         residual = "on-the-fly"
     need = sum(breakdown.values())
+    if need > budget and opts.storage == "auto" and not precomputed:
+        try:
+            return _disk_plan(n, d, k, fdt, tile, budget, explicit, opts, ram_need=need)
+        except MemoryBudgetError as exc:
+            log.info("the factor fits neither in RAM (%s of %s) nor on disk: %s", _gb(need), _gb(budget), exc)
+            disk_refusal = exc
+    else:
+        disk_refusal = None
     if need > budget:
+        if disk_refusal is not None:
+            raise disk_refusal
         f32_fits = fdt == np.float64 and _cholesky_need(n, d, k, np.dtype(np.float32), tile_req, precomputed,
                                                         False) <= budget
         def need_at(m, dt):
@@ -232,6 +265,8 @@ def plan_kernel_solve(
             m_max = _largest_n(lambda m: need_at(m, fdt), budget)
         remedy = _remedy(budget, explicit, m_max, need_at(1, fdt),
                          "dtype='float32' (mixed precision, still exact in float64) halves the factor", f32_fits)
+        if opts.storage == "memory" and not precomputed:
+            remedy = "SolveOptions(storage='auto' or 'disk') puts the factor in a scratch file; " + remedy
         raise MemoryBudgetError(
             f"an exact kernel solve at n={n} needs {_gb(need)} ({', '.join(f'{a} {_gb(b)}' for a, b in breakdown.items())}) "
             f"but {_gb(budget)} is available. Remedy: {remedy}", need, budget)
@@ -241,6 +276,86 @@ def plan_kernel_solve(
     plan = Plan(n, d, k, "cholesky", fdt, residual, tile, need, budget, breakdown, places=places,
                 passes_expected=expected_passes(fdt))
     log.info("memory plan: %s", plan.describe())
+    return plan
+
+
+# ----------------------------------------------------------------------------- the out-of-core plan
+#: Fraction of the RAM budget (after the fixed parts) that the out-of-core factor's super-panel may
+#: take; the rest stays free for the page cache, which the triangular solves' backward stream reuses.
+#: Bytes read by the factor fall as 1/W ((2/3) n^3 / W in float32): at n = 120,000 and W = 16,384,
+#: 70 GB, about 1 minute at 1.2 GB/s against ~47 minutes of SGEMM -- a wider W would not pay.
+DISK_WORKING_FRACTION = 0.5
+
+
+def scratch_directory(opts: SolveOptions) -> str:
+    """The out-of-core factor's directory: ``opts.scratch_dir``, ``$KERNELGEN_SCRATCH``, or the platform cache."""
+    import os
+
+    if opts.scratch_dir:
+        return os.path.abspath(os.path.expanduser(opts.scratch_dir))
+    env = os.environ.get("KERNELGEN_SCRATCH")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    import pooch
+
+    return os.path.join(str(pooch.os_cache("kernelgen")), "scratch")
+
+
+def disk_free(path: str) -> int:
+    """Bytes free on the file system of ``path`` (its nearest existing parent: nothing is created)."""
+    import os
+    import shutil
+
+    p = os.path.abspath(path)
+    while not os.path.exists(p):
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    return int(shutil.disk_usage(p).free)
+
+
+def _disk_parts(n, d, k, fdt, tile, width) -> dict:
+    from ..factors._disk import READ_BUFFERS_BYTES
+
+    parts = _base_breakdown(n, d, k, False)
+    parts["super-panel"] = n * width * fdt.itemsize + width * tile * fdt.itemsize
+    parts["read-ahead buffers"] = READ_BUFFERS_BYTES(tile, fdt)
+    parts["blocks"] = 2 * tile * CALL_LIMITS[np.dtype(np.float64)].gemm_cols * 8
+    return parts
+
+
+def _disk_plan(n, d, k, fdt, tile, budget, explicit, opts, *, ram_need=None) -> Plan:
+    """The out-of-core plan: a super-panel width that fits the RAM budget, a scratch file that fits the disk."""
+    s = fdt.itemsize
+    fixed = sum(_disk_parts(n, d, k, fdt, tile, 0).values())
+    cap = min(CALL_LIMITS[fdt].gemm_cols // tile * tile, -(-n // tile) * tile)
+    width = int(max(0, DISK_WORKING_FRACTION * (budget - fixed)) // (n * s + tile * s) // tile * tile)
+    width = min(width, cap)
+    directory = scratch_directory(opts)
+    file_bytes = LowerPanels.nbytes_for(n, tile, fdt) + 4096
+    free = disk_free(directory)
+    ram_min = sum(_disk_parts(n, d, k, fdt, tile, tile).values())
+    memory_line = (f"RAM: the factor in memory needs {_gb(ram_need)}, " if ram_need else "RAM: ")
+    if width < tile or file_bytes > free:
+        why = []
+        if width < tile:
+            why.append(f"even a one-tile super-panel needs {_gb(ram_min)} of RAM")
+        if file_bytes > free:
+            why.append(f"the scratch file needs {_gb(file_bytes)} of disk in {directory}")
+        raise MemoryBudgetError(
+            f"an exact kernel solve at n={n} fits neither in RAM nor out of core: {'; '.join(why)}. "
+            f"{memory_line}out of core needs at least {_gb(ram_min)}; {_gb(budget)} available"
+            f"{' (memory_budget)' if explicit else ''}. Disk: {_gb(file_bytes)} needed, {_gb(free)} free in "
+            f"{directory}. Remedy: free disk space or SolveOptions(scratch_dir=...) on a larger disk "
+            "(or KERNELGEN_SCRATCH), free memory, fewer samples, or the MPI backend across machines "
+            "(backend='mpi'). Nothing was written.", max(ram_min, file_bytes), budget)
+    breakdown = _disk_parts(n, d, k, fdt, tile, width)
+    need = int(sum(breakdown.values()))
+    plan = Plan(n, d, k, "cholesky", fdt, "on-the-fly", tile, need, budget, breakdown,
+                places={"factor": "disk"}, passes_expected=expected_passes(fdt), storage="disk",
+                scratch_dir=directory, working_width=int(width), disk_bytes=int(file_bytes), disk_free=int(free))
+    log.info("memory plan (out of core): %s", plan.describe())
     return plan
 
 

@@ -150,6 +150,11 @@ class KernelInterpolant:
     notes : tuple of str
         Decisions taken during the solve that changed what ran (e.g. ``solver="auto"`` falling back
         to ``min_norm``); empty when nothing was decided for the caller.
+    factor_info : dict
+        What the factor reported of itself (``factor.describe()``): kind, dtype, tile, seconds; for an
+        out-of-core factor also ``storage="disk"``, its file's bytes, the bytes read and written, the
+        seconds the factorisation waited on the file, the super-panel width and the solves' reads.
+        Kept when the factor itself is not.
     preparation : dict, str or None
         How the training inputs were prepared (e.g. ``{"dataset": "mnist", "transform":
         "pixels/255", "dtype": "float64"}``), as given to :meth:`save` (or to
@@ -174,6 +179,7 @@ class KernelInterpolant:
     data_sha256: str | None = field(default=None, repr=False)
     data_shape: tuple | None = field(default=None, repr=False, metadata=_stored("tuple"))
     notes: tuple = field(default=(), metadata=_stored("tuple"))
+    factor_info: dict = field(default_factory=dict, repr=False)
     preparation: Any = field(default=None, repr=False)
     rows: np.ndarray | None = field(default=None, repr=False, compare=False, metadata=_stored("array"))
     _resolve: Callable | None = field(default=None, repr=False, compare=False, metadata=_stored(None))
@@ -636,13 +642,28 @@ def build_interpolant(sol: Solution, Y2, squeeze, kern, X64, K, ridge, opts, *, 
         fitted=KA[:, 0] if squeeze else KA, options=opts, factor=sol.factor if opts.keep_factor else None,
         provenance=prov if prov is not None else provenance(),
         X_train=X64, data_sha256=data_sha or data_fingerprint(K if X64 is None else X64),
-        data_shape=None if K is None else tuple(np.shape(K)), notes=tuple(sol.notes))
+        data_shape=None if K is None else tuple(np.shape(K)), notes=tuple(sol.notes),
+        factor_info=_factor_info(sol.factor))
+    if not opts.keep_factor and callable(getattr(sol.factor, "close", None)):
+        sol.factor.close()  # an out-of-core factor's scratch file is removed as soon as it is not needed
     op = sol.operator
     if opts.keep_factor and op is not None:
         if X64 is not None and getattr(op, "X64", None) is X64 and fit.X_train is not X64 and hasattr(op, "rebind"):
             op.rebind(fit.X_train)  # the kept operator must read the fit's own copy, not the caller's array
         fit = _with_resolver(fit, op, sol.factor)
     return fit
+
+
+def _factor_info(factor) -> dict:
+    """What the factorisation reports about itself (kind, dtype, storage; bytes and I/O for a factor on disk)."""
+    describe = getattr(factor, "describe", None)
+    if not callable(describe):
+        return {}
+    try:
+        info = describe()
+    except Exception:  # pragma: no cover - a custom factor's describe is informative only
+        return {}
+    return json.loads(json.dumps(info, default=_json_default)) if isinstance(info, dict) else {}
 
 
 def _with_resolver(fit, operator, factor):

@@ -15,7 +15,15 @@ import logging
 
 import numpy as np
 
+import hashlib
+import json
+import os
+import time
+
+from ..errors import NotPositiveDefiniteError
 from ..factors import CholeskyFactor, EighFactor, LowerPanels
+from ..factors._disk import DiskCholeskyFactor, out_of_core_cholesky
+from ..kernels._entries import fill_columns
 from ._backend import OperatorMode
 from ._planner import plan_kernel_solve
 from ._system import KernelSystem
@@ -64,6 +72,8 @@ class ScipyBackend:
     def factor(self, A, kernel, plan, ridge):
         if plan.path == "eigh":
             return self._eigh(A, kernel, ridge)
+        if getattr(plan, "storage", "memory") == "disk":
+            return disk_factor(A, kernel, plan, ridge, self.options, verbose=self.verbose)
         fdt, n = np.dtype(plan.factor_dtype), A.shape[0]
         if self.precomputed:
             F = LowerPanels.from_dense(A, plan.tile, fdt)
@@ -93,3 +103,66 @@ class ScipyBackend:
         if self._operator is not None and self._operator.mode == OperatorMode.FACTOR:
             self._operator.K = lambda V, f=f, r=ridge: f.apply(V) - r * V
         return f
+
+
+#: Diagonal shifts (relative to the mean diagonal of K) tried, in order, when the out-of-core float32
+#: factor breaks down: K + delta diag(K) stays positive definite for delta above the float32 rounding of
+#: the factorisation (Higham & Pranesh, SIAM J. Sci. Comput. 43(1), 2021, section 3: "shifting"); the
+#: float64 iteration still solves the unshifted K + ridge I. A float64 factor on disk would take twice
+#: the disk and time: it is not the fallback.
+DISK_SHIFTS = (1e-6, 1e-4, 1e-2)
+
+
+def _problem_fingerprint(A, kernel, ridge, plan) -> dict:
+    """What identifies an out-of-core factor: the data's bytes, the kernel, the ridge and the layout."""
+    X = np.ascontiguousarray(A, dtype=np.float64)
+    h = hashlib.sha256(str(X.shape).encode())
+    h.update(memoryview(X.reshape(-1)).cast("B"))
+    desc = json.dumps(kernel.to_dict(), sort_keys=True, default=repr)
+    return {"data": h.hexdigest(), "kernel": f"{type(kernel).__module__}:{type(kernel).__qualname__}:{desc}",
+            "ridge": float(ridge), "tile": int(plan.tile), "width": int(plan.working_width),
+            "dtype": np.dtype(plan.factor_dtype).name}
+
+
+def disk_factor(A, kernel, plan, ridge, options, *, verbose=False) -> DiskCholeskyFactor:
+    """The out-of-core Cholesky factor of K + ridge I in a scratch file (resumes a killed run of the same problem).
+
+    A float32 breakdown is retried with a diagonal shift (:data:`DISK_SHIFTS`), logged and kept on the
+    factor (``diagonal_shift``); a float64 factor breaks down for real (NotPositiveDefiniteError).
+    """
+    fdt, n = np.dtype(plan.factor_dtype), A.shape[0]
+    fp = _problem_fingerprint(A, kernel, ridge, plan)
+    name = "kernelgen-factor-" + hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:20]
+    os.makedirs(plan.scratch_dir, exist_ok=True)
+    path = os.path.join(plan.scratch_dir, name + f".{fdt.name}")
+    src = kernel.entries(A, None, dtype=fdt)
+
+    def fill(r0, r1, c0, c1, out):
+        fill_columns(src, r0, r1, c0, c1, out)
+
+    mean_diag = None
+    shifts = (0.0,) + (DISK_SHIFTS if fdt == np.float32 else ())
+    for attempt, rel in enumerate(shifts):
+        shift = 0.0
+        if rel:
+            if mean_diag is None:
+                mean_diag = float(np.mean(kernel.diag(A))) if hasattr(kernel, "diag") else 1.0
+            shift = rel * mean_diag
+        t0 = time.perf_counter()
+        try:
+            P, stats = out_of_core_cholesky(path, n, plan.tile, plan.working_width, fdt, fill, fingerprint=fp,
+                                            diagonal_add=float(ridge) + shift, verbose=verbose,
+                                            desc=f"cholesky ({fdt.name}, out of core)")
+        except NotPositiveDefiniteError as exc:
+            if attempt + 1 >= len(shifts):
+                raise
+            log.warning("the out-of-core %s factor broke down (%s); refactoring with a diagonal shift of %.0e "
+                        "diag(K) (the float64 iteration still solves the unshifted system)", fdt.name,
+                        str(exc).split(":")[0], shifts[attempt + 1])
+            continue
+        total = time.perf_counter() - t0
+        f = DiskCholeskyFactor(P, seconds=total - stats["kernel"], stats=stats, diagonal_shift=shift)
+        if shift:
+            log.warning("out-of-core factor of K + %.3g I (diagonal shift) used as the preconditioner", shift)
+        return f
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -12,6 +12,12 @@ try --n-train 10000 before the full run.
     python scripts/mnist_kernel.py --smoke           # synthetic digits, seconds
     python scripts/mnist_kernel.py --n-train 10000 --save fit.npz
     python scripts/mnist_kernel.py --load fit.npz    # reload a saved fit, predict the test set
+    python scripts/mnist_kernel.py --augment-shifts 1  # + a one-pixel-shifted copy of each: n = 120,000
+
+With --augment-shifts 1 every training image gets one copy shifted by one pixel in a direction drawn
+at random (up, down, left or right; seeded by --shift-seed; zeros shifted in), so n doubles; the
+test images are untouched. Beyond what fits in RAM the factor lives in a scratch file (--storage,
+--scratch-dir): the solve stays exact.
 
 A file written with --save records how the training data were prepared (pixels / 255 in
 float64, or the synthetic digits' seed) and which training rows were used; --load rebuilds
@@ -34,7 +40,31 @@ DEFAULT_BANDWIDTH = {"gaussian": 5.0, "laplace": 10.0, "polynomial": 1.0}
 N_MNIST_TRAIN, N_MNIST_TEST, N_SMOKE_TRAIN, N_SMOKE_TEST = 60000, 10000, 400, 200
 #: options that choose or configure a fit; with --load the fit comes from the file
 FIT_OPTIONS = ["kernel", "bandwidth", "depth", "degree", "solver", "backend", "dtype", "ridge", "tol", "save",
-               "n_train", "seed", "smoke"]
+               "n_train", "seed", "smoke", "augment_shifts", "shift_seed", "storage", "scratch_dir"]
+#: (row, column) offsets of a one-pixel shift: up, down, left, right
+SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def shifted_copies(X, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One copy of each 28 x 28 image (rows of X) shifted by one pixel in a seeded random direction.
+
+    Returns the shifted images (same shape and dtype; zeros shifted in at the border) and the
+    direction of each, an index into :data:`SHIFTS` (drawn by ``numpy.random.default_rng(seed)``).
+    """
+    rng = np.random.default_rng(seed)
+    direction = rng.integers(0, len(SHIFTS), size=X.shape[0])
+    imgs = X.reshape(-1, 28, 28)
+    out = np.zeros_like(imgs)
+    for k, (dr, dc) in enumerate(SHIFTS):
+        sel = direction == k
+        src = imgs[sel]
+        r_src = slice(max(0, -dr), 28 - max(0, dr))
+        r_dst = slice(max(0, dr), 28 - max(0, -dr))
+        c_src = slice(max(0, -dc), 28 - max(0, dc))
+        c_dst = slice(max(0, dc), 28 - max(0, -dc))
+        out[sel, r_dst, c_dst] = src[:, r_src, c_src]
+    return out.reshape(X.shape), direction
+
 
 
 def synthetic_digits(n_train: int, n_test: int, seed: int):
@@ -79,6 +109,15 @@ def build_parser():
                    help="save the fitted interpolant (alpha, kernel, data hash, how the data were prepared, the "
                         "training rows, residual certificate) to PATH (.npz; its directory must exist), to reload "
                         "with --load PATH (default: not saved)")
+    p.add_argument("--augment-shifts", type=int, default=0, choices=[0, 1],
+                   help="1: add one copy of each training image shifted by one pixel in a seeded random direction "
+                        "(n doubles; test images untouched); 0: none (default)")
+    p.add_argument("--shift-seed", type=int, default=0, help="seed of the shift directions (default 0)")
+    p.add_argument("--storage", default="auto", choices=["auto", "memory", "disk"],
+                   help="where the Cholesky factor lives: auto (RAM when it fits, else a scratch file), memory, disk")
+    p.add_argument("--scratch-dir", default=None, metavar="DIR",
+                   help="directory of the out-of-core factor's scratch file (default: $KERNELGEN_SCRATCH, else the "
+                        "platform cache directory)")
     p.add_argument("--load", default=None, metavar="PATH",
                    help="instead of fitting, reload an interpolant saved by --save, rebuild its training data "
                         "from the preparation and rows recorded in the file, and predict the test images "
@@ -122,6 +161,10 @@ def check(args) -> None:
     if (not args.smoke or "n_train" in cli.given(args)) and not 1 <= args.n_train <= n_max:
         raise InvalidInputError(f"--n-train must be in [1, {n_max}]{' with --smoke' if args.smoke else ''}, "
                                 f"got {args.n_train}.")
+    if args.augment_shifts:
+        cli.refuse_options(args, ["save"], "with --augment-shifts (--load rebuilds plain MNIST rows only)")
+    if args.shift_seed < 0:
+        raise InvalidInputError(f"--shift-seed must be a non-negative integer, got {args.shift_seed}.")
     if args.seed is not None and args.seed < 0:
         raise InvalidInputError(f"--seed must be a non-negative integer, got {args.seed}.")
     if args.kernel not in DEFAULT_BANDWIDTH:
@@ -201,7 +244,8 @@ def _main(args) -> dict:
     import kernelgen
 
     kernel = make_kernel(args)
-    options = kernelgen.SolveOptions(dtype=args.dtype, tol=args.tol)
+    options = kernelgen.SolveOptions(dtype=args.dtype, tol=args.tol, storage=args.storage,
+                                     scratch_dir=args.scratch_dir)
     verbose = not args.quiet
     comm = None
     if args.backend == "mpi":  # mpiexec -n P python scripts/mnist_kernel.py --backend mpi: rank 0 prints
@@ -245,6 +289,11 @@ def _main(args) -> dict:
         else:
             Xtr, ytr, Xte, yte = load()
         dataset = "mnist"
+    if args.augment_shifts:
+        Xs, _ = shifted_copies(Xtr, args.shift_seed)
+        Xtr, ytr = np.concatenate([Xtr, Xs]), np.concatenate([ytr, ytr])
+        seeds["shift_seed"] = args.shift_seed
+        preparation = {**preparation, "augment": "one-pixel shifts", "shift_seed": args.shift_seed}
     Y = cli.one_hot(ytr, 10)
     t_load = time.perf_counter() - t0
 
@@ -292,6 +341,10 @@ def _main(args) -> dict:
         "peak_rss_gb": cli.peak_rss_gb(),
         "saved": args.save,
         "preparation": preparation,
+        "augment_shifts": args.augment_shifts,
+        "factor_storage": fit.plan.storage if fit.plan is not None else None,
+        "factor_info": fit.factor_info,
+        "plan": fit.plan.to_dict() if fit.plan is not None else None,
     }
     if comm is not None:
         metrics["mpi_processes"] = comm.Get_size()
@@ -307,6 +360,12 @@ def _main(args) -> dict:
         print(f"  proven bound on the exact-arithmetic residual {fit.relative_residual_bound:.2e} "
               f"(certificate: {fit.residual_certificate})")
     print(f"  RKHS norm {fit.rkhs_norm:.3g}   ridge {fit.ridge:.3g}   solver {fit.solver}/{fit.backend}")
+    if metrics["factor_storage"] == "disk":
+        st = fit.factor_info.get("stats", {})
+        print(f"  factor out of core: {fit.factor_info.get('file_bytes', 0) / 1e9:.1f} GB file, read "
+              f"{st.get('bytes_read', 0) / 1e9:.1f} GB and wrote {st.get('bytes_written', 0) / 1e9:.1f} GB while "
+              f"factoring (waited {st.get('io_wait', 0):.1f} s on reads), solves read "
+              f"{st.get('solve_bytes_read', 0) / 1e9:.1f} GB in {st.get('solve_seconds', 0):.1f} s")
     print("  time " + ", ".join(f"{k} {v:.1f}s" for k, v in metrics["timings"].items())
           + f"; total {seconds:.1f}s; peak RSS {metrics['peak_rss_gb']:.2f} GB")
     return cli.emit(metrics, json_out=args.json_out, seeds=seeds)

@@ -12,6 +12,7 @@ naming the field, the value and what is allowed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -171,8 +172,6 @@ class SolveOptions:
         if self.storage not in _STORAGES:
             bad("storage", self.storage, f"one of {_STORAGES}")
         if self.scratch_dir is not None:
-            import os
-
             if not isinstance(self.scratch_dir, (str, os.PathLike)) or not str(self.scratch_dir):
                 bad("scratch_dir", self.scratch_dir, "None or a directory path")
             object.__setattr__(self, "scratch_dir", str(os.fspath(self.scratch_dir)))

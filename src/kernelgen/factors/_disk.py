@@ -27,8 +27,9 @@ for each super-panel of columns [c0, c1) (c1 - c0 = W, a multiple of the tile):
 
 Bytes read: sum over super-panels of (n - c0) c0 entries, about n^3 / (6 W) entries -- (2/3) n^3 / W
 bytes in float32 (n = 120,000, W = 12,288: 94 GB); written: the factor once, n^2 / 2 entries. A run
-killed (SIGKILL, power loss) after k super-panels resumes from the sidecar: the fingerprint of the
-problem (data, kernel, ridge, shift, tile, width, dtype) and the CRC-32 of every finished super-panel
+killed (SIGKILL, power loss) after k super-panels resumes from the sidecar, with any super-panel width
+(left-looking: the columns still to factor need only the finished ones): the fingerprint of the
+problem (data, kernel, ridge, shift, tile, dtype) and the CRC-32 of every finished super-panel
 are checked, and a file of another problem, truncated or corrupt, is refused
 (:class:`~kernelgen.errors.DataIntegrityError`), never reused. An exception or Ctrl-C
 (``KeyboardInterrupt``) removes the file: nothing half-written is left.
@@ -46,6 +47,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -55,10 +57,17 @@ import numpy as np
 from scipy.linalg import blas, lapack
 from tqdm.auto import tqdm
 
-from ..errors import DataIntegrityError, InvalidInputError, NotPicklableError, NotPositiveDefiniteError
+from ..errors import (
+    DataIntegrityError,
+    InvalidInputError,
+    NotPicklableError,
+    NotPositiveDefiniteError,
+    ShapeMismatchError,
+)
 from ..numerics import CALL_LIMITS, empty_hugepages
-from ._cholesky import _CholeskyLogDet, _scaled
-from ._tiled import _bounds
+from ._base import LogDet
+from ._cholesky import CholeskyFactor, _CholeskyLogDet, _scaled
+from ._tiled import LowerPanels, _bounds
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +147,6 @@ class DiskPanels:
 
     @staticmethod
     def nbytes_for(n: int, tile: int, dtype) -> int:
-        from ._tiled import LowerPanels
-
         return LowerPanels.nbytes_for(n, tile, dtype)
 
     @property
@@ -350,7 +357,8 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
     meta_path = path + ".json"
     b = _bounds(n, tile)
     T = len(b) - 1
-    want = {"format": FORMAT, "n": int(n), "tile": tile, "w_tiles": w_tiles, "dtype": dtype.name,
+    # the super-panel width is not part of the identity: a resumed run may continue with another width
+    want = {"format": FORMAT, "n": int(n), "tile": tile, "dtype": dtype.name,
             "fingerprint": _fingerprint({**fingerprint, "diagonal_add": float(diagonal_add)})}
     nbytes = DiskPanels.nbytes_for(n, tile, dtype)
     meta = _check_resumable(path, meta_path, want, nbytes)
@@ -358,18 +366,18 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
              "superpanels": len(range(0, T, w_tiles)), "width": w_tiles * tile, "bytes_read": 0, "bytes_written": 0}
     if meta is None:
         P = DiskPanels(path, n, tile, dtype, create=True)
-        meta = {**want, "done_tiles": 0, "crc": []}
+        meta = {**want, "done_tiles": 0, "segments": []}
         _write_json_atomic(meta_path, meta)
         start = 0
     else:
         P = DiskPanels(path, n, tile, dtype, create=False)
         start = int(meta["done_tiles"])
         try:
-            _verify_crcs(P, meta, w_tiles)
+            _verify_crcs(P, meta)
         except BaseException:
             P.close()
             raise
-        stats["resumed_superpanels"] = len(meta["crc"])
+        stats["resumed_superpanels"] = len(meta["segments"])
         log.info("resuming the out-of-core factor in %s: %d of %d columns done (CRC-32 checked)", path, b[start], n)
     potrf, trsm, gemm, syrk = (_blas(k, dtype) for k in ("potrf", "trsm", "gemm", "syrk"))
     clock = time.perf_counter
@@ -456,7 +464,7 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
                 P.sync()
                 P.drop_cache()
                 meta["done_tiles"] = J1
-                meta["crc"].append(int(crc))
+                meta["segments"].append([J0, J1, int(crc)])
                 _write_json_atomic(meta_path, meta)
                 stats["write"] += clock() - t0
                 bar.update(J1 - J0)
@@ -466,7 +474,7 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
         stats["bytes_read"], stats["bytes_written"] = P.bytes_read, P.bytes_written
         if not ok:
             P.close()
-            exc = __import__("sys").exc_info()[1]
+            exc = sys.exc_info()[1]
             if not isinstance(exc, DataIntegrityError):
                 # an exception or Ctrl-C: nothing half-written is left (only a hard kill leaves a resumable file)
                 _remove(path, meta_path)
@@ -477,15 +485,24 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
     return P, stats
 
 
-def _verify_crcs(P: DiskPanels, meta: dict, w_tiles: int) -> None:
+def _verify_crcs(P: DiskPanels, meta: dict) -> None:
     """Recompute the CRC-32 of every finished super-panel (refuses a corrupt file by name)."""
     b, T = P.bounds, P.n_tiles
-    for s, J0 in enumerate(range(0, int(meta["done_tiles"]), w_tiles)):
-        J1 = min(T, J0 + w_tiles)
+    segments = meta.get("segments")
+    covered = 0
+    ok_shape = isinstance(segments, list) and all(isinstance(g, list) and len(g) == 3 for g in segments)
+    if ok_shape:
+        for J0, J1, _ in segments:
+            ok_shape = ok_shape and J0 == covered and J0 < J1 <= T
+            covered = J1
+    if not ok_shape or covered != int(meta.get("done_tiles", -1)):
+        raise DataIntegrityError(f"{P.path}: its progress record is inconsistent (segments {segments!r}, done "
+                                 f"{meta.get('done_tiles')!r}). Remedy: delete it and its .json to refactor.")
+    for s, (J0, J1, want_crc) in enumerate(segments):
         crc = 0
         for i in range(J0, T):
             crc = zlib.crc32(np.uint32(P.crc(i, b[J0], min(b[J1], b[i + 1]))).tobytes(), crc)
-        if s >= len(meta["crc"]) or crc != meta["crc"][s]:
+        if crc != want_crc:
             raise DataIntegrityError(f"{P.path}: super-panel {s} (columns {b[J0]}..{b[J1]}) does not match the CRC-32 "
                                      "recorded when it was written (the file is corrupt). Remedy: delete it and its "
                                      ".json to refactor.")
@@ -604,8 +621,6 @@ class DiskCholeskyFactor(_CholeskyLogDet):
 
     def solve(self, B) -> np.ndarray:
         """(L L^T)^-1 B, in the factor's dtype (column-scaled), returned float64; streams the file twice."""
-        from ..errors import ShapeMismatchError
-
         B = np.asarray(B)
         if B.shape[0] != self.shape[0]:
             raise ShapeMismatchError(f"B has {B.shape[0]} rows, the factor has order {self.shape[0]}.")
@@ -613,8 +628,6 @@ class DiskCholeskyFactor(_CholeskyLogDet):
 
     def solve_triangular(self, B, *, trans: bool = False) -> np.ndarray:
         """``L^-1 B`` or ``L^-T B`` (one stream of the file); as :meth:`CholeskyFactor.solve_triangular`."""
-        from ..errors import ShapeMismatchError
-
         B = np.asarray(B)
         if B.shape[0] != self.shape[0]:
             raise ShapeMismatchError(f"B has {B.shape[0]} rows, the factor has order {self.shape[0]}.")
@@ -629,16 +642,14 @@ class DiskCholeskyFactor(_CholeskyLogDet):
         """log det of the factored matrix from the diagonal of L (read from the file), with its precision."""
         ld = self._logdet_from_diag(self.diagonal())
         if self.diagonal_shift:
-            from ._base import LogDet
-
             return LogDet(ld.value, None, False, ld.dtype,
                           f"{ld.method}; of K + {self.diagonal_shift:.3g} diag(K) (the factor was shifted after a "
                           "float32 breakdown), NOT log det K: refactor in float64 for an exact value")
         return ld
 
-    def rcond(self, anorm: float) -> float:  # pragma: no cover - same estimator as the in-RAM factor
-        from ._cholesky import CholeskyFactor
-
+    def rcond(self, anorm: float) -> float:
+        """As :meth:`CholeskyFactor.rcond` (the Hager-Higham estimator through :meth:`solve`)."""
+        self._check_open()
         return CholeskyFactor.rcond(self, anorm)
 
     def describe(self) -> dict:

@@ -17,12 +17,16 @@ Dtype policy (the "mixed" path is the default above ``AUTO_FLOAT64_MAX_N``; the 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import platformdirs
 
 from ..errors import InvalidInputError, MemoryBudgetError, UnsupportedOptionError
 from ..factors import EIGH_MAX_N, LowerPanels
+from ..factors._disk import READ_BUFFERS_BYTES
 from ..numerics import CALL_LIMITS, MEMORY_FRACTION, available_memory
 from ..options import AUTO_FLOAT64_MAX_N, SolveOptions, decide_factor_dtype
 
@@ -289,23 +293,16 @@ DISK_WORKING_FRACTION = 0.5
 
 def scratch_directory(opts: SolveOptions) -> str:
     """The out-of-core factor's directory: ``opts.scratch_dir``, ``$KERNELGEN_SCRATCH``, or the platform cache."""
-    import os
-
     if opts.scratch_dir:
         return os.path.abspath(os.path.expanduser(opts.scratch_dir))
     env = os.environ.get("KERNELGEN_SCRATCH")
     if env:
         return os.path.abspath(os.path.expanduser(env))
-    import pooch
-
-    return os.path.join(str(pooch.os_cache("kernelgen")), "scratch")
+    return os.path.join(platformdirs.user_cache_dir("kernelgen"), "scratch")
 
 
 def disk_free(path: str) -> int:
     """Bytes free on the file system of ``path`` (its nearest existing parent: nothing is created)."""
-    import os
-    import shutil
-
     p = os.path.abspath(path)
     while not os.path.exists(p):
         parent = os.path.dirname(p)
@@ -316,8 +313,6 @@ def disk_free(path: str) -> int:
 
 
 def _disk_parts(n, d, k, fdt, tile, width) -> dict:
-    from ..factors._disk import READ_BUFFERS_BYTES
-
     parts = _base_breakdown(n, d, k, False)
     parts["super-panel"] = n * width * fdt.itemsize + width * tile * fdt.itemsize
     parts["read-ahead buffers"] = READ_BUFFERS_BYTES(tile, fdt)

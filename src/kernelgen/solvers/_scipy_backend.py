@@ -11,14 +11,13 @@ eigendecomposition (:class:`~kernelgen.factors.EighFactor`).
 
 from __future__ import annotations
 
-import logging
-
-import numpy as np
-
 import hashlib
 import json
+import logging
 import os
 import time
+
+import numpy as np
 
 from ..errors import NotPositiveDefiniteError
 from ..factors import CholeskyFactor, EighFactor, LowerPanels
@@ -120,8 +119,7 @@ def _problem_fingerprint(A, kernel, ridge, plan) -> dict:
     h.update(memoryview(X.reshape(-1)).cast("B"))
     desc = json.dumps(kernel.to_dict(), sort_keys=True, default=repr)
     return {"data": h.hexdigest(), "kernel": f"{type(kernel).__module__}:{type(kernel).__qualname__}:{desc}",
-            "ridge": float(ridge), "tile": int(plan.tile), "width": int(plan.working_width),
-            "dtype": np.dtype(plan.factor_dtype).name}
+            "ridge": float(ridge), "tile": int(plan.tile), "dtype": np.dtype(plan.factor_dtype).name}
 
 
 def disk_factor(A, kernel, plan, ridge, options, *, verbose=False) -> DiskCholeskyFactor:

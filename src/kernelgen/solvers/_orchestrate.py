@@ -12,7 +12,8 @@ plan -> operator -> factor -> float64 iteration -> :class:`~kernelgen.solvers.Ce
    proven bound, ``certificate="bound"``) reaches ``options.tol``;
 4. on a failed float32 route (factor breakdown, stalled iteration) one float64 retry through
    ``dataclasses.replace(options, dtype="float64")`` where :func:`kernelgen.options.float64_retry_allowed`
-   and the backend's plan allow it (logged, and said in the notes);
+   and the backend's plan allow it (logged, and said in the notes) -- not for a factor out of core
+   (``plan.storage == "disk"``), whose fallback is a diagonal shift inside the backend's factor;
 5. ``solver="auto"``: when the *float64* Cholesky factor finds K not positive definite, the
    minimum-norm route (the same K^+ Y) on a backend whose factors include an eigendecomposition
    (``backend.factor_kinds``), unless an option forbids it; logged at WARNING and said in the notes.
@@ -207,6 +208,12 @@ def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:
     except (NotPositiveDefiniteError, ConvergenceError) as exc:
         if route != "cholesky" or not float64_retry_allowed(opts, plan.factor_dtype):
             raise
+        if getattr(plan, "storage", "memory") == "disk":
+            # a float64 factor on disk takes twice the disk and the time: the out-of-core factor's own fallback
+            # is the diagonal shift (solvers/_scipy_backend.DISK_SHIFTS), already tried when it breaks down
+            raise type(exc)(f"{exc} (The factor was out of core: no float64 refactor is tried, it would need twice "
+                            "the disk and the time; the diagonal-shift preconditioner was the fallback.)",
+                            *([exc.index] if isinstance(exc, NotPositiveDefiniteError) else [])) from exc
         log.warning("mixed precision failed (%s: %s); dtype=None policy: refactoring in float64",
                     type(exc).__name__, str(exc).split(":")[0])
         # the operator is kept (its storage stays counted); only the factor changes dtype

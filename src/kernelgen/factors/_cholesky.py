@@ -87,6 +87,7 @@ class CholeskyFactor(_CholeskyLogDet):
         self.seconds = float(seconds)
         self.stats = dict(stats or {})
         self.spectrum_estimate = None
+        self.leading_of = None  # the order of the factor this one is the leading block of (see leading)
 
     @classmethod
     def from_panels(cls, panels: LowerPanels, *, verbose: bool = False, desc: str | None = None) -> "CholeskyFactor":
@@ -122,6 +123,43 @@ class CholeskyFactor(_CholeskyLogDet):
         if B.shape[0] != self.shape[0]:
             raise ShapeMismatchError(f"B has {B.shape[0]} rows, the factor has order {self.shape[0]}.")
         return _scaled(lambda R: cholesky_solve_panels(self.panels, R), B)
+
+    def leading(self, m: int) -> "CholeskyFactor":
+        """The Cholesky factor of the leading ``m x m`` block of A, from this factor's panels (no copy).
+
+        ``A[:m, :m] = L[:m, :m] L[:m, :m]^T``: the leading block of the factor is the factor of the
+        leading block (Golub & Van Loan, Matrix Computations, 4th ed., §4.2.2), so one factor of the
+        largest system preconditions every prefix (``kernelgen.learning_curve``, ``subsets="nested"``).
+        The new factor reads :meth:`LowerPanels.leading` views of these panels (read-only; they keep
+        this factor's storage alive); ``m`` need not be a multiple of the tile.
+
+        Parameters
+        ----------
+        m : int
+            ``1 <= m <= n``.
+
+        Returns
+        -------
+        CholeskyFactor
+            Order ``m``, this factor's dtype and tile; ``seconds`` 0 (nothing was factored),
+            ``leading_of`` = n (in :meth:`describe`); its own ``spectrum_estimate``.
+
+        Raises
+        ------
+        InvalidInputError
+            ``m`` is not an integer in ``[1, n]``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> A = np.array([[4.0, 2.0, 0.0], [2.0, 5.0, 1.0], [0.0, 1.0, 3.0]])
+        >>> f = CholeskyFactor.factor(A, tile=2).leading(2)
+        >>> np.allclose(f.solve(np.eye(2)) @ A[:2, :2], np.eye(2)), f.describe()["leading_of"]
+        (True, 3)
+        """
+        f = CholeskyFactor(self.panels.leading(m))
+        f.leading_of = self.shape[0]
+        return f
 
     def solve_triangular(self, B, *, trans: bool = False) -> np.ndarray:
         """``L^-1 B`` (``trans=False``) or ``L^-T B`` (``trans=True``): one half of :meth:`solve`.
@@ -197,9 +235,12 @@ class CholeskyFactor(_CholeskyLogDet):
         return self._logdet_from_diag(self.panels.diagonal())
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "backend": self.backend, "dtype": self.dtype.name, "shape": list(self.shape),
-                "rank": self.rank, "tile": self.panels.tile, "seconds": self.seconds,
-                "spectrum_estimate": None if self.spectrum_estimate is None else list(self.spectrum_estimate)}
+        out = {"kind": self.kind, "backend": self.backend, "dtype": self.dtype.name, "shape": list(self.shape),
+               "rank": self.rank, "tile": self.panels.tile, "seconds": self.seconds,
+               "spectrum_estimate": None if self.spectrum_estimate is None else list(self.spectrum_estimate)}
+        if getattr(self, "leading_of", None) is not None:  # (a factor pickled before the attribute has none)
+            out["leading_of"] = int(self.leading_of)
+        return out
 
     # -- persistence (used by KernelInterpolant.save/load)
     def to_arrays(self) -> dict:

@@ -55,6 +55,7 @@ import zlib
 
 import numpy as np
 from scipy.linalg import blas, lapack
+from scipy.sparse.linalg import LinearOperator, onenormest
 from tqdm.auto import tqdm
 
 from ..errors import (
@@ -66,7 +67,7 @@ from ..errors import (
 )
 from ..numerics import CALL_LIMITS, empty_hugepages
 from ._base import LogDet
-from ._cholesky import CholeskyFactor, _CholeskyLogDet, _scaled
+from ._cholesky import _CholeskyLogDet, _scaled
 from ._tiled import LowerPanels, _bounds
 
 log = logging.getLogger(__name__)
@@ -648,9 +649,19 @@ class DiskCholeskyFactor(_CholeskyLogDet):
         return ld
 
     def rcond(self, anorm: float) -> float:
-        """As :meth:`CholeskyFactor.rcond` (the Hager-Higham estimator through :meth:`solve`)."""
+        """Reciprocal 1-norm condition estimate, as ``CholeskyFactor.rcond`` (Higham & Tisseur's estimator
+        through :meth:`solve`: each step streams the file twice)."""
         self._check_open()
-        return CholeskyFactor.rcond(self, anorm)
+        anorm = float(anorm)
+        if not (np.isfinite(anorm) and anorm >= 0):
+            raise InvalidInputError(f"anorm must be a finite number >= 0 (||A||_1), got {anorm!r}.")
+        if anorm == 0.0:
+            return 0.0
+        n = self.shape[0]
+        op = LinearOperator((n, n), matvec=lambda v: self.solve(v.reshape(n, -1)), matmat=self.solve,
+                            rmatvec=lambda v: self.solve(v.reshape(n, -1)), rmatmat=self.solve, dtype=np.float64)
+        inv = float(onenormest(op))
+        return 1.0 / (anorm * inv) if inv > 0 else 0.0
 
     def describe(self) -> dict:
         return {"kind": self.kind, "backend": self.backend, "storage": "disk", "path": self.path,

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.linalg import blas, lapack
 from tqdm.auto import tqdm
 
-from ..errors import NotPositiveDefiniteError
+from ..errors import InvalidInputError, NotPositiveDefiniteError
 from ..numerics import CALL_LIMITS, empty_hugepages
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,51 @@ class LowerPanels:
         if symmetric:
             A = A + np.tril(A, -1).T
         return A
+
+    def leading(self, m: int) -> "LowerPanels":
+        """The leading ``m x m`` block as read-only views of these panels (no entry is copied).
+
+        The same layout cut at row and column ``m``: panels wholly above ``m`` are the panels
+        themselves, the panel that ``m`` cuts is its first ``m - b_i`` rows and ``m`` columns, the
+        panels below are dropped; ``m`` need not be a multiple of the tile. The views are
+        read-only (a write would change this storage: factor or fill a block in its own
+        :class:`LowerPanels`). They keep this storage alive.
+
+        Because the lower triangle of a Cholesky factor is computed row panel by row panel from
+        the entries to its left and above, the leading block of a factor ``L`` of ``A`` is the
+        factor of the leading block of ``A`` (``A[:m, :m] = L[:m, :m] L[:m, :m]^T``; Golub & Van
+        Loan, Matrix Computations, 4th ed., §4.2.2): :func:`cholesky_solve_panels` on the view
+        solves with ``A[:m, :m]``, and :func:`symmetric_matvec_panels` on the view of a stored
+        kernel multiplies by ``K[:m, :m]``.
+
+        Parameters
+        ----------
+        m : int
+            Order of the leading block, ``1 <= m <= n``.
+
+        Returns
+        -------
+        LowerPanels
+            ``n = m``, the same tile and dtype; its panels are views.
+
+        Raises
+        ------
+        InvalidInputError
+            ``m`` is not an integer in ``[1, n]``.
+        """
+        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 1 <= int(m) <= self.n:
+            raise InvalidInputError(f"the leading block's order must be an integer in [1, {self.n}], got {m!r}.")
+        m = int(m)
+        view = object.__new__(LowerPanels)
+        view.n, view.dtype, view.tile = m, self.dtype, self.tile
+        view.bounds = _bounds(m, self.tile)
+        view.panels = []
+        for i in range(len(view.bounds) - 1):
+            r0, r1 = view.bounds[i], view.bounds[i + 1]
+            p = self.panels[i][: r1 - r0, :r1]
+            p.flags.writeable = False
+            view.panels.append(p)
+        return view
 
     def diagonal(self) -> np.ndarray:
         return np.concatenate([np.diag(self.tile_view(i, i)).copy() for i in range(self.n_tiles)])

@@ -509,10 +509,10 @@ def _run_dpkg_query(package: str) -> list[str]:
         raise DataUnavailableError("dpkg-query not found (not a Debian-based system)")
     proc = subprocess.run([exe, "-L", package], capture_output=True, text=True, timeout=DPKG_TIMEOUT_S,
                           check=False)
-    if proc.returncode != 0:
-        why = (proc.stderr or "").strip().splitlines()
-        raise DataUnavailableError(f"package {package} is not installed"
-                                   + (f" (dpkg-query: {why[-1]})" if why else ""))
+    if proc.returncode != 0:  # dpkg-query's first line says why ("package 'x' is not installed")
+        lines = (proc.stderr or "").strip().splitlines()
+        why = lines[0].removeprefix("dpkg-query: ") if lines else f"exit status {proc.returncode}"
+        raise DataUnavailableError(f"dpkg-query -L {package}: {why}")
     return proc.stdout.splitlines()
 
 
@@ -530,7 +530,7 @@ def _package_source(pkg: SystemPackage) -> _Source:
         if not dirs:
             raise DataUnavailableError(f"package {pkg.package} does not install "
                                        f"{', '.join(f.name for f in pkg.files)} in one directory")
-        directory = sorted(dirs)[0]
+        directory = min(dirs)
         for f in pkg.files:
             path = directory / f.name
             if not path.is_file():
@@ -668,8 +668,8 @@ def load_dataset(
     ``<data_home>/<name>.npz`` (verified on every read, rebuilt if corrupt); ``local_dir``; each
     system package (files located with ``dpkg-query -L``, checked against their pinned sha256,
     read in place); each mirror (through pooch, files checked against their pinned sha256); each
-    archive. The first
-    success is cached atomically. Temporaries left by a killed earlier load are removed first.
+    archive. The first success is cached atomically. Temporaries left by a killed earlier load are
+    removed first.
     A data home that cannot be written (read-only file system, no permission) still serves its
     cache and local copies; downloads into it are not tried, and the error says so and how to
     choose another (``data_home=DIR`` or ``KERNELGEN_DATA=DIR``).

@@ -644,7 +644,7 @@ class DiskCholeskyFactor(_CholeskyLogDet):
         ld = self._logdet_from_diag(self.diagonal())
         if self.diagonal_shift:
             return LogDet(ld.value, None, False, ld.dtype,
-                          f"{ld.method}; of K + {self.diagonal_shift:.3g} diag(K) (the factor was shifted after a "
+                          f"{ld.how}; of K + {self.diagonal_shift:.3g} I (the factor was shifted after a "
                           "float32 breakdown), NOT log det K: refactor in float64 for an exact value")
         return ld
 

@@ -105,7 +105,7 @@ class ScipyBackend:
 
 
 #: Diagonal shifts (relative to the mean diagonal of K) tried, in order, when the out-of-core float32
-#: factor breaks down: K + delta diag(K) stays positive definite for delta above the float32 rounding of
+#: factor breaks down: K + delta mean(diag K) I stays positive definite for delta above the float32 rounding of
 #: the factorisation (Higham & Pranesh, SIAM J. Sci. Comput. 43(1), 2021, section 3: "shifting"); the
 #: float64 iteration still solves the unshifted K + ridge I. A float64 factor on disk would take twice
 #: the disk and time: it is not the fallback.
@@ -132,7 +132,9 @@ def disk_factor(A, kernel, plan, ridge, options, *, verbose=False) -> DiskCholes
     fp = _problem_fingerprint(A, kernel, ridge, plan)
     name = "kernelgen-factor-" + hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:20]
     os.makedirs(plan.scratch_dir, exist_ok=True)
-    path = os.path.join(plan.scratch_dir, name + f".{fdt.name}")
+
+    def path_of(attempt):  # one file name per shift: a run killed during a shifted refactor resumes that one
+        return os.path.join(plan.scratch_dir, name + (f"-shift{attempt}" if attempt else "") + f".{fdt.name}")
     src = kernel.entries(A, None, dtype=fdt)
 
     def fill(r0, r1, c0, c1, out):
@@ -140,7 +142,14 @@ def disk_factor(A, kernel, plan, ridge, options, *, verbose=False) -> DiskCholes
 
     mean_diag = None
     shifts = (0.0,) + (DISK_SHIFTS if fdt == np.float32 else ())
+    # a killed run left the file of the attempt it was in (earlier attempts broke down and were removed)
+    first = max([a for a in range(len(shifts)) if os.path.exists(path_of(a) + ".json")], default=0)
+    if first:
+        log.info("resuming the out-of-core factor with the diagonal shift of a killed run (attempt %d)", first)
     for attempt, rel in enumerate(shifts):
+        if attempt < first:
+            continue
+        path = path_of(attempt)
         shift = 0.0
         if rel:
             if mean_diag is None:
@@ -155,7 +164,7 @@ def disk_factor(A, kernel, plan, ridge, options, *, verbose=False) -> DiskCholes
             if attempt + 1 >= len(shifts):
                 raise
             log.warning("the out-of-core %s factor broke down (%s); refactoring with a diagonal shift of %.0e "
-                        "diag(K) (the float64 iteration still solves the unshifted system)", fdt.name,
+                        "mean(diag K) I (the float64 iteration still solves the unshifted system)", fdt.name,
                         str(exc).split(":")[0], shifts[attempt + 1])
             continue
         total = time.perf_counter() - t0

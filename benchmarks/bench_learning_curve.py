@@ -27,6 +27,7 @@ SGEMM rate measured in this run in its provenance).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import subprocess
@@ -67,7 +68,7 @@ def build_parser():
 
 def _check(args):
     s = args.sizes
-    if any(b <= a for a, b in zip(s, s[1:])) or s[0] < 1 or s[-1] > 60000:
+    if any(b <= a for a, b in itertools.pairwise(s)) or s[0] < 1 or s[-1] > 60000:
         raise InvalidInputError(f"--sizes must be strictly increasing in [1, 60000], got {s}")
 
 
@@ -125,7 +126,7 @@ def _run_phase(args, phase):
         cmd += ["--figure", str(args.figure)]
     log.info("phase %s: %s", phase, " ".join(cmd))
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr (progress, log) passes through
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)  # stderr (progress, log) passes through
     if r.returncode != 0:
         sys.exit(f"phase {phase} failed ({r.returncode})")
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -181,8 +182,9 @@ def _main(args):
         ratio = t_curve / s_run["seconds"]
         last = curve["points"][-1]
         print(f"single solve n={s_run['n']} (+ predictions): {s_run['seconds']:.1f} s (solve "
-              f"{s_run['solve_seconds']:.1f} s, {s_run['float64_passes']} passes, test error {100 * s_run['test_error']:.2f}% against the curve's "
-              f"{100 * last['test_error']:.2f}%), peak RSS {single['peak_rss_gb']:.2f} GB")
+              f"{s_run['solve_seconds']:.1f} s, {s_run['float64_passes']} passes, test error "
+              f"{100 * s_run['test_error']:.2f}% against the curve's {100 * last['test_error']:.2f}%), peak RSS "
+              f"{single['peak_rss_gb']:.2f} GB")
         print(f"  curve / single = {ratio:.3f} (issue 22 target: <= 1.3)")
         out.update(single=single, curve_over_single=ratio)
     if separate is not None:

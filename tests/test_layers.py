@@ -69,6 +69,8 @@ LAYERS: dict[str, int] = {
     "kernelgen.features": 4,
     "kernelgen.cli": 4,
     "kernelgen.proofs": 4,  # the executable derivations: check sgd, evidence, random_features, solvers, kernels
+    "kernelgen.learning_curve": 4,  # nested prefixes share one factor (kernel_interpolate's pieces)
+    "kernelgen.spectral": 4,  # kernel spectrum, task-model alignment, eigenlearning theory
     "kernelgen.verify": 5,
     "kernelgen": 5,
 }

@@ -1,5 +1,7 @@
 """The tiled engine: factor against LAPACK, solves, symmetric products, planner."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.linalg as sla
@@ -13,6 +15,7 @@ from kernelgen.factors import (
     tiled_cholesky,
 )
 from kernelgen.kernels import Gaussian, exact_integer_form, kernel_matrix
+from kernelgen.options import SolveOptions
 from kernelgen.solvers import AUTO_FLOAT64_MAX_N, plan_kernel_solve
 
 KERN = Gaussian(bandwidth=2.0)
@@ -91,16 +94,20 @@ def test_planner_paths_and_refusals():
     assert p.residual == "on-the-fly" and p.bytes_needed < 16 * GB
     # 20k: float64 triangle (1.6 GB) beside the float32 factor -> stored
     assert plan_kernel_solve(20000, 784, 10, memory_budget=20 * GB).residual == "stored"
-    with pytest.raises(MemoryBudgetError) as ei:
-        plan_kernel_solve(60000, 784, 10, memory_budget=4 * GB)
-    assert ei.value.bytes_needed > 4 * GB and "Remedy" in str(ei.value)
+    with pytest.raises(MemoryBudgetError) as ei:  # the factor forced into RAM: refused, disk suggested
+        plan_kernel_solve(60000, 784, 10, options=SolveOptions(memory_budget=4 * GB, storage="memory"))
+    assert ei.value.bytes_needed > 4 * GB and "Remedy" in str(ei.value) and "storage='auto' or 'disk'" in str(ei.value)
+    # storage="auto" (the default): the same budget plans the factor on disk (tests/test_out_of_core.py)
+    p = plan_kernel_solve(60000, 784, 10, memory_budget=4 * GB)
+    assert p.storage == "disk" and p.bytes_needed <= 4 * GB and p.working_width % p.tile == 0
     with pytest.raises(MemoryBudgetError):
         plan_kernel_solve(EIGH_MAX_N + 1, 10, 1, solver="min_norm", memory_budget=10**13)
     # the boundary: exactly the bytes needed is accepted, one byte less is refused
     need = plan_kernel_solve(5000, 10, 1, memory_budget=10**12, store_kernel=False).bytes_needed
-    plan_kernel_solve(5000, 10, 1, memory_budget=need, store_kernel=False)
+    mem = SolveOptions(memory_budget=need, store_kernel=False, storage="memory")
+    assert plan_kernel_solve(5000, 10, 1, options=mem).storage == "memory"
     with pytest.raises(MemoryBudgetError):
-        plan_kernel_solve(5000, 10, 1, memory_budget=need - 1, store_kernel=False)
+        plan_kernel_solve(5000, 10, 1, options=replace(mem, memory_budget=need - 1))
 
 
 def test_exact_integer_inner_products_for_8bit_images(rng):

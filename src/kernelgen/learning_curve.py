@@ -660,8 +660,8 @@ def _nested(X64, Y2, Xt, Yt, kern, sizes, seed, ridge, opts, task, verbose, prov
             res = solved[n]
             cert = Certificate.from_refinement(res, operator=op, tol=opts_s.tol, solver="cholesky", backend="scipy",
                                                factor_dtype=f.dtype.name, rank=n)
-            pnotes += (f"float64 passes shared by all {len(solved)} prefixes (each pass one product with the "
-                       f"n = {n_max} kernel); certified by its own rows of the verifying direct product",)
+            pnotes += ((f"float64 passes shared by all {len(solved)} prefixes (each pass one product with the "
+                        f"n = {n_max} kernel); certified by its own rows of the verifying direct product"),)
         else:
             try:
                 res, cert = iterate(op, lead, Ys[:n], opts_s, backend_name="scipy", verbose=verbose)
@@ -753,6 +753,12 @@ def fit_exponent(n, err, lo, hi) -> tuple:
     return slope, stderr
 
 
+def _two_and_five(x, _pos=None) -> str:
+    """Minor tick label on a log axis: only 2 and 5 times a power of ten, as a plain number."""
+    m = x / 10.0 ** np.floor(np.log10(x)) if x > 0 else 0.0
+    return f"{x:g}" if np.isclose(m, 2.0) or np.isclose(m, 5.0) else ""
+
+
 def plot_learning_curve(result: LearningCurve, path=None, *, fit_range=None, fig=None):
     """Draw the curve log-log, with the fitted power law and its standard error in the legend.
 
@@ -789,11 +795,11 @@ def plot_learning_curve(result: LearningCurve, path=None, *, fit_range=None, fig
                                                                                       np.floating)) and 0 < lo < hi):
         raise InvalidInputError(f"fit_range must be (lo, hi) with 0 < lo < hi, got {fit_range!r}.")
     plt = cli.pyplot()
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter
 
     metrics = (["test_error"] if result.task == "classification" else []) + ["test_mse"]
     if fig is None:
-        fig = plt.figure(figsize=(5.2 * len(metrics), 4.0))
+        fig = plt.figure(figsize=(5.6 * len(metrics), 4.6))
     else:
         fig.clear()
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
@@ -819,11 +825,12 @@ def plot_learning_curve(result: LearningCurve, path=None, *, fit_range=None, fig
                     label=f"slope {slope:.3f} ± {se:.3f} on [{lo:g}, {hi:g}] ({m} pts, OLS on logs)")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short decade overlap
+        ax.xaxis.set_minor_formatter(FuncFormatter(_two_and_five))  # all minor labels of a decade overlap
         ax.set_xlabel("training points n")
         ax.set_ylabel("test error (%)" if name == "test_error" else "test MSE (summed over targets)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        # below the axes: never over a point
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.suptitle(f"learning curve: {result.kernel!r}, ridge {result.ridge:g}, {result.subsets} subsets, "
                  f"{result.n_factors} factor(s), {result.total_seconds:.0f} s", fontsize=9)
     fig.tight_layout()

@@ -235,7 +235,7 @@ class CholeskyFactor(_CholeskyLogDet):
         return self._logdet_from_diag(self.panels.diagonal())
 
     def describe(self) -> dict:
-        out = {"kind": self.kind, "backend": self.backend, "dtype": self.dtype.name, "shape": list(self.shape),
+        out = {"kind": self.kind, "backend": self.backend, "storage": "memory", "dtype": self.dtype.name, "shape": list(self.shape),
                "rank": self.rank, "tile": self.panels.tile, "seconds": self.seconds,
                "spectrum_estimate": None if self.spectrum_estimate is None else list(self.spectrum_estimate)}
         if getattr(self, "leading_of", None) is not None:  # (a factor pickled before the attribute has none)

@@ -163,6 +163,10 @@ def check(args) -> None:
                                 f"got {args.n_train}.")
     if args.augment_shifts:
         cli.refuse_options(args, ["save"], "with --augment-shifts (--load rebuilds plain MNIST rows only)")
+    if args.scratch_dir is not None:
+        from kernelgen.solvers._planner import check_scratch_directory
+
+        check_scratch_directory(args.scratch_dir)  # ScratchStorageError before any data are loaded
     if args.shift_seed < 0:
         raise InvalidInputError(f"--shift-seed must be a non-negative integer, got {args.shift_seed}.")
     if args.seed is not None and args.seed < 0:

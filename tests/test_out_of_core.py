@@ -34,6 +34,7 @@ from kernelgen.errors import (
     MemoryBudgetError,
     NotPicklableError,
     NotPositiveDefiniteError,
+    ScratchStorageError,
     ShapeMismatchError,
     UnsupportedOptionError,
 )
@@ -824,3 +825,99 @@ def test_mnist_script_refuses_augment_with_save(tmp_path, mnist_script, capsys, 
     assert rc == 2
     assert "--save" in err and "--augment-shifts" in err and "UnsupportedOptionError" in err
     assert not target.exists() and os.listdir(tmp_path) == []
+
+
+# ============================================================================ 11. review findings: storage errors,
+# concurrent solves, malformed records, refusals of options that cannot hold
+def _small(seed=3, n=300):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 5)), rng.standard_normal((n, 2))
+
+
+def _small_opts(tmp, **kw):
+    return SolveOptions(storage="disk", scratch_dir=str(tmp), tile=64, memory_budget=int(0.4e9), **kw)
+
+
+def test_scratch_dir_that_cannot_hold_a_file_is_refused_before_anything_is_written(tmp_path):
+    X, Y = _small()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for bad in (afile, afile / "sub"):
+        with pytest.raises(ScratchStorageError, match="scratch_dir"):
+            kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), options=_small_opts(bad))
+    assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_full_disk_at_reservation_is_a_named_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    X, Y = _small()
+    with pytest.raises(ScratchStorageError, match="free disk space"):
+        kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), options=_small_opts(tmp_path))
+    assert not _factor_files(tmp_path)
+
+
+def test_a_file_in_use_by_another_solve_is_not_shared(tmp_path, caplog):
+    """Another holder of the problem's file (flock): this solve factors into its own file, same certified answer."""
+    import fcntl
+
+    X, Y = _small()
+    opts = _small_opts(tmp_path, keep_factor=True)
+    first = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), options=opts)
+    path = first.factor.path
+    with caplog.at_level(logging.WARNING, logger="kernelgen.factors._disk"):
+        second = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), options=opts)
+    assert second.factor.path != path and "in use by another solve" in caplog.text
+    assert second.factor_info["stats"]["resumed_superpanels"] == 0
+    # the same deterministic factor bytes: bitwise the same alpha
+    np.testing.assert_array_equal(second.alpha, first.alpha)
+    second.factor.close()
+    assert os.path.exists(path)  # closing one fit's factor never removes another's file
+    fd = os.open(path, os.O_RDWR)
+    try:  # the first fit still holds its lock
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    first.factor.close()
+    assert not _factor_files(tmp_path)
+
+
+@pytest.mark.parametrize("record", [[1, 2], {"format": 1}, {"done_tiles": "x", "segments": []}])
+def test_malformed_progress_record_is_refused_by_name(tmp_path, record):
+    X, Y = _small()
+    opts = _small_opts(tmp_path, keep_factor=True)
+    fit = kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), options=opts)
+    path = fit.factor.path
+    data = open(path, "rb").read()
+    fit.factor.close()
+    with open(path, "wb") as f:  # a left-over file whose record was damaged
+        f.write(data)
+    with open(path + ".json", "w") as f:
+        json.dump(record, f)
+    with pytest.raises(DataIntegrityError, match="progress record|another problem"):
+        kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), options=opts)
+    assert os.path.exists(path)  # refused, not deleted: the user decides
+
+
+def test_storage_disk_where_it_cannot_hold_is_refused(tmp_path):
+    X, Y = _small()
+    opts = _small_opts(tmp_path)
+    with pytest.raises(UnsupportedOptionError, match="min_norm"):
+        kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), solver="min_norm", options=opts)
+    with pytest.raises(UnsupportedOptionError, match="storage='disk'"):
+        kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), backend="jax", options=opts)
+    assert not os.listdir(tmp_path)
+
+
+def test_refusal_names_ram_when_ram_is_the_cause(tmp_path):
+    with pytest.raises(MemoryBudgetError) as ei:
+        plan_kernel_solve(600, 5, 2, options=SolveOptions(storage="disk", scratch_dir=str(tmp_path),
+                                                          memory_budget=180_000_000))
+    msg = str(ei.value)
+    assert "raise SolveOptions(memory_budget" in msg and "free disk space" not in msg
+    assert not os.listdir(tmp_path)

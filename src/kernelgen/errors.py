@@ -30,6 +30,7 @@ __all__ = [
     "SettingsMismatchError",
     "NotPicklableError",
     "ScalapackUnavailableError",
+    "ScratchStorageError",
     "InterpolationWarning",
 ]
 
@@ -175,3 +176,11 @@ class InterpolationWarning(UserWarning):
 class ScalapackUnavailableError(InvalidInputError, OSError):
     """ScaLAPACK or MPI (mpi4py) could not be found or loaded for ``backend="mpi"``; the message says what was tried
     and how to install them."""
+
+
+class ScratchStorageError(KernelgenError, OSError):
+    """The out-of-core factor's scratch directory or file cannot be used (not a directory, read-only, full).
+
+    The message names the path and the remedy (another ``SolveOptions(scratch_dir=...)`` or
+    ``KERNELGEN_SCRATCH``, free disk space); nothing half-written is left.
+    """

@@ -42,6 +42,8 @@ cache), reading ahead in a background thread.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -63,6 +65,7 @@ from ..errors import (
     InvalidInputError,
     NotPicklableError,
     NotPositiveDefiniteError,
+    ScratchStorageError,
     ShapeMismatchError,
 )
 from ..numerics import CALL_LIMITS, empty_hugepages
@@ -122,7 +125,7 @@ class DiskPanels:
         Counted over the object's life (every read and write).
     """
 
-    def __init__(self, path: str, n: int, tile: int, dtype, *, create: bool):
+    def __init__(self, path: str, n: int, tile: int, dtype, *, create: bool, fd: int | None = None):
         self.path = str(path)
         self.n = int(n)
         self.dtype = np.dtype(dtype)
@@ -133,13 +136,9 @@ class DiskPanels:
         for i in range(self.n_tiles):
             self.offsets.append(self.offsets[-1] + self.rows(i) * self.bounds[i + 1] * s)
         self.nbytes = self.offsets[-1]
-        flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if create else 0)
-        self.fd = os.open(self.path, flags, 0o600)
+        self.fd = fd if fd is not None else _open(self.path, create)
         if create:
-            try:
-                os.posix_fallocate(self.fd, 0, max(1, self.nbytes))  # fail now, not mid-factor, on a full disk
-            except (AttributeError, OSError):
-                os.ftruncate(self.fd, self.nbytes)
+            _reserve(self.fd, self.path, self.nbytes)
         self.bytes_read = 0
         self.bytes_written = 0
         self.read_seconds = 0.0
@@ -193,8 +192,11 @@ class DiskPanels:
         buf = memoryview(data.reshape(-1)).cast("B")
         t0 = time.perf_counter()
         done = 0
-        while done < length:
-            done += os.pwritev(self.fd, [buf[done:done + _MAX_IO]], off + done)
+        try:
+            while done < length:
+                done += os.pwritev(self.fd, [buf[done:done + _MAX_IO]], off + done)
+        except OSError as exc:
+            raise _storage_error(self.path, exc, "write") from exc
         crc = zlib.crc32(buf)
         with self._lock:
             self.bytes_written += length
@@ -218,6 +220,33 @@ class DiskPanels:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = None
+
+
+def _storage_error(path: str, exc: OSError, what: str) -> ScratchStorageError:
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    remedy = ("free disk space, or choose a larger disk with SolveOptions(scratch_dir=...) or KERNELGEN_SCRATCH"
+              if full else "choose a writable directory with SolveOptions(scratch_dir=...) or KERNELGEN_SCRATCH")
+    return ScratchStorageError(f"the out-of-core factor cannot {what} {path}: {exc.strerror or exc}. Remedy: "
+                               f"{remedy}. Nothing half-written is left.")
+
+
+def _open(path: str, create: bool) -> int:
+    try:
+        return os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+    except OSError as exc:
+        raise _storage_error(path, exc, "open") from exc
+
+
+def _reserve(fd: int, path: str, nbytes: int) -> None:
+    """Reserve the file's blocks now (a full disk fails here, not mid-factor); sparse only where unsupported."""
+    try:
+        os.posix_fallocate(fd, 0, max(1, nbytes))
+    except AttributeError:  # pragma: no cover - no posix_fallocate on this platform
+        os.ftruncate(fd, nbytes)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise _storage_error(path, exc, f"reserve {nbytes / 1e9:.2f} GB for") from exc
+        os.ftruncate(fd, nbytes)  # a file system without fallocate: a sparse file
 
 
 class _Reader:
@@ -278,7 +307,7 @@ def _fingerprint(parts: dict) -> str:
 
 
 def _write_json_atomic(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
+    tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(obj, f)
         f.flush()
@@ -293,28 +322,53 @@ def _remove(*paths) -> None:
 
 
 def _check_resumable(path: str, meta_path: str, want: dict, panels_nbytes: int) -> dict | None:
-    """The sidecar of a resumable file of this problem, None when there is none; refuses a foreign/truncated one."""
+    """The progress record of a resumable file of this problem; None to start afresh; refuses a foreign one.
+
+    Called with the data file open and locked. The record is written before the data file is filled
+    (done_tiles 0), so: no record and an empty data file is a fresh start; no record and a non-empty
+    file is not ours (refused); a record with done_tiles 0 restarts; else the record must describe this
+    problem and the file must be complete in size.
+    """
+    size = os.path.getsize(path) if os.path.exists(path) else 0
     if not os.path.exists(meta_path):
-        if os.path.exists(path):
+        if size:
             raise DataIntegrityError(f"{path} exists without its progress record {meta_path}: it is not a "
                                      "resumable kernelgen factor. Remedy: delete it (or choose another scratch_dir).")
         return None
+    remedy = f"Remedy: delete {path} and {meta_path} to refactor."
     try:
         with open(meta_path) as f:
             meta = json.load(f)
     except (OSError, ValueError) as exc:
-        raise DataIntegrityError(f"{meta_path}: unreadable progress record ({exc}). Remedy: delete {path} and "
-                                 f"{meta_path} to refactor.") from exc
+        raise DataIntegrityError(f"{meta_path}: unreadable progress record ({exc}). {remedy}") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("done_tiles"), int) or meta["done_tiles"] < 0 \
+            or not isinstance(meta.get("segments"), list):
+        raise DataIntegrityError(f"{meta_path}: not a kernelgen progress record (a dict with an integer "
+                                 f"'done_tiles' and a list of 'segments'). {remedy}")
     bad = [k for k, v in want.items() if meta.get(k) != v]
     if bad:
         raise DataIntegrityError(
             f"{path} holds the factor of another problem ({', '.join(f'{k}: saved {meta.get(k)!r}, now {want[k]!r}' for k in bad)}); "
             "it is not reused. Remedy: delete it, or choose another scratch_dir.")
-    if not os.path.exists(path) or os.path.getsize(path) < panels_nbytes:
-        size = os.path.getsize(path) if os.path.exists(path) else 0
-        raise DataIntegrityError(f"{path} has {size} bytes, its progress record expects {panels_nbytes} "
-                                 "(truncated). Remedy: delete it and its .json to refactor.")
+    if meta["done_tiles"] == 0:
+        return None
+    if size < panels_nbytes:
+        what = "is missing" if not os.path.exists(path) else f"has {size} bytes, its progress record expects {panels_nbytes}"
+        raise DataIntegrityError(f"{path} {what} (truncated). {remedy}")
     return meta
+
+
+def _lock(path: str) -> int | None:
+    """Open ``path`` (created if missing, never truncated) and lock it for this process; None if another holds it."""
+    fd = _open(path, True)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise _storage_error(path, exc, "lock") from exc
+    return fd
 
 
 def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, *, fingerprint: dict,
@@ -362,16 +416,35 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
     want = {"format": FORMAT, "n": int(n), "tile": tile, "dtype": dtype.name,
             "fingerprint": _fingerprint({**fingerprint, "diagonal_add": float(diagonal_add)})}
     nbytes = DiskPanels.nbytes_for(n, tile, dtype)
-    meta = _check_resumable(path, meta_path, want, nbytes)
+    fd = _lock(path)
+    if fd is None:  # another solve (another process, or a kept factor of this one) uses that file
+        base, ext = os.path.splitext(path)
+        alt = 1
+        while fd is None:
+            path = f"{base}-busy{os.getpid()}.{alt}{ext}"
+            fd, alt = _lock(path), alt + 1
+        meta_path = path + ".json"
+        log.warning("the scratch file of this problem is in use by another solve; factoring into %s instead "
+                    "(not resumed from the other's)", path)
+    try:
+        meta = _check_resumable(path, meta_path, want, nbytes)
+    except BaseException:
+        os.close(fd)
+        raise
     stats = {"kernel": 0.0, "update": 0.0, "panel": 0.0, "write": 0.0, "io_wait": 0.0, "resumed_superpanels": 0,
              "superpanels": len(range(0, T, w_tiles)), "width": w_tiles * tile, "bytes_read": 0, "bytes_written": 0}
     if meta is None:
-        P = DiskPanels(path, n, tile, dtype, create=True)
         meta = {**want, "done_tiles": 0, "segments": []}
-        _write_json_atomic(meta_path, meta)
+        try:
+            _write_json_atomic(meta_path, meta)  # the record first: a crash before it leaves an empty file only
+            P = DiskPanels(path, n, tile, dtype, create=True, fd=fd)
+        except BaseException:
+            os.close(fd)
+            _remove(path, meta_path)
+            raise
         start = 0
     else:
-        P = DiskPanels(path, n, tile, dtype, create=False)
+        P = DiskPanels(path, n, tile, dtype, create=False, fd=fd)
         start = int(meta["done_tiles"])
         try:
             _verify_crcs(P, meta)
@@ -466,7 +539,10 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
                 P.drop_cache()
                 meta["done_tiles"] = J1
                 meta["segments"].append([J0, J1, int(crc)])
-                _write_json_atomic(meta_path, meta)
+                try:
+                    _write_json_atomic(meta_path, meta)
+                except OSError as exc:
+                    raise _storage_error(meta_path, exc, "write") from exc
                 stats["write"] += clock() - t0
                 bar.update(J1 - J0)
         ok = True
@@ -474,13 +550,13 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
         del work
         stats["bytes_read"], stats["bytes_written"] = P.bytes_read, P.bytes_written
         if not ok:
-            P.close()
             exc = sys.exc_info()[1]
             if not isinstance(exc, DataIntegrityError):
                 # an exception or Ctrl-C: nothing half-written is left (only a hard kill leaves a resumable file)
                 _remove(path, meta_path)
                 log.info("out-of-core factor stopped (%s); %s removed", type(exc).__name__, path)
-    stats["io_wait"] += 0.0
+            P.close()
+    stats["superpanels"] = len(meta["segments"])
     log.info("out-of-core cholesky n=%d tile=%d width=%d: read %.3g GB, wrote %.3g GB, waited %.1f s on reads",
              n, tile, w_tiles * tile, P.bytes_read / 1e9, P.bytes_written / 1e9, stats["io_wait"])
     return P, stats
@@ -678,5 +754,6 @@ class DiskCholeskyFactor(_CholeskyLogDet):
 
 
 def _close_and_remove(panels: DiskPanels, *paths) -> None:
+    if panels.fd is not None:
+        _remove(*paths)  # unlinked while still locked: no other solve can have opened these paths meanwhile
     panels.close()
-    _remove(*paths)

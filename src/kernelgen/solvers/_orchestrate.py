@@ -170,6 +170,15 @@ def refuse_unsupported(backend, problem: Problem) -> None:
             "SolveOptions(dtype='float32') cannot hold with solver='min_norm': the eigendecomposition is float64 "
             "(a float32 one would not separate the null space at float64's resolution). Remedy: dtype=None or "
             "'float64', or solver='cholesky' for a float32 factor.")
+    if opts.storage == "disk":
+        if "disk" not in getattr(backend, "storage_kinds", ("memory",)):
+            raise UnsupportedOptionError(f"SolveOptions(storage='disk') cannot hold on backend={name!r}: its factor "
+                                         "lives in its own memory. Remedy: backend='scipy' (the out-of-core factor), "
+                                         "or storage='auto'.")
+        if problem.solver == "min_norm":
+            raise UnsupportedOptionError("SolveOptions(storage='disk') cannot hold with solver='min_norm': the "
+                                         "eigendecomposition is in RAM (n <= EIGH_MAX_N). Remedy: solver='cholesky' "
+                                         "or 'auto', or storage='auto'.")
     hook = getattr(backend, "refuse", None)
     if hook is not None:
         hook(problem)
@@ -329,6 +338,9 @@ def _auto_refusal(problem: Problem, backend, trace) -> str:
     if opts.certificate == "bound":
         return (" solver='auto' cannot take the min-norm route with SolveOptions(certificate='bound'), which the "
                 "min-norm solve cannot honour.")
+    if opts.storage == "disk":
+        return (" solver='auto' cannot take the min-norm route with SolveOptions(storage='disk'): the "
+                "eigendecomposition is in RAM.")
     return ""
 
 

@@ -24,7 +24,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import platformdirs
 
-from ..errors import InvalidInputError, MemoryBudgetError, UnsupportedOptionError
+from ..errors import (
+    InvalidInputError,
+    MemoryBudgetError,
+    ScratchStorageError,
+    UnsupportedOptionError,
+)
 from ..factors import EIGH_MAX_N, LowerPanels
 from ..factors._disk import READ_BUFFERS_BYTES
 from ..numerics import CALL_LIMITS, MEMORY_FRACTION, available_memory
@@ -32,7 +37,8 @@ from ..options import AUTO_FLOAT64_MAX_N, SolveOptions, decide_factor_dtype
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MemoryPlan", "Plan", "plan_kernel_solve", "available_memory", "AUTO_FLOAT64_MAX_N", "EIGH_MAX_N",
+__all__ = ["MemoryPlan", "Plan", "plan_kernel_solve", "check_scratch_directory", "scratch_directory", "disk_free",
+           "DISK_WORKING_FRACTION", "available_memory", "AUTO_FLOAT64_MAX_N", "EIGH_MAX_N",
            "DEFAULT_MEMORY_FRACTION", "SMALL_TEMPORARIES", "expected_passes"]
 
 _UNSET = object()  # a loose keyword left at its default (plan_kernel_solve with options=...)
@@ -312,6 +318,39 @@ def disk_free(path: str) -> int:
     return int(shutil.disk_usage(p).free)
 
 
+def check_scratch_directory(directory: str) -> None:
+    """Refuse, before anything is written, a scratch directory that cannot hold the factor's file.
+
+    ``directory`` must be a directory or creatable (its nearest existing ancestor a directory), and
+    writable (``os.access``; a read-only file system counts).
+
+    Raises
+    ------
+    ScratchStorageError
+        Naming the path and the remedy.
+    """
+    p = os.path.abspath(directory)
+    while not os.path.exists(p):
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    why = None
+    if not os.path.isdir(p):
+        why = f"{p} is not a directory"
+    elif not os.access(p, os.W_OK | os.X_OK):
+        why = f"{p} is not writable (permissions or a read-only file system)"
+    if why:
+        raise ScratchStorageError(
+            f"the out-of-core factor's scratch directory {directory} cannot be used: {why}. Remedy: "
+            "SolveOptions(scratch_dir=...) (or KERNELGEN_SCRATCH) naming a writable directory with room for the "
+            "factor. Nothing was written.")
+
+
+def _size(b: float) -> str:
+    return _gb(b) if b >= 1e8 else f"{b / 1e6:.1f} MB"
+
+
 def _disk_parts(n, d, k, fdt, tile, width) -> dict:
     parts = _base_breakdown(n, d, k, False)
     parts["super-panel"] = n * width * fdt.itemsize + width * tile * fdt.itemsize
@@ -328,23 +367,26 @@ def _disk_plan(n, d, k, fdt, tile, budget, explicit, opts, *, ram_need=None) -> 
     width = int(max(0, DISK_WORKING_FRACTION * (budget - fixed)) // (n * s + tile * s) // tile * tile)
     width = min(width, cap)
     directory = scratch_directory(opts)
+    check_scratch_directory(directory)
     file_bytes = LowerPanels.nbytes_for(n, tile, fdt) + 4096
     free = disk_free(directory)
     ram_min = sum(_disk_parts(n, d, k, fdt, tile, tile).values())
-    memory_line = (f"RAM: the factor in memory needs {_gb(ram_need)}, " if ram_need else "RAM: ")
-    if width < tile or file_bytes > free:
-        why = []
-        if width < tile:
-            why.append(f"even a one-tile super-panel needs {_gb(ram_min)} of RAM")
-        if file_bytes > free:
-            why.append(f"the scratch file needs {_gb(file_bytes)} of disk in {directory}")
+    memory_line = (f"RAM: the factor in memory needs {_size(ram_need)}, " if ram_need else "RAM: ")
+    ram_short, disk_short = width < tile, file_bytes > free
+    if ram_short or disk_short:
+        why, remedy = [], []
+        if ram_short:
+            why.append(f"even a one-tile super-panel needs {_size(ram_min)} of RAM")
+            remedy.append("raise SolveOptions(memory_budget=...)" if explicit else "free memory (end other processes)")
+        if disk_short:
+            why.append(f"the scratch file needs {_size(file_bytes)} of disk in {directory}")
+            remedy.append("free disk space or SolveOptions(scratch_dir=...) on a larger disk (or KERNELGEN_SCRATCH)")
+        remedy += ["fewer samples", "the MPI backend across machines (backend='mpi')"]
         raise MemoryBudgetError(
             f"an exact kernel solve at n={n} fits neither in RAM nor out of core: {'; '.join(why)}. "
-            f"{memory_line}out of core needs at least {_gb(ram_min)}; {_gb(budget)} available"
-            f"{' (memory_budget)' if explicit else ''}. Disk: {_gb(file_bytes)} needed, {_gb(free)} free in "
-            f"{directory}. Remedy: free disk space or SolveOptions(scratch_dir=...) on a larger disk "
-            "(or KERNELGEN_SCRATCH), free memory, fewer samples, or the MPI backend across machines "
-            "(backend='mpi'). Nothing was written.", max(ram_min, file_bytes), budget)
+            f"{memory_line}out of core needs at least {_size(ram_min)}; {_size(budget)} available"
+            f"{' (memory_budget)' if explicit else ''}. Disk: {_size(file_bytes)} needed, {_size(free)} free in "
+            f"{directory}. Remedy: {'; '.join(remedy)}. Nothing was written.", max(ram_min, file_bytes), budget)
     breakdown = _disk_parts(n, d, k, fdt, tile, width)
     need = int(sum(breakdown.values()))
     plan = Plan(n, d, k, "cholesky", fdt, "on-the-fly", tile, need, budget, breakdown,

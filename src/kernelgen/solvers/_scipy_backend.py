@@ -11,6 +11,7 @@ eigendecomposition (:class:`~kernelgen.factors.EighFactor`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ import time
 
 import numpy as np
 
-from ..errors import NotPositiveDefiniteError
+from ..errors import NotPositiveDefiniteError, ScratchStorageError
 from ..factors import CholeskyFactor, EighFactor, LowerPanels
 from ..factors._disk import DiskCholeskyFactor, out_of_core_cholesky
 from ..kernels._entries import fill_columns
@@ -37,6 +38,7 @@ class ScipyBackend:
 
     name = "scipy"
     factor_kinds = ("cholesky", "eigh")
+    storage_kinds = ("memory", "disk")  # where a Cholesky factor may live (SolveOptions.storage)
     bound_capable = True  # its products use the kernel's accurate entries (error_bound where proven)
 
     def __init__(self, *, precomputed: bool, options, verbose: bool = False):
@@ -122,6 +124,22 @@ def _problem_fingerprint(A, kernel, ridge, plan) -> dict:
             "ridge": float(ridge), "tile": int(plan.tile), "dtype": np.dtype(plan.factor_dtype).name}
 
 
+def _warn_stale(directory: str, keep: str) -> None:
+    """Log the other factors left in the scratch directory (killed runs of other problems are never reused)."""
+    now = time.time()
+    stale = []
+    for entry in os.scandir(directory):
+        if entry.name.startswith("kernelgen-factor-") and not entry.name.startswith(keep) \
+                and not entry.name.endswith(".json"):
+            with contextlib.suppress(OSError):
+                st = entry.stat()
+                stale.append(f"{entry.name} ({st.st_size / 1e9:.2f} GB, {(now - st.st_mtime) / 3600:.1f} h old)")
+    if stale:
+        log.warning("the scratch directory %s holds %d other factor file(s), left by killed runs of other problems "
+                    "or by running solves; they are not reused: %s. Delete them (with their .json) when no solve "
+                    "uses them.", directory, len(stale), "; ".join(stale))
+
+
 def disk_factor(A, kernel, plan, ridge, options, *, verbose=False) -> DiskCholeskyFactor:
     """The out-of-core Cholesky factor of K + ridge I in a scratch file (resumes a killed run of the same problem).
 
@@ -131,7 +149,13 @@ def disk_factor(A, kernel, plan, ridge, options, *, verbose=False) -> DiskCholes
     fdt, n = np.dtype(plan.factor_dtype), A.shape[0]
     fp = _problem_fingerprint(A, kernel, ridge, plan)
     name = "kernelgen-factor-" + hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:20]
-    os.makedirs(plan.scratch_dir, exist_ok=True)
+    try:
+        os.makedirs(plan.scratch_dir, exist_ok=True)
+    except OSError as exc:
+        raise ScratchStorageError(f"cannot create the scratch directory {plan.scratch_dir}: {exc.strerror or exc}. "
+                                  "Remedy: SolveOptions(scratch_dir=...) (or KERNELGEN_SCRATCH) naming a writable "
+                                  "directory. Nothing was written.") from exc
+    _warn_stale(plan.scratch_dir, name)
 
     def path_of(attempt):  # one file name per shift: a run killed during a shifted refactor resumes that one
         return os.path.join(plan.scratch_dir, name + (f"-shift{attempt}" if attempt else "") + f".{fdt.name}")

@@ -253,8 +253,8 @@ def test_refusal_remedy_is_true(dtype):
     n, d = 20000, 10
     need32 = plan_kernel_solve(n, d, 1, dtype="float32", memory_budget=10**13, store_kernel=False).bytes_needed
     for budget in (need32 - 1, need32 + 10**6):
-        try:
-            plan_kernel_solve(n, d, 1, dtype=dtype, memory_budget=budget)
+        try:  # the factor held in RAM (storage="auto" would plan it on disk instead of refusing)
+            plan_kernel_solve(n, d, 1, options=SolveOptions(dtype=dtype, memory_budget=budget, storage="memory"))
             assert dtype != "float64" and budget > need32
             continue
         except MemoryBudgetError as exc:
@@ -263,9 +263,10 @@ def test_refusal_remedy_is_true(dtype):
         assert ("dtype='float32' (" in msg) == (dtype == "float64" and budget > need32)
         # "at most m samples": m fits under the same dtype rule and m + 1 does not (the planner is the oracle)
         m = int(msg.split("use at most ")[1].split()[0])
-        plan_kernel_solve(m, d, 1, dtype=dtype, memory_budget=budget)
+        mem = SolveOptions(dtype=dtype, memory_budget=budget, storage="memory")
+        plan_kernel_solve(m, d, 1, options=mem)
         with pytest.raises(MemoryBudgetError):
-            plan_kernel_solve(m + 1, d, 1, dtype=dtype, memory_budget=budget)
+            plan_kernel_solve(m + 1, d, 1, options=mem)
 
 
 def test_memory_fraction_is_one_named_constant(monkeypatch):

@@ -260,8 +260,6 @@ def plan_kernel_solve(
     else:
         disk_refusal = None
     if need > budget:
-        if disk_refusal is not None:
-            raise disk_refusal
         f32_fits = fdt == np.float64 and _cholesky_need(n, d, k, np.dtype(np.float32), tile_req, precomputed,
                                                         False) <= budget
         def need_at(m, dt):
@@ -277,6 +275,8 @@ def plan_kernel_solve(
                          "dtype='float32' (mixed precision, still exact in float64) halves the factor", f32_fits)
         if opts.storage == "memory" and not precomputed:
             remedy = "SolveOptions(storage='auto' or 'disk') puts the factor in a scratch file; " + remedy
+        if disk_refusal is not None:  # storage="auto": the in-RAM refusal, and why the disk could not take it
+            remedy += " Out of core it does not fit either: " + str(disk_refusal).split(": ", 1)[-1]
         raise MemoryBudgetError(
             f"an exact kernel solve at n={n} needs {_gb(need)} ({', '.join(f'{a} {_gb(b)}' for a, b in breakdown.items())}) "
             f"but {_gb(budget)} is available. Remedy: {remedy}", need, budget)

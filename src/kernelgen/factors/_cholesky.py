@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 from scipy.linalg import blas, lapack
+from scipy.sparse.linalg import LinearOperator, onenormest
 
 from .._jax import enable_x64
 from ..errors import InvalidInputError, NotPositiveDefiniteError, ShapeMismatchError
@@ -27,6 +28,31 @@ def _scaled(solve_fn, B):
     s[~(s > 0)] = 1.0
     X = np.asarray(solve_fn(B2 / s), dtype=np.float64) * s
     return X.reshape(B.shape)
+
+
+def _check_anorm(anorm) -> float:
+    anorm = float(anorm)
+    if not (np.isfinite(anorm) and anorm >= 0):
+        raise InvalidInputError(f"anorm must be a finite number >= 0 (||A||_1), got {anorm!r}.")
+    return anorm
+
+
+def rcond_by_solves(solve, n: int, anorm) -> float:
+    """``1 / (anorm * est(||A^-1||_1))`` with ``A^-1`` applied by ``solve`` (Higham & Tisseur's block 1-norm
+    estimator, ``scipy.sparse.linalg.onenormest``); 0 for ``anorm = 0``. Shared by the in-RAM and disk factors.
+
+    Raises
+    ------
+    InvalidInputError
+        ``anorm`` negative or not finite.
+    """
+    anorm = _check_anorm(anorm)
+    if anorm == 0.0:
+        return 0.0
+    op = LinearOperator((n, n), matvec=lambda v: solve(v.reshape(n, -1)), matmat=solve,
+                        rmatvec=lambda v: solve(v.reshape(n, -1)), rmatmat=solve, dtype=np.float64)
+    inv = float(onenormest(op))
+    return 1.0 / (anorm * inv) if inv > 0 else 0.0
 
 
 class _CholeskyLogDet:
@@ -210,25 +236,13 @@ class CholeskyFactor(_CholeskyLogDet):
         InvalidInputError
             ``anorm`` negative or not finite.
         """
-        anorm = float(anorm)
-        if not (np.isfinite(anorm) and anorm >= 0):
-            raise InvalidInputError(f"anorm must be a finite number >= 0 (||A||_1), got {anorm!r}.")
-        if anorm == 0.0:
-            return 0.0
-        if self.panels.n_tiles == 1:
+        if self.panels.n_tiles == 1 and _check_anorm(anorm) > 0.0:
             pocon = lapack.spocon if self.dtype == np.float32 else lapack.dpocon
-            rc, info = pocon(np.asfortranarray(self.panels.tile_view(0, 0)), anorm, uplo="L")
+            rc, info = pocon(np.asfortranarray(self.panels.tile_view(0, 0)), float(anorm), uplo="L")
             if info != 0:  # pragma: no cover - LAPACK argument errors only
                 raise InvalidInputError(f"LAPACK pocon returned info={info}.")
             return float(rc)
-        from scipy.sparse.linalg import LinearOperator, onenormest
-
-        n = self.shape[0]
-        op = LinearOperator((n, n), matvec=lambda v: self.solve(v.reshape(n, -1)),
-                            matmat=self.solve, rmatvec=lambda v: self.solve(v.reshape(n, -1)),
-                            rmatmat=self.solve, dtype=np.float64)
-        inv = float(onenormest(op))
-        return 1.0 / (anorm * inv) if inv > 0 else 0.0
+        return rcond_by_solves(self.solve, self.shape[0], anorm)
 
     def logdet(self) -> LogDet:
         """log det A from the factor's diagonal, with its precision (see :class:`LogDet`)."""

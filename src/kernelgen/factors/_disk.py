@@ -56,8 +56,6 @@ import weakref
 import zlib
 
 import numpy as np
-from scipy.linalg import blas, lapack
-from scipy.sparse.linalg import LinearOperator, onenormest
 from tqdm.auto import tqdm
 
 from ..errors import (
@@ -70,8 +68,8 @@ from ..errors import (
 )
 from ..numerics import CALL_LIMITS, empty_hugepages
 from ._base import LogDet
-from ._cholesky import _CholeskyLogDet, _scaled
-from ._tiled import LowerPanels, _bounds
+from ._cholesky import _CholeskyLogDet, _scaled, rcond_by_solves
+from ._tiled import LowerPanels, _blas, _bounds, _check_inplace
 
 log = logging.getLogger(__name__)
 
@@ -286,11 +284,6 @@ class _Reader:
         self._t.join()
 
 
-def _blas(name, dtype):
-    prefix = "s" if np.dtype(dtype) == np.float32 else "d"
-    return getattr(lapack if name == "potrf" else blas, prefix + name)
-
-
 def _fingerprint(parts: dict) -> str:
     h = hashlib.sha256()
     for key in sorted(parts):
@@ -492,8 +485,7 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
                                     TT[b[i] - c0:b[i + 1] - c0] = Lik
                                 w = S[i].shape[1]
                                 r = gemm(-1.0, Lik, TT[:w].T, beta=1.0, c=S[i], overwrite_c=1)
-                                if not np.shares_memory(r, S[i]):  # pragma: no cover - SciPy internals
-                                    S[i][...] = r
+                                _check_inplace(r, S[i], "gemm")
                     finally:
                         reader.close()
                     stats["io_wait"] += reader.wait
@@ -512,13 +504,11 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
                                 f"Cholesky factorisation failed at pivot {idx} of {n} ({dtype.name} arithmetic, "
                                 "out of core): the matrix is not positive definite to working precision.", index=idx)
                         raise RuntimeError(f"potrf argument error info={info}")  # pragma: no cover
-                    if not np.shares_memory(c, Akk):  # pragma: no cover
-                        Akk[...] = c
+                    _check_inplace(c, Akk, "potrf")
                     for i in range(k + 1, T):
                         Aik = S[i][:, kc:kc + (b[k + 1] - b[k])]
                         x = trsm(1.0, Akk, Aik, side=1, lower=1, trans_a=1, overwrite_b=1)
-                        if not np.shares_memory(x, Aik):  # pragma: no cover
-                            Aik[...] = x
+                        _check_inplace(x, Aik, "trsm")
                     for i in range(k + 1, T):
                         Lik = S[i][:, kc:kc + (b[k + 1] - b[k])]
                         for j in range(k + 1, min(J1, i + 1)):
@@ -527,8 +517,7 @@ def out_of_core_cholesky(path: str, n: int, tile: int, width: int, dtype, fill, 
                             Ljk = S[j][:, kc:kc + (b[k + 1] - b[k])]
                             r = (syrk(-1.0, Lik, beta=1.0, c=C, lower=1, overwrite_c=1) if j == i else
                                  gemm(-1.0, Lik, Ljk, trans_b=1, beta=1.0, c=C, overwrite_c=1))
-                            if not np.shares_memory(r, C):  # pragma: no cover
-                                C[...] = r
+                            _check_inplace(r, C, "syrk" if j == i else "gemm")
                 stats["panel"] += clock() - t0
                 # 4. write, sync, record the progress (atomic)
                 t0 = clock()
@@ -728,16 +717,7 @@ class DiskCholeskyFactor(_CholeskyLogDet):
         """Reciprocal 1-norm condition estimate, as ``CholeskyFactor.rcond`` (Higham & Tisseur's estimator
         through :meth:`solve`: each step streams the file twice)."""
         self._check_open()
-        anorm = float(anorm)
-        if not (np.isfinite(anorm) and anorm >= 0):
-            raise InvalidInputError(f"anorm must be a finite number >= 0 (||A||_1), got {anorm!r}.")
-        if anorm == 0.0:
-            return 0.0
-        n = self.shape[0]
-        op = LinearOperator((n, n), matvec=lambda v: self.solve(v.reshape(n, -1)), matmat=self.solve,
-                            rmatvec=lambda v: self.solve(v.reshape(n, -1)), rmatmat=self.solve, dtype=np.float64)
-        inv = float(onenormest(op))
-        return 1.0 / (anorm * inv) if inv > 0 else 0.0
+        return rcond_by_solves(self.solve, self.shape[0], anorm)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "backend": self.backend, "storage": "disk", "path": self.path,

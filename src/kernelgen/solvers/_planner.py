@@ -307,15 +307,20 @@ def scratch_directory(opts: SolveOptions) -> str:
     return os.path.join(platformdirs.user_cache_dir("kernelgen"), "scratch")
 
 
-def disk_free(path: str) -> int:
-    """Bytes free on the file system of ``path`` (its nearest existing parent: nothing is created)."""
+def _existing_ancestor(path: str) -> str:
+    """``path`` or its nearest existing ancestor (absolute): what can be inspected without creating anything."""
     p = os.path.abspath(path)
     while not os.path.exists(p):
         parent = os.path.dirname(p)
         if parent == p:
             break
         p = parent
-    return int(shutil.disk_usage(p).free)
+    return p
+
+
+def disk_free(path: str) -> int:
+    """Bytes free on the file system of ``path`` (its nearest existing parent: nothing is created)."""
+    return int(shutil.disk_usage(_existing_ancestor(path)).free)
 
 
 def check_scratch_directory(directory: str) -> None:
@@ -329,12 +334,7 @@ def check_scratch_directory(directory: str) -> None:
     ScratchStorageError
         Naming the path and the remedy.
     """
-    p = os.path.abspath(directory)
-    while not os.path.exists(p):
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
+    p = _existing_ancestor(directory)
     why = None
     if not os.path.isdir(p):
         why = f"{p} is not a directory"

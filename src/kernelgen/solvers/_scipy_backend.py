@@ -26,6 +26,7 @@ from ..factors._disk import DiskCholeskyFactor, out_of_core_cholesky
 from ..kernels._entries import fill_columns
 from ._backend import OperatorMode
 from ._planner import plan_kernel_solve
+from ._result import data_fingerprint
 from ._system import KernelSystem
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,8 @@ DISK_SHIFTS = (1e-6, 1e-4, 1e-2)
 
 def _problem_fingerprint(A, kernel, ridge, plan) -> dict:
     """What identifies an out-of-core factor: the data's bytes, the kernel, the ridge and the layout."""
-    X = np.ascontiguousarray(A, dtype=np.float64)
-    h = hashlib.sha256(str(X.shape).encode())
-    h.update(memoryview(X.reshape(-1)).cast("B"))
     desc = json.dumps(kernel.to_dict(), sort_keys=True, default=repr)
-    return {"data": h.hexdigest(), "kernel": f"{type(kernel).__module__}:{type(kernel).__qualname__}:{desc}",
+    return {"data": data_fingerprint(A), "kernel": f"{type(kernel).__module__}:{type(kernel).__qualname__}:{desc}",
             "ridge": float(ridge), "tile": int(plan.tile), "dtype": np.dtype(plan.factor_dtype).name}
 
 

@@ -46,7 +46,7 @@ from kernelgen.factors._disk import (
     out_of_core_cholesky,
 )
 from kernelgen.kernels import Gaussian, kernel_matrix
-from kernelgen.solvers import _planner, _scipy_backend, plan_kernel_solve
+from kernelgen.solvers import _out_of_core, _planner, plan_kernel_solve
 from kernelgen.solvers._planner import _disk_parts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -416,7 +416,7 @@ def test_file_of_another_problem_under_this_name_is_refused(tmp_path, killed_run
     X2 = prob.X.copy()
     X2[0, 0] += 1.0
     plan = namedtuple("P", "tile factor_dtype")(TILE, np.dtype(np.float32))
-    fp = _scipy_backend._problem_fingerprint(X2, Gaussian(bandwidth=BANDWIDTH), 0.0, plan)
+    fp = _out_of_core._problem_fingerprint(X2, Gaussian(bandwidth=BANDWIDTH), 0.0, plan)
     name = "kernelgen-factor-" + hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:20] + ".float32"
     src_data, src_meta = _copy_killed(killed_run[0], tmp_path)
     assert src_data.name != name
@@ -472,7 +472,7 @@ def test_files_removed_after_a_normal_finish(tmp_path, prob):
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
 def test_files_removed_after_ctrl_c_or_error_mid_factor(tmp_path, prob, monkeypatch, exc):
-    original = _scipy_backend.fill_columns
+    original = _out_of_core.fill_columns
     seen = {"calls": 0, "files": None}
     # super-panel 0 fills row panels 0..7 (8 calls); call 11 is inside super-panel 1, after super-panel 0 was recorded
     stop_at = N_TILES + 3
@@ -485,7 +485,7 @@ def test_files_removed_after_ctrl_c_or_error_mid_factor(tmp_path, prob, monkeypa
             raise exc("stop")
         return original(src, r0, r1, c0, c1, out)
 
-    monkeypatch.setattr(_scipy_backend, "fill_columns", fill)
+    monkeypatch.setattr(_out_of_core, "fill_columns", fill)
     with pytest.raises(exc):
         kernel_interpolate(prob.X, prob.Y, kernel=Gaussian(bandwidth=BANDWIDTH), options=_disk_opts(tmp_path))
     # the file and its record existed mid-factor, super-panel 0 (2 tiles) recorded
@@ -667,7 +667,7 @@ def test_float32_breakdown_is_shifted_and_the_unshifted_system_certified(shifted
     np.linalg.cholesky(K)  # the oracle: positive definite in float64
     assert fit.plan.working_width == TILE and fit.factor_info["stats"]["superpanels"] == 3
     shift = fit.factor_info["diagonal_shift"]
-    assert shift > 0 and shift == pytest.approx(_scipy_backend.DISK_SHIFTS[0] * 1.0)  # mean diag K = 1
+    assert shift > 0 and shift == pytest.approx(_out_of_core.DISK_SHIFTS[0] * 1.0)  # mean diag K = 1
     assert fit.factor.diagonal_shift == shift
     assert any("diagonal shift" in note and "unshifted" in note for note in fit.notes)
     assert any("broke down" in r.getMessage() for r in records)
@@ -690,7 +690,7 @@ def test_float64_breakdown_is_not_shifted(tmp_path, monkeypatch):
     def fail(*a, **k):
         raise NotPositiveDefiniteError("forced", index=3)
 
-    monkeypatch.setattr(_scipy_backend, "out_of_core_cholesky", fail)
+    monkeypatch.setattr(_out_of_core, "out_of_core_cholesky", fail)
     X, Y = _near_duplicates(n0=200, m=2)
     with pytest.raises(NotPositiveDefiniteError):
         kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=1.0), solver="cholesky",
@@ -703,7 +703,7 @@ import os, signal, sys
 import numpy as np
 import kernelgen
 import kernelgen.factors._disk as disk
-import kernelgen.solvers._scipy_backend as sb
+import kernelgen.solvers._out_of_core as sb
 from kernelgen import SolveOptions
 from kernelgen.kernels import Gaussian
 
@@ -921,3 +921,22 @@ def test_refusal_names_ram_when_ram_is_the_cause(tmp_path):
     msg = str(ei.value)
     assert "raise SolveOptions(memory_budget" in msg and "free disk space" not in msg
     assert not os.listdir(tmp_path)
+
+
+def test_float64_logdet_refactors_out_of_core_when_the_plan_says_disk(tmp_path, monkeypatch):
+    """fit.logdet(float64=True) follows the plan: a float64 factor that does not fit the budget goes to disk."""
+    X, Y = _small(n=600)
+    kern = Gaussian(bandwidth=1.0)
+    fit = kernel_interpolate(X, Y, kernel=kern, options=_small_opts(tmp_path, dtype="float32", keep_factor=True))
+    dtypes, real = [], _out_of_core.out_of_core_cholesky
+    monkeypatch.setattr(_out_of_core, "out_of_core_cholesky",
+                        lambda *a, **k: dtypes.append(np.dtype(a[4]).name) or real(*a, **k))
+    ld = fit.logdet(float64=True)
+    assert dtypes == ["float64"]  # the float64 refactor ran out of core
+    assert ld.dtype == "float64" and ld.error_bound is None
+    ref = kernelgen.factors.CholeskyFactor.factor(kernel_matrix(X, kernel=kern), dtype=np.float64).logdet().value
+    # two float64 Cholesky factors of the same K (another summation order): log det agrees to ~n u cond per pivot
+    # (cond_2(K) < 1e3 here), far below 1e-10 relative
+    assert ld.value == pytest.approx(ref, rel=1e-10)
+    fit.factor.close()
+    assert not _factor_files(tmp_path)  # the float64 refactor's file was removed when dropped

@@ -25,6 +25,8 @@ float64 retry, the ``solver="auto"`` fallback and the :class:`~kernelgen.solvers
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
@@ -34,7 +36,7 @@ import numpy as np
 from ..options import SolveOptions
 
 __all__ = ["Backend", "KernelOperator", "OperatorMode", "Problem", "no_entry_bound_reason", "product_error_bound",
-           "products_with_abs"]
+           "products_with_abs", "data_fingerprint"]
 
 
 class OperatorMode(str, Enum):
@@ -169,3 +171,11 @@ class Problem:
     @property
     def k(self) -> int:
         return int(self.Y.shape[1])
+
+
+def data_fingerprint(X) -> str:
+    """sha256 of a float64 C-ordered copy of X, prefixed by its shape (identifies training data)."""
+    A = np.ascontiguousarray(np.asarray(X, dtype=np.float64))
+    h = hashlib.sha256(str(A.shape).encode())
+    h.update(memoryview(A.reshape(-1)).cast("B"))  # the same bytes as A.tobytes(), without the copy
+    return h.hexdigest()

@@ -47,7 +47,7 @@ from ..factors import CholeskyFactor
 from ..kernels import Kernel, Precomputed
 from ..options import SolveOptions
 from ..provenance import provenance
-from ._backend import OperatorMode
+from ._backend import OperatorMode, data_fingerprint
 from ._certificate import Certificate
 from ._orchestrate import Solution, iterate
 from ._system import KernelSystem, float64_refactor, prepare_targets
@@ -60,14 +60,6 @@ log = logging.getLogger(__name__)
 #: 3: the certificate as one field, ``SolveOptions.float64_retry``).
 FORMAT_VERSION = 3
 _FORMAT_NAME = "kernelgen.KernelInterpolant"
-
-
-def data_fingerprint(X) -> str:
-    """sha256 of a float64 C-ordered copy of X, prefixed by its shape (identifies training data)."""
-    A = np.ascontiguousarray(np.asarray(X, dtype=np.float64))
-    h = hashlib.sha256(str(A.shape).encode())
-    h.update(memoryview(A.reshape(-1)).cast("B"))  # the same bytes as A.tobytes(), without the copy
-    return h.hexdigest()
 
 
 def _owned_readonly(X) -> np.ndarray:

@@ -22,6 +22,7 @@ from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_
 from ..kernels import entries_symmetric_apply, fused_summation_depth
 from ..numerics import safe_norm, unit_roundoff
 from ._backend import OperatorMode, no_entry_bound_reason, product_error_bound, products_with_abs
+from ._out_of_core import disk_factor
 from ._planner import plan_kernel_solve
 from ._refine import RefinementResult, _rel
 
@@ -125,12 +126,16 @@ class KernelSystem:
 
 
 def float64_refactor(fit, *, verbose=False):
-    """A float64 tiled Cholesky factor of the fit's K + ridge I (planner-checked), for an exact log-det."""
+    """A float64 tiled Cholesky factor of the fit's K + ridge I (planner-checked), for an exact log-det.
+
+    In RAM where the plan fits, else out of core (``plan.storage == "disk"``; removed when dropped)."""
     if fit.X_train is None:
         raise InvalidInputError("a float64 refactor needs the training data (or refit a precomputed K in float64).")
     n, d = fit.X_train.shape
     opts = replace(fit.options, dtype="float64", store_kernel=False)
     plan = plan_kernel_solve(n, d, 1, solver="cholesky", options=opts)
+    if plan.storage == "disk":  # the float64 factor does not fit in RAM: out of core, as the solve would
+        return disk_factor(fit.X_train, fit.kernel, plan, fit.ridge, opts, verbose=verbose)
     P = LowerPanels(n, plan.tile, np.float64)
     fit.kernel.fill_panels(P, fit.X_train, verbose=verbose, desc="kernel (float64)")
     if fit.ridge:

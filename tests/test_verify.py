@@ -189,7 +189,9 @@ def test_full_dry_run_lists_every_claim_and_runs_nothing(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------- registry, statistics
 def test_registry_is_complete():
-    assert list(V.REGISTRY) == [f"C{i}" for i in range(1, 11)]
+    # C1-C10 (Zhang et al. and neighbours) and C11-C20 (the field's theory), numbered without gaps
+    assert list(V.REGISTRY)[:10] == [f"C{i}" for i in range(1, 11)]
+    assert list(V.REGISTRY) == [f"C{i}" for i in range(1, len(V.REGISTRY) + 1)]
     for c in V.CLAIMS:
         assert c.statement and c.source and c.source_value and c.quantity
         assert set(c.scales) == set(V.BUDGETS)
@@ -198,7 +200,8 @@ def test_registry_is_complete():
     # the budgets grow: quick never cheaper than smoke, full never cheaper than quick
     for c in V.CLAIMS:
         assert c.scales["smoke"].estimate_s <= c.scales["quick"].estimate_s <= c.scales["full"].estimate_s
-    assert sum(c.scales["quick"].estimate_s for c in V.CLAIMS) <= 15 * 60
+    # the quick budget: every claim in <= 25 minutes on the 2-core machine (the registry's docstring)
+    assert sum(c.scales["quick"].estimate_s for c in V.CLAIMS) <= 25 * 60
 
 
 def test_binomial_intervals():

@@ -1,4 +1,5 @@
-"""The claims, registered in one place: C1-C10 with their sources, quantities, scales and criteria.
+"""The claims, registered in one place: C1-C10 here, C11-C20 from their modules, with their sources,
+quantities, scales and criteria.
 
 Every claim has, for each budget, a :class:`~kernelgen.verify._core.Scale`: the parameters its run
 function receives, the pass criterion in words, a one-line justification and an estimate of its
@@ -7,12 +8,13 @@ exactly these criteria (:mod:`kernelgen.verify._claims_data`, :mod:`kernelgen.ve
 
 Budgets: ``smoke`` -- seconds, real computations at tiny scale (synthetic data wherever MNIST is not
 the point; MNIST subsets of a few hundred images for C3/C4), run by the default test suite;
-``quick`` -- <= 15 minutes on 2 cores, MNIST claims judged at n = 10,000 against the exact reference
+``quick`` -- <= 25 minutes on 2 cores for all the claims, MNIST claims judged at n = 10,000 against the exact reference
 for that size; ``full`` -- the paper-scale runs (60,000 images, the full Gabor run, all seeds).
 """
 
 from __future__ import annotations
 
+from . import _claims_kernels, _claims_networks, _claims_relu, _claims_rules
 from ._claims_data import run_c1, run_c2, run_c3, run_c4, run_c5
 from ._claims_theory import run_c6, run_c7, run_c8, run_c9, run_c10
 from ._core import Claim, Scale
@@ -315,12 +317,17 @@ CLAIMS: list[Claim] = [
     ),
 ]
 
+# C11-C20: each claim module registers its own (sources, scales and run functions side by side)
+CLAIMS += _claims_kernels.CLAIMS + _claims_relu.CLAIMS + _claims_networks.CLAIMS + _claims_rules.CLAIMS
+CLAIMS.sort(key=lambda c: int(c.id[1:]))
+
 #: id -> Claim, in registry order
 REGISTRY: dict[str, Claim] = {c.id: c for c in CLAIMS}
 
 #: The order claims run in (reports keep registry order): claims that share a cached system run one
 #: after the other, so that the 60k factor C3 and C5 share is freed before C4's Gabor run needs memory.
-RUN_ORDER: tuple[str, ...] = ("C1", "C2", "C3", "C5", "C4", "C6", "C7", "C8", "C9", "C10")
+RUN_ORDER: tuple[str, ...] = ("C1", "C2", "C3", "C5", "C4", "C6", "C7", "C8", "C9", "C10") + tuple(
+    c.id for c in CLAIMS if int(c.id[1:]) > 10)
 
 
 def get(claim_id: str) -> Claim:

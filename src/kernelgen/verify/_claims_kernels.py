@@ -1,0 +1,14 @@
+"""Claims C11, C13: interpolation of noisy labels and learning-curve exponents of kernels on MNIST.
+
+Same contract as :mod:`kernelgen.verify._claims_data`: ``run_cN(ctx) -> Result``; the claims are
+registered here (``CLAIMS``) and collected by :mod:`kernelgen.verify._registry`.
+"""
+
+from __future__ import annotations
+
+from ._core import Claim
+
+__all__ = ["CLAIMS"]
+
+#: the claims of this module, each with its smoke / quick / full scales
+CLAIMS: list[Claim] = []

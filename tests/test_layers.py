@@ -71,6 +71,7 @@ LAYERS: dict[str, int] = {
     "kernelgen.proofs": 4,  # the executable derivations: check sgd, evidence, random_features, solvers, kernels
     "kernelgen.learning_curve": 4,  # nested prefixes share one factor (kernel_interpolate's pieces)
     "kernelgen.spectral": 4,  # kernel spectrum, task-model alignment, eigenlearning theory
+    "kernelgen.networks": 4,  # finite ReLU networks (JAX) against their kernels: NTK parameterisation, linearisation
     "kernelgen.verify": 5,
     "kernelgen": 5,
 }

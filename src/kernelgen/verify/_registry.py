@@ -14,7 +14,7 @@ for that size; ``full`` -- the paper-scale runs (60,000 images, the full Gabor r
 
 from __future__ import annotations
 
-from . import _claims_kernels, _claims_networks, _claims_relu, _claims_rules
+from . import _claims_evidence, _claims_kernels, _claims_networks, _claims_relu, _claims_rules
 from ._claims_data import run_c1, run_c2, run_c3, run_c4, run_c5
 from ._claims_theory import run_c6, run_c7, run_c8, run_c9, run_c10
 from ._core import Claim, Scale
@@ -317,8 +317,9 @@ CLAIMS: list[Claim] = [
     ),
 ]
 
-# C11-C20: each claim module registers its own (sources, scales and run functions side by side)
-CLAIMS += _claims_kernels.CLAIMS + _claims_relu.CLAIMS + _claims_networks.CLAIMS + _claims_rules.CLAIMS
+# C11-C21: each claim module registers its own (sources, scales and run functions side by side)
+CLAIMS += (_claims_kernels.CLAIMS + _claims_relu.CLAIMS + _claims_networks.CLAIMS + _claims_rules.CLAIMS
+           + _claims_evidence.CLAIMS)
 CLAIMS.sort(key=lambda c: int(c.id[1:]))
 
 #: id -> Claim, in registry order

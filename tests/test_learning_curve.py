@@ -220,6 +220,13 @@ def test_passes_are_shared_by_all_prefixes(data, monkeypatch):
         return orig(self, V)
 
     monkeypatch.setattr(KernelSystem, "matvec", counting)
+    orig_b = KernelSystem.matvec_bounded
+
+    def counting_b(self, V):  # the certifying (bounded) passes
+        rows.append(np.shape(V)[0])
+        return orig_b(self, V)
+
+    monkeypatch.setattr(KernelSystem, "matvec_bounded", counting_b)
     lc = learning_curve(X, Y, Xt, Yt, kernel=KERN, sizes=[50, 120, 333], options={"dtype": "float32"})
     passes = {p.float64_passes for p in lc.points}
     # every float64 product is one pass over the n = 333 kernel, and there are exactly as many as each point reports

@@ -275,9 +275,10 @@ def test_estimator_auto_does_not_take_a_route_its_options_forbid(rng):
     from kernelgen.estimators import KernelInterpolationRegressor
 
     X, y = rng.normal(size=(300, 3)), rng.normal(size=300)
-    # bandwidth 0.6 on 300 points in 3-D: cond(K) too large for the Cholesky route to certify 1e-10
+    # bandwidth 0.8 on 300 points in 3-D: cond(K) ~ 5.5e9, too large for the Cholesky route to certify 1e-10
+    # (at 0.6, cond 1.4e7, the compensated direct product now certifies it)
     with pytest.raises(ConvergenceError):
-        KernelInterpolationRegressor(kernel=Gaussian(0.6), options=SolveOptions(certificate="bound")).fit(X, y)
+        KernelInterpolationRegressor(kernel=Gaussian(0.8), options=SolveOptions(certificate="bound")).fit(X, y)
 
 
 def test_a_float64_factor_that_cannot_reach_tol_is_not_told_to_use_float64(rng):

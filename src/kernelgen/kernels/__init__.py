@@ -50,11 +50,16 @@ from ..errors import InvalidInputError, NonFiniteResultError
 from ..numerics import check_allocation
 from ._base import _REGISTRY, Kernel, Precomputed, Product, Scaled, Sum, class_identity
 from ._entries import (
+    BoundedProducts,
     CompositeEntries,
+    EntryErrorModel,
     KernelEntries,
+    bounded_summation_depth,
     entries_apply,
+    entries_bounded_symmetric_apply,
     entries_symmetric_apply,
     exact_integer_form,
+    exponent_scale,
     fused_summation_depth,
 )
 from ._families import Gaussian, Laplace, Linear, Polynomial, Stationary, default_bandwidth, median_distance
@@ -62,6 +67,11 @@ from ._network import ArcCosine, ReluNNGP, ReluNTK
 
 __all__ = [
     "ArcCosine",
+    "BoundedProducts",
+    "EntryErrorModel",
+    "bounded_summation_depth",
+    "entries_bounded_symmetric_apply",
+    "exponent_scale",
     "KERNELS",
     "Gaussian",
     "Kernel",

@@ -282,15 +282,21 @@ class Kernel:
         """The unit of the distances :meth:`from_sqdist` receives (1 here; the bandwidth of a Stationary kernel)."""
         return 1.0
 
-    def _entries_from_sqdist(self, D: np.ndarray, log2_scale: int = 0, dscale: float = 1.0) -> np.ndarray:
+    def _entries_from_sqdist(self, D: np.ndarray, log2_scale: int = 0, dscale=1.0, t_out=None) -> np.ndarray:
         """The entries' call: D holds ||x - z||^2 / (4^log2_scale dscale); in place -> values (finite or refused).
+
+        ``t_out`` (the exponent of the proven built-ins, :class:`~kernelgen.kernels.Gaussian` and
+        :class:`~kernelgen.kernels.Laplace`) is refused here: a general kernel has no exponent.
 
         Forms r2 = D 4^log2_scale dscale / length^2 with one scale factor c (exp of a sum of logarithms:
         no overflow in the factor itself; inf or 0 when it leaves the float range, with the limits right:
         r2 = 0 at distance 0, +inf elsewhere), then calls :meth:`from_sqdist`.
         """
+        if t_out is not None:
+            raise InvalidInputError(f"{type(self).__name__} has no proven exponent form (t_out is for the built-in "
+                                    "Gaussian and Laplace kernels).")
         c = _scale_factor(2.0 * log2_scale * _LN2 - 2.0 * np.log(self._length_scale()))
-        c = c * dscale if dscale != 1.0 else c
+        c = c * float(dscale) if dscale != 1.0 else c
         if np.isinf(c):
             np.copyto(D, np.where(D > 0, np.inf, 0.0))
         elif c != 1.0:

@@ -25,10 +25,14 @@ The elementwise transform runs in cache-sized row chunks on all cores (NumPy ufu
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -39,8 +43,9 @@ from ..errors import InvalidInputError, ShapeMismatchError
 from ..numerics import CALL_LIMITS, DEFAULT_TILE
 
 __all__ = [
-    "CompositeEntries", "KernelEntries", "entries_apply", "entries_symmetric_apply", "exact_integer_form",
-    "fused_summation_depth",
+    "BoundedProducts", "CompositeEntries", "EntryErrorModel", "KernelEntries", "bounded_summation_depth",
+    "entries_apply", "entries_bounded_symmetric_apply", "entries_symmetric_apply", "exact_integer_form",
+    "exponent_scale", "fused_summation_depth",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +77,126 @@ _TLS = threading.local()
 _U64 = float(np.finfo(np.float64).eps) / 2.0
 _LN2_64 = float(np.log(2.0))
 _MATH_ULPS = 4.0
+
+#: The accuracy taken of NumPy's float64 ``exp`` in the entry error model (ulps of the result): glibc
+#: documents < 1 ulp for exp on x86-64 and NumPy's AVX-512F float64 exp is documented < 1 ulp; measured
+#: here 0.715 ulp at most over 2e7 arguments in [-40, 0] (docs/numerics.md), and
+#: tests/test_certificate.py measures it on every machine the tests run on.
+_EXP_ULPS = 1.0
+
+#: Smallest positive float64 (subnormal) and smallest normal: exp results below the normal range carry an
+#: absolute, not a relative, error of at most _EXP_ULPS * 2^-1074.
+_TINY_SUB = 2.0**-1074
+_TINY_NORMAL = 2.0**-1022
+
+
+def _gamma(m: float) -> float:
+    """gamma_m = m u / (1 - m u) (Higham, Accuracy and Stability, Lemma 3.1), float64."""
+    return m * _U64 / (1.0 - m * _U64)
+
+
+@functools.lru_cache(maxsize=256)
+def exponent_scale(form: str, bandwidth: float, log2_scale: int = 0, dscale=1) -> float:
+    """The scale c of the exponent t = c * D (Gaussian) or t = c * sqrt(D) (Laplace), rounded once.
+
+    c is formed exactly in rational arithmetic from the bandwidth s (a float, hence a rational),
+    the power-of-two data scale 2^log2_scale and the distance scale ``dscale`` (1, or the exact
+    rational 1 / c_int^2 of the integer form), then converted to float64 by one correctly rounded
+    division (:class:`fractions.Fraction`): |c_float - c| <= u c for a normal result.
+
+    Parameters
+    ----------
+    form : {"gaussian", "laplace"}
+        Gaussian: c = 4^log2_scale dscale / (2 s^2); Laplace: c = 2^log2_scale sqrt(dscale) / s.
+    bandwidth : float
+    log2_scale : int
+    dscale : int, float or Fraction
+        For Laplace its square root must be rational (1 / c_int^2, or 1).
+
+    Returns
+    -------
+    float
+        c (``inf`` where it overflows, 0.0 where it underflows entirely).
+
+    Raises
+    ------
+    InvalidInputError
+        A Laplace ``dscale`` whose square root is irrational, or an unknown form.
+    """
+    s = Fraction(bandwidth)
+    ds = Fraction(dscale)
+    if form == "gaussian":
+        exact = Fraction(4) ** int(log2_scale) * ds / (2 * s * s)
+    elif form == "laplace":
+        num, den = math.isqrt(ds.numerator), math.isqrt(ds.denominator)
+        if num * num != ds.numerator or den * den != ds.denominator:
+            raise InvalidInputError(f"the Laplace exponent needs a rational sqrt(dscale), got dscale = {dscale!r}.")
+        exact = Fraction(2) ** int(log2_scale) * Fraction(num, den) / s
+    else:
+        raise InvalidInputError(f"unknown exponent form {form!r}")
+    try:
+        return float(exact)  # int / int true division: correctly rounded (one rounding)
+    except OverflowError:
+        return math.inf
+
+
+@dataclass(frozen=True)
+class EntryErrorModel:
+    """A proven per-entry error bound of computed float64 kernel entries.
+
+    For every entry, with k the kernel of the given data in exact arithmetic, k_hat the computed entry
+    and t_hat >= 0 the computed exponent (k_hat = fl(exp(-t_hat))):
+
+        |k_hat - k| <= a0 * k_hat + a1 * t_hat * k_hat + mu,   and   k <= kappa * k_hat + mu.
+
+    Attributes
+    ----------
+    a0, a1 : float
+        Relative coefficients (a1 = 0 when the bound does not weight entries by their exponent).
+    mu : float
+        Absolute term (results of exp below the normal range carry an absolute error).
+    kappa : float
+        Upper factor from computed to exact entries.
+    eps_max : float
+        Largest relative error |k_hat - k| / k over any entry the data can produce (the scalar bound of
+        :meth:`KernelEntries.entry_error_bound`).
+    t_max : float
+        Upper bound on every exponent t_hat.
+    """
+
+    a0: float
+    a1: float
+    mu: float
+    kappa: float
+    eps_max: float
+    t_max: float
+
+
+def _integer_residual_norm(X, c: float, chunks) -> float:
+    """max over rows of ||c x - k|| (k = rint(c x)), exactly formed then rounded upward: the integer form's
+    representation error in integer units (X == fl(k / c) was checked by :func:`exact_integer_form`).
+
+    c x is split exactly as p + e (Dekker's TwoProduct with Veltkamp splitting, no FMA needed); p - k is
+    exact (Sterbenz: p is within one ulp of the integer k, or both are 0).
+    """
+    split = 134217729.0  # 2^27 + 1
+    worst = 0.0
+    for sl in chunks:
+        x = np.asarray(X[sl], dtype=np.float64)
+        p = x * c
+        k = np.rint(p)
+        t = split * x
+        xh = t - (t - x)
+        xl = x - xh
+        t = split * c
+        ch = t - (t - c)
+        cl = c - ch
+        e = ((xh * ch - p) + xh * cl + xl * ch) + xl * cl
+        r = (p - k) + e
+        worst = max(worst, float(np.sqrt(np.max(np.einsum("ij,ij->i", r, r)))) if r.size else 0.0)
+    # the sum r = (p - k) + e, the squares, the d-term sums and the sqrt: widened by (1 + (d + 8) u)
+    d = X.shape[1] if X.ndim == 2 else 1
+    return worst * (1.0 + (d + 8) * 2.0 * _U64)
 
 
 def fused_summation_depth(n: int) -> int:
@@ -282,12 +407,15 @@ class KernelEntries:
                 m = float(np.abs(fa[0]).max()) * float(np.abs(fb[0]).max())
                 if A.shape[1] * m < _FLOAT32_EXACT_INT:
                     self.int_form = (fa[0], fb[0], fa[1])
-        self._rep_abs = 0.0  # per-coordinate |X - k/c| of the integer form (0 when c is a power of two)
+        self._rho = 0.0  # max_i ||c x_i - k_i||: the integer form's representation error (0 when c = 2^e)
         if self.int_form is not None:
             Ia, Ib, c = self.int_form
             if not _is_power_of_two(c):
-                xmax = max(float(np.max(np.abs(A))), 0.0 if same else float(np.max(np.abs(B))))
-                self._rep_abs = _U64 * xmax
+                step = max(1, _CHUNK_ELEMS // max(1, A.shape[1]))
+                rows = lambda M: [slice(r, min(M.shape[0], r + step)) for r in range(0, M.shape[0], step)]  # noqa: E731
+                self._rho = _integer_residual_norm(A, c, rows(A))
+                if not same:
+                    self._rho = max(self._rho, _integer_residual_norm(B, c, rows(B)))
             # the row operand carries the factor -2 (exact: a power of two), so that the GEMM gives
             # -2 <a, b> directly; its partial sums are even integers below 2^25, exact in float32
             self.A, self.B = Ia * np.float32(-2.0), Ib
@@ -296,6 +424,8 @@ class KernelEntries:
             self.sqa = np.einsum("ij,ij->i", Ia, Ia).astype(np.float64)
             self.sqb = self.sqa if same else np.einsum("ij,ij->i", Ib, Ib).astype(np.float64)
             self.inv_c2 = 1.0 / (c * c)
+            # the exact distance scale 1 / c^2 (c an integer: 255, 256 or 1), for the exponent's one rounding
+            self.dscale = Fraction(1, int(c) ** 2)
             log.debug("exact integer inner products (scale 1/%g) for the %s kernel", c, dtype.name)
         else:
             if kernel.stationary:
@@ -318,6 +448,7 @@ class KernelEntries:
                 self.B = self.A if same else np.asarray(B, dtype=dtype)
             self.sqa = np.einsum("ij,ij->i", self.A, self.A)
             self.sqb = self.sqa if same else np.einsum("ij,ij->i", self.B, self.B)
+            self.dscale = 1
         self._tls = threading.local()
 
     def __getstate__(self):
@@ -332,74 +463,90 @@ class KernelEntries:
     def entry_error_bound(self):
         """eta with |computed k(a, b) - k(a, b)| <= eta * k(a, b) for every entry, or None.
 
-        A proven bound on the relative error of each float64 entry against the kernel of the given
-        data in exact arithmetic, for the non-negative kernels whose entries are exp(-t): Gaussian
-        (integer form or centred float form) and Laplace (integer form only: the square root of an
-        inexact squared distance near 0 has no useful relative bound), of exactly those classes (a
-        subclass gets None: it may compute another formula). None otherwise (other kernels, float32
-        entries, bandwidths at the float range's edges).
-
-        The analysis (u = 2^-53; libm/NumPy ``log`` and ``exp`` taken as accurate to _MATH_ULPS ulps):
-        the exponent t = c D is formed from c = exp(L) with L from logarithms (relative error eps_c)
-        and the squared distance D: exact in the integer form, times 1/c_int^2 and c (two roundings);
-        in the float form D carries an absolute error <= (2 gamma_{d+3} + 8u) (max|a|^2 + max|b|^2)
-        (GEMM expansion, centring's rounding; a near-duplicate's direct recomputation is more
-        accurate). With t_max = c D_max, D_max <= (max|a| + max|b|)^2, the exponent's error is
-        dt <= eps_t t_max + c E_D, and the entry's relative error <= expm1(dt)(1 + eps_exp) + eps_exp.
+        The scalar (worst entry) form of :meth:`entry_error_model`: its ``eps_max``. None where there is
+        no model, and where an entry could fall below the normal float range (exponent above 700: such
+        entries carry an absolute, not a relative, error).
         """
-        # only the exact built-in classes (a subclass may change the formula): Gaussian / Laplace say which
+        m = self.entry_error_model()
+        if m is None or m.t_max > 700.0:
+            return None
+        return m.eps_max
+
+    def entry_error_model(self):
+        """The proven per-entry error of these float64 entries (:class:`EntryErrorModel`), or None.
+
+        For the non-negative kernels whose entries are exp(-t) -- the exact built-in Gaussian (any data)
+        and Laplace (integer form, e.g. 8-bit images / 255) classes (a subclass gets None: it may compute
+        another formula) -- against the kernel of the *given* float64 data in exact arithmetic. None for
+        float32 entries, other kernels, scales outside the normal float range, and Laplace on
+        non-integer data (the square root of a squared distance that carries an absolute error has no
+        useful relative bound near 0: docs/numerics.md, "The proven residual bound").
+
+        The analysis (u = 2^-53; ``exp`` accurate to _EXP_ULPS ulps, measured): the exponent's scale c is
+        rounded once from its exact rational value (:func:`exponent_scale`);
+
+        - integer form: the squared distance D of the integers is exact; t_hat = fl(D c) (Gaussian) or
+          fl(fl(sqrt(D)) c) (Laplace), so |t_hat - t_int| <= gamma_2 t_int (gamma_3). The given data
+          are fl(k / c_int): each row is within rho = max_i ||c_int x_i - k_i|| (computed exactly,
+          integer units) of its integers, so |D_given - D| <= 4 rho sqrt(D) + 4 rho^2 and
+          |t - t_int| <= 2 rho sqrt(c)(1 + t_int) + 4 c rho^2 (Gaussian; sqrt(t) <= (1 + t)/2) or
+          2 rho c (Laplace: the triangle inequality);
+        - float form (Gaussian): D carries an absolute error <= (2 gamma_{d+3} + 8u)(max|a|^2 +
+          max|b|^2) (GEMM expansion, centring's rounding; near-duplicates recomputed more accurately),
+          so |t_hat - t| <= gamma_2 t_hat / (1 - gamma_2) + c E_D.
+
+        In both, |t_hat - t| <= beta1 t_hat + beta0 <= x_max, and k_hat = exp(-t_hat)(1 + delta),
+        |delta| <= e = 2u _EXP_ULPS for normal results, give |k_hat - k| <= k_hat (e + expm1(|t_hat - t|))
+        / (1 - e) <= a0 k_hat + a1 t_hat k_hat with expm1(x) <= x expm1(x_max) / x_max (convexity).
+        Results below the normal range err by at most _EXP_ULPS 2^-1074 absolutely: the term mu.
+        """
         form = getattr(self.kernel, "_proven_entry_form", lambda: None)()
         if self.dtype != np.float64 or form not in ("gaussian", "laplace"):
             return None
         u = _U64
-        eps_math = 2.0 * _MATH_ULPS * u  # one ulp is at most 2u relative
-        s = float(self.kernel.bandwidth)
-        ls = self.log2_scale
         gauss = form == "gaussian"
-        if gauss:
-            L = 2.0 * ls * _LN2_64 - np.log(2.0) - 2.0 * np.log(s)
-            dL = 8.0 * u * (2.0 * abs(ls) * _LN2_64 + _LN2_64 + 2.0 * abs(np.log(s))) + 4.0 * u * abs(L)
-        else:
-            L = ls * _LN2_64 - np.log(s)
-            dL = 8.0 * u * (abs(ls) * _LN2_64 + abs(np.log(s))) + 4.0 * u * abs(L)
-        if not np.isfinite(L) or abs(L) > 700.0:
-            return None
-        c = float(np.exp(L))
-        eps_c = float(np.expm1(dL)) + eps_math
+        c = exponent_scale(form, float(self.kernel.bandwidth), self.log2_scale, self.dscale)
+        if not (np.isfinite(c) and c >= _TINY_NORMAL):
+            return None  # the scale itself outside the normal range: its rounding is not relative
         ra = float(np.sqrt(np.max(self.sqa))) if self.sqa.size else 0.0
         rb = float(np.sqrt(np.max(self.sqb))) if self.sqb.size else 0.0
+        c_up = c * (1.0 + u)  # the exact scale is within one rounding of c
         if self.int_form is not None:
-            inv = self.inv_c2
-            d_max = (ra + rb) ** 2 * inv * (1.0 + 4.0 * u)
-            eps_t = eps_c + (4.0 * u if gauss else 6.0 * u + eps_math)  # 1/c^2, c * dscale, the product (+ sqrt)
-            # the data are fl(k / c): each coordinate within rep = u max|X| of k / c, so the distance of the given
-            # data is within 2 rep sqrt(d) of the integer form's, and D within 2 sqrt(D_max) 2 rep sqrt(d) + (...)^2
-            dd = 2.0 * self._rep_abs * np.sqrt(self.n_features)
-            e_abs = (2.0 * np.sqrt(d_max) * dd + dd * dd) if gauss else 0.0
-            if not gauss and dd:
-                return self._laplace_rep_bound(c, eps_t, d_max, dd, eps_math)
+            d_max = (ra + rb) ** 2 * (1.0 + 4.0 * u)  # the norms are exact integers' square roots, rounded
+            rho = self._rho
+            if gauss:
+                t_max = c * d_max * (1.0 + 2.0 * u)
+                sq = math.sqrt(c_up) * (1.0 + u)
+                beta1 = (_gamma(2) + 2.0 * rho * sq) / (1.0 - _gamma(2))
+                beta0 = 2.0 * rho * sq + 4.0 * c_up * rho * rho
+            else:
+                t_max = c * math.sqrt(d_max) * (1.0 + 3.0 * u)
+                beta1 = _gamma(3) / (1.0 - _gamma(3))
+                beta0 = 2.0 * rho * c_up
         elif gauss:
-            d = self.n_features
-            gam = (d + 3) * u / (1.0 - (d + 3) * u)
+            gam = _gamma(self.n_features + 3)
             # the norms themselves carry a relative error <= gamma_d: widen them by it
             d_max = (ra + rb) ** 2 * (1.0 + gam) * (1.0 + 4.0 * u)
             e_abs = (2.0 * gam + 8.0 * u) * (float(np.max(self.sqa)) + float(np.max(self.sqb))) * (1.0 + gam)
-            eps_t = eps_c + 2.0 * u
+            t_max = c * (d_max + e_abs) * (1.0 + 2.0 * u)
+            beta1 = _gamma(2) / (1.0 - _gamma(2))
+            beta0 = c_up * e_abs * (1.0 + _gamma(2))
         else:
             return None
-        t_max = c * (d_max if gauss else np.sqrt(d_max))
-        dt = eps_t * t_max + c * e_abs
-        if not np.isfinite(dt) or dt > 1e-3:
+        x_max = beta1 * t_max + beta0
+        if not np.isfinite(x_max) or x_max > 1e-3:
             return None
-        return float(np.expm1(dt) * (1.0 + eps_math) + eps_math)
-
-    @staticmethod
-    def _laplace_rep_bound(c, eps_t, d_max, dd, eps_math):
-        """Laplace, integer form with a representation error: |sqrt(D') - sqrt(D)| <= dd (triangle inequality)."""
-        dt = eps_t * c * np.sqrt(d_max) + c * dd
-        if not np.isfinite(dt) or dt > 1e-3:
-            return None
-        return float(np.expm1(dt) * (1.0 + eps_math) + eps_math)
+        e = 2.0 * u * _EXP_ULPS
+        rho1 = math.expm1(x_max) / x_max if x_max > 0 else 1.0
+        up = 1.0 + 8.0 * u  # this arithmetic's own rounding, upward
+        return EntryErrorModel(
+            a0=(e + rho1 * beta0) / (1.0 - e) * up,
+            a1=rho1 * beta1 / (1.0 - e) * up,
+            mu=2.0 * (_EXP_ULPS * _TINY_SUB * math.exp(x_max) + _TINY_NORMAL * math.expm1(x_max)),
+            kappa=math.exp(x_max) / (1.0 - e) * up,
+            eps_max=(math.expm1(x_max) * (1.0 + e) + e) * up,
+            t_max=t_max,
+        )
 
     def _scratch(self, key, rows, cols, dtype):
         """A (rows, cols) work buffer of this object for the calling thread (reused across blocks)."""
@@ -410,7 +557,7 @@ class KernelEntries:
             bufs[key] = buf
         return buf[:rows, :cols]
 
-    def block(self, r0: int, r1: int, c0: int, c1: int, diag_offset, out, consume=None):
+    def block(self, r0: int, r1: int, c0: int, c1: int, diag_offset, out, consume=None, want_t: bool = False):
         """out <- k(A[r0:r1], B[c0:c1]) in ``dtype``; or hand it, chunk by chunk, to ``consume``.
 
         ``diag_offset``: when not None (B = A), entry (r, r + diag_offset) of the block is a
@@ -419,8 +566,13 @@ class KernelEntries:
 
         ``consume(a, b, entries)``, when given, is called with each finished cache-sized row chunk
         (rows a:b of the block) while it is still in cache: the fused passes use the entries there
-        and then. With ``out=None`` the chunks live in a scratch buffer and are not kept.
+        and then. With ``out=None`` the chunks live in a scratch buffer and are not kept. With
+        ``want_t`` (float64 entries of a kernel with an :meth:`entry_error_model`), it is called as
+        ``consume(a, b, entries, minus_tk)`` with ``minus_tk = fl(-t_hat * k_hat)`` entrywise (t_hat the
+        computed exponent), the weights of the model's ``a1`` term.
         """
+        if want_t and (self.dtype != np.float64 or consume is None):
+            raise InvalidInputError("want_t needs float64 entries and a consume callback.")
         kern = self.kernel
         rows, cols = r1 - r0, c1 - c0
         if out is None and (self.int_form is None or self.dtype != np.float64):
@@ -428,7 +580,7 @@ class KernelEntries:
         if self.int_form is not None:
             G = self._scratch("gram32", rows, cols, np.float32)
             _gemm_bounded(self.A[r0:r1], self.B[c0:c1], G, self.lim)  # -2 <a, b>: exact integers
-            sq_r, sq_c, inv_c2 = self.sqa[r0:r1], self.sqb[c0:c1], self.inv_c2
+            sq_r, sq_c = self.sqa[r0:r1], self.sqb[c0:c1]
 
             direct = out is not None and out.dtype == np.float64
 
@@ -438,12 +590,19 @@ class KernelEntries:
                 o = out[a:b] if direct else self._scratch("sqdist64", b - a, cols, np.float64)
                 np.add(G[a:b], sq_r[a:b, None], out=o)
                 o += sq_c[None, :]
-                res = kern._entries_from_sqdist(o, 0, inv_c2)
+                if want_t:
+                    tk = self._scratch("minus_tk", b - a, cols, np.float64)
+                    res = kern._entries_from_sqdist(o, 0, self.dscale, t_out=tk)
+                else:
+                    res = kern._entries_from_sqdist(o, 0, self.dscale)
                 if res is not o:
                     o[...] = res
                 if out is not None and not direct:
                     out[a:b] = o  # float32 entries: one rounding of the float64 value
-                if consume is not None:
+                if want_t:
+                    np.multiply(tk, o, out=tk)
+                    consume(a, b, o, tk)
+                elif consume is not None:
                     consume(a, b, o if direct or out is None else out[a:b])
 
             _in_row_chunks(rows, cols, work)
@@ -472,12 +631,22 @@ class KernelEntries:
                     cc = r + a + diag_offset
                     ok = (cc >= 0) & (cc < cols)
                     o[r[ok], cc[ok]] = 0.0
-                res = kern._entries_from_sqdist(o, self.log2_scale)
+                if want_t:
+                    tk = self._scratch("minus_tk", b - a, cols, np.float64)
+                    res = kern._entries_from_sqdist(o, self.log2_scale, t_out=tk)
+                else:
+                    res = kern._entries_from_sqdist(o, self.log2_scale)
                 if res is not o:
                     o[...] = res
-                if consume is not None:
+                if want_t:
+                    np.multiply(tk, o, out=tk)
+                    consume(a, b, o, tk)
+                elif consume is not None:
                     consume(a, b, o)
         else:
+            if want_t:
+                raise InvalidInputError(f"{type(kern).__name__} has no exponent form (want_t).")
+
             def work(a, b):
                 o = out[a:b]
                 off = None if diag_offset is None else diag_offset + a
@@ -689,3 +858,194 @@ def entries_apply(src, V, *, verbose=False, desc="K @ V") -> np.ndarray:
     for p in parts[1:]:
         out += p
     return out
+
+
+# ---------------------------------------------------------------------------------------------- bounded products
+#: Dot-product segment of the bounded pass: every BLAS call sums at most _SEG terms per output (any order),
+#: and the segments' partial sums are added pairwise (height ceil(log2 segments)).
+_SEG = 16
+
+
+def _pairwise(P):
+    """Sum of P over axis 0 by a balanced tree, in place (P[0] holds it); every term meets <= ceil(log2 S) additions."""
+    S = P.shape[0]
+    while S > 1:
+        h = S // 2
+        P[:h] += P[S - h:S]  # pairs (i, S - h + i); an odd middle element waits a level
+        S -= h
+    return P[0]
+
+
+def _segmented_rows(K, W):
+    """K (a, C) @ W (C, w): segments of _SEG columns (one stacked BLAS call), summed pairwise."""
+    a, C = K.shape
+    S, rem = divmod(C, _SEG)
+    parts = []
+    if S:
+        parts.append(np.matmul(K[:, :S * _SEG].reshape(a, S, _SEG).transpose(1, 0, 2),
+                               W[:S * _SEG].reshape(S, _SEG, W.shape[1])))
+    if rem:
+        parts.append((K[:, S * _SEG:] @ W[S * _SEG:])[None])
+    return _pairwise(parts[0] if len(parts) == 1 else np.concatenate(parts))
+
+
+def _segmented_cols(WT, K):
+    """WT (w, a) @ K (a, C): segments of _SEG rows of K (one stacked BLAS call), summed pairwise."""
+    a, C = K.shape
+    S, rem = divmod(a, _SEG)
+    parts = []
+    if S:
+        parts.append(np.matmul(WT[:, :S * _SEG].reshape(WT.shape[0], S, _SEG).transpose(1, 0, 2),
+                               K[:S * _SEG].reshape(S, _SEG, C)))
+    if rem:
+        parts.append((WT[:, S * _SEG:] @ K[S * _SEG:])[None])
+    return _pairwise(parts[0] if len(parts) == 1 else np.concatenate(parts))
+
+
+def _two_sum_into(hi, lo, x) -> None:
+    """hi <- fl(hi + x) and lo <- lo + (the exact rounding error of that addition) (Knuth's TwoSum).
+
+    hi + (the exact errors collected in lo) stays exactly the sum of everything added (no overflow):
+    the accumulation is error-free up to the plain summation of the errors (Ogita, Rump & Oishi,
+    "Accurate sum and dot product", SISC 26(6), 2005, Algorithm 4.4 Sum2 and Proposition 4.5).
+    """
+    s = hi + x
+    bp = s - hi
+    err = (hi - (s - bp)) + (x - bp)
+    hi[...] = s
+    lo += err
+
+
+def bounded_summation_depth(n: int) -> tuple[int, int, int]:
+    """(h, N, D) of :func:`entries_bounded_symmetric_apply` at order n (see there).
+
+    h: the most roundings a term of a signed product meets before it joins the compensated
+    accumulation: its product, <= _SEG - 1 additions inside one BLAS call, ceil(log2 segments)
+    pairwise additions (segments of a chunk's <= _SUB_COLS columns or <= _CHUNK_ELEMS / _SUB_COLS... rows);
+    N: the most partial sums one output accumulates by TwoSum (rows side: one per column sub-block;
+    transposed side: one per row chunk; and the final combination of the workers' accumulators);
+    D: the summation depth of the plain (any-order) products K|V| and (T o K)|V|.
+    """
+    seg_rows = math.ceil(_SUB_COLS / _SEG)
+    seg_cols = math.ceil(_SUB_ROWS / _SEG)  # a chunk has at most _SUB_ROWS rows
+    h = _SEG + math.ceil(math.log2(max(2, seg_rows, seg_cols)))
+    chunk_rows = max(1, _CHUNK_ELEMS // _SUB_COLS)
+    N = n // _SUB_COLS + 2 + n // max(1, min(chunk_rows, _SUB_ROWS)) + 2 + 4 * _n_threads() + 8
+    D = _SUB_COLS + _SUB_ROWS + N + 16
+    return int(h), int(N), int(D)
+
+
+@dataclass(frozen=True)
+class BoundedProducts:
+    """What one bounded pass returns (:func:`entries_bounded_symmetric_apply`), all of shape (n, k) float64.
+
+    Attributes
+    ----------
+    KV : the signed product K_hat V (segmented dot products, compensated accumulation)
+    K_abs : K_hat |V| (plain summation)
+    TK_abs : (T_hat o K_hat)|V| (plain summation), the weights of the entry model's a1 term
+    """
+
+    KV: np.ndarray
+    K_abs: np.ndarray
+    TK_abs: np.ndarray
+
+
+def entries_bounded_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ V (bounded)") -> BoundedProducts:
+    """K_hat V, K_hat |V| and (T_hat o K_hat)|V| in one pass, the signed product with a short summation.
+
+    The certifying pass of the proven residual bound (docs/numerics.md, "The proven residual bound"):
+    the same fused, symmetric, cache-blocked pass as :func:`entries_symmetric_apply` (every
+    off-diagonal entry computed once, used for its row and its column), but
+
+    - each signed dot product is split into segments of _SEG terms (one stacked BLAS call per chunk),
+      whose partial sums are added pairwise: every term meets at most h roundings
+      (:func:`bounded_summation_depth`) instead of thousands;
+    - those partial sums are accumulated error-free by TwoSum into (hi, lo) pairs, across chunks,
+      sub-blocks and workers, and the result is fl(hi + fl(sum of lo)).
+
+    So |KV - K_hat V| <= [gamma_h + (u + 4 N^2 u^2)(1 + gamma_h)] K_hat|V| componentwise (Higham, Lemma
+    3.1 and §4.2; Ogita, Rump & Oishi 2005, Prop. 4.5), K_hat the computed entries, while K|V| and
+    (T o K)|V| are plain sums with relative error <= gamma_D (all their terms are >= 0).
+
+    Parameters
+    ----------
+    src : KernelEntries
+        Float64 entries of a symmetric k(X, X) with an :meth:`~KernelEntries.entry_error_model`.
+    V : ndarray of shape (n, k) or (n,)
+
+    Returns
+    -------
+    BoundedProducts
+        Arrays of V's shape.
+
+    Raises
+    ------
+    InvalidInputError
+        Entries that are not float64 and symmetric, or that have no exponent form.
+    ShapeMismatchError
+        V with the wrong number of rows.
+    """
+    dtype = np.dtype(np.float64)
+    if src.dtype != dtype or not src.same or not hasattr(src, "entry_error_model"):
+        raise InvalidInputError("entries_bounded_symmetric_apply needs the float64 entries of a symmetric k(X, X).")
+    V = as_float_array(V, "V", ndim=(1, 2), dtype=dtype)
+    n = src.shape[0]
+    if V.shape[0] != n:
+        raise ShapeMismatchError(f"V has {V.shape[0]} rows, the kernel has order {n}.")
+    V2 = V.reshape(n, -1)
+    k = V2.shape[1]
+    VA = np.ascontiguousarray(np.concatenate([V2, np.abs(V2)], axis=1))  # [V, |V|]: one segmented call gives both
+    VAT = np.ascontiguousarray(VA.T)
+    NA = -np.abs(V2)  # (-t k)(-|v|) = t k |v| >= 0
+    NAT = np.ascontiguousarray(NA.T)
+    items = _sub_blocks(n, lambda r1: r1)
+
+    def make_state():
+        z = lambda *shape: np.zeros(shape)  # noqa: E731
+        # rows side: hi, lo (signed), abs, t ; transposed side: the same as (k, n)
+        return [z(n, k), z(n, k), z(n, k), z(n, k), z(k, n), z(k, n), z(k, n), z(k, n)]
+
+    def fn(item, state):
+        hi, lo, ab, tt, hiT, loT, abT, ttT = state
+        r0, r1, c0, c1 = item
+        lo_end = min(c1, r0)
+        d0 = max(c0, r0)
+
+        def consume(a, b, Kc, TKc):
+            ra, rb = r0 + a, r0 + b
+            if lo_end > c0:
+                w = lo_end - c0
+                Kl, TKl = Kc[:, :w], TKc[:, :w]
+                p = _segmented_rows(Kl, VA[c0:lo_end])
+                _two_sum_into(hi[ra:rb], lo[ra:rb], p[:, :k])
+                ab[ra:rb] += p[:, k:]
+                tt[ra:rb] += TKl @ NA[c0:lo_end]
+                pT = _segmented_cols(VAT[:, ra:rb], Kl)
+                _two_sum_into(hiT[:, c0:lo_end], loT[:, c0:lo_end], pT[:k])
+                abT[:, c0:lo_end] += pT[k:]
+                ttT[:, c0:lo_end] += NAT[:, ra:rb] @ TKl
+            if c1 > r0:
+                Kd, TKd = Kc[:, d0 - c0: c1 - c0], TKc[:, d0 - c0: c1 - c0]
+                p = _segmented_rows(Kd, VA[d0:c1])
+                _two_sum_into(hi[ra:rb], lo[ra:rb], p[:, :k])
+                ab[ra:rb] += p[:, k:]
+                tt[ra:rb] += TKd @ NA[d0:c1]
+
+        src.block(r0, r1, c0, c1, r0 - c0, None, consume, want_t=True)
+
+    with tqdm(total=len(items), desc=desc, unit="block", disable=not verbose, mininterval=1.0) as bar:
+        parts = _parallel_map(items, fn, make_state, bar=bar)
+    hi, lo, ab, tt = parts[0][0], parts[0][1], parts[0][2], parts[0][3]
+    for j, p in enumerate(parts):
+        if j:
+            _two_sum_into(hi, lo, p[0])
+            lo += p[1]
+            ab += p[2]
+            tt += p[3]
+        _two_sum_into(hi, lo, p[4].T)
+        lo += p[5].T
+        ab += p[6].T
+        tt += p[7].T
+    hi += lo  # the one rounding of the compensated sum
+    return BoundedProducts(hi.reshape(V.shape), ab.reshape(V.shape), tt.reshape(V.shape))

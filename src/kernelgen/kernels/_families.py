@@ -30,7 +30,8 @@ import numpy as np
 
 from .._validation import as_float_array
 from ..errors import InvalidInputError
-from ._base import _LN2, Kernel, _scale_factor
+from ._base import Kernel
+from ._entries import exponent_scale
 
 __all__ = ["Gaussian", "Laplace", "Linear", "Polynomial", "Stationary", "default_bandwidth", "median_distance"]
 
@@ -276,12 +277,19 @@ class Gaussian(Stationary):
     def _proven_entry_form(self):
         return "gaussian" if type(self) is Gaussian else None
 
-    def _entries_from_sqdist(self, D, log2_scale: int = 0, dscale: float = 1.0):
+    def _entries_from_sqdist(self, D, log2_scale: int = 0, dscale=1.0, t_out=None):
         if not self._builtin_formula(Gaussian):
-            return super()._entries_from_sqdist(D, log2_scale, dscale)
-        # D holds ||x - z||^2 / (4^log2_scale dscale); the exponent is -D * dscale * 4^log2_scale / (2 s^2)
-        c = _scale_factor(2.0 * log2_scale * _LN2 - np.log(2.0) - 2.0 * np.log(self._s()))
-        _scale_with_limits(D, c * dscale if dscale != 1.0 else c)
+            return super()._entries_from_sqdist(D, log2_scale, dscale, t_out)
+        # D holds ||x - z||^2 / (4^log2_scale dscale); the exponent is -D * dscale * 4^log2_scale / (2 s^2),
+        # its scale rounded once (exponent_scale); with t_out, -t is kept there (the proven bound's T o K)
+        c = exponent_scale("gaussian", self._s(), log2_scale, dscale)
+        if t_out is not None and np.isfinite(c):
+            np.multiply(D, -c, out=t_out)
+            np.exp(t_out, out=D)
+            return D
+        _scale_with_limits(D, c)
+        if t_out is not None:
+            t_out[...] = D
         np.exp(D, out=D)
         return D
 
@@ -290,7 +298,7 @@ class Gaussian(Stationary):
             return super()._entries_from_sqdist_jax(D, log2_scale)
         import jax.numpy as jnp
 
-        c = _scale_factor(2.0 * log2_scale * _LN2 - np.log(2.0) - 2.0 * np.log(self._s()))
+        c = exponent_scale("gaussian", self._s(), log2_scale)
         return jnp.exp(_scale_with_limits_jax(D, c))
 
 
@@ -318,13 +326,19 @@ class Laplace(Stationary):
     def _proven_entry_form(self):
         return "laplace" if type(self) is Laplace else None
 
-    def _entries_from_sqdist(self, D, log2_scale: int = 0, dscale: float = 1.0):
+    def _entries_from_sqdist(self, D, log2_scale: int = 0, dscale=1.0, t_out=None):
         if not self._builtin_formula(Laplace):
-            return super()._entries_from_sqdist(D, log2_scale, dscale)
-        # D holds ||x - z||^2 / (4^log2_scale dscale)
+            return super()._entries_from_sqdist(D, log2_scale, dscale, t_out)
+        # D holds ||x - z||^2 / (4^log2_scale dscale); t = sqrt(D) 2^log2_scale sqrt(dscale) / s, scale rounded once
         np.sqrt(D, out=D)
-        c = _scale_factor(log2_scale * _LN2 - np.log(self._s()))
-        _scale_with_limits(D, c * float(np.sqrt(dscale)) if dscale != 1.0 else c)
+        c = exponent_scale("laplace", self._s(), log2_scale, dscale)
+        if t_out is not None and np.isfinite(c):
+            np.multiply(D, -c, out=t_out)
+            np.exp(t_out, out=D)
+            return D
+        _scale_with_limits(D, c)
+        if t_out is not None:
+            t_out[...] = D
         np.exp(D, out=D)
         return D
 
@@ -333,7 +347,7 @@ class Laplace(Stationary):
             return super()._entries_from_sqdist_jax(D, log2_scale)
         import jax.numpy as jnp
 
-        return jnp.exp(_scale_with_limits_jax(jnp.sqrt(D), _scale_factor(log2_scale * _LN2 - np.log(self._s()))))
+        return jnp.exp(_scale_with_limits_jax(jnp.sqrt(D), exponent_scale("laplace", self._s(), log2_scale)))
 
 
 class Linear(Kernel):

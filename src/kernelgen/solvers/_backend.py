@@ -60,12 +60,33 @@ class OperatorMode(str, Enum):
         return format(self.value, spec)
 
 
+_U = float(np.finfo(np.float64).eps) / 2.0
+
+
 def products_with_abs(matvec, V) -> tuple:
     """(A V, A|V|) from one call of ``matvec`` on [V, |V|] (one pass over the kernel, one Allreduce under MPI)."""
     V = np.asarray(V, dtype=np.float64)
     k = V.shape[1]
     both = matvec(np.concatenate([V, np.abs(V)], axis=1))
     return both[:, :k], both[:, k:]
+
+
+def scalar_bounded_product(pair, g: float):
+    """V -> ((K + ridge I) V, an upper bound on the exact (K + ridge I)|V|, a bound on the product's error).
+
+    The form every bound-capable operator supports: ``pair(V)`` gives the computed products of [V, |V|]
+    (:func:`products_with_abs`) and ``g`` bounds |computed (K + ridge I) v - exact| <= g (K + ridge I)|v|
+    componentwise for an operator with non-negative entries, so the exact (K + ridge I)|v| is at most the
+    computed one over (1 - g) (rounded upward) and the error at most g times that.
+    """
+    up = (1.0 + 8.0 * _U) / (1.0 - g)
+
+    def product(V):
+        AV, Aabs = pair(V)
+        upper = Aabs * up
+        return AV, upper, g * upper
+
+    return product
 
 
 def product_error_bound(eta: float, depth: int) -> float:
@@ -108,6 +129,10 @@ class KernelOperator(Protocol):
 
     def error_bound(self) -> float | None:
         """g with |computed (K + ridge I) v - exact| <= g (K + ridge I)|v| componentwise; None when unproven."""
+
+    # Optional: ``matvec_bounded(V) -> (AV, upper, err)`` (where error_bound() is not None), a componentwise bound ``err``
+    # on |AV - (K + ridge I) V| and an upper bound ``upper`` on the exact (K + ridge I)|V|, tighter than the
+    # scalar ``error_bound()``; the float64 iteration uses it when present (see _refine).
 
     def no_bound_reason(self) -> str | None:
         """Why :meth:`error_bound` is None (None when a bound exists)."""

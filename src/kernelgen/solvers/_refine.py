@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from ..errors import ConvergenceError, InvalidInputError, NonFiniteResultError, ShapeMismatchError
 from ..numerics import safe_norm
 from ..options import SolveOptions
-from ._backend import products_with_abs
+from ._backend import products_with_abs, scalar_bounded_product
 
 log = logging.getLogger(__name__)
 
@@ -101,34 +101,25 @@ _UP = 1.0 + 8.0 * _U  # upward rounding of the bound's own arithmetic
 class _DriftBound:
     """Componentwise bound on the gap between the true and the recursive residual (module docstring).
 
-    Parameters
-    ----------
-    g : float
-        Componentwise relative error of one computed product against the exact kernel:
-        |fl(K v) - K v| <= g K|v| (K >= 0 entrywise).
+    Each product comes with ``upper`` >= the exact (K + ridge I)|v| and ``err`` >= |computed - exact|
+    componentwise (from the operator's ``matvec_bounded``, or ``g`` times ``upper`` for a scalar bound g).
     """
 
-    def __init__(self, g: float):
-        if not (0.0 <= g < 0.5):
-            raise InvalidInputError(f"matvec_error must lie in [0, 0.5), got {g!r}")
-        self.g = float(g)
+    def __init__(self):
         self.gap = None  # |e_j| bound, (n, k)
         self.k_abs_alpha = None  # bound on K|alpha_j|, (n, k)
 
-    def exact_abs(self, computed_abs):
-        """Upper bound on K|v| from the computed K|v| (all terms non-negative: relative error <= g)."""
-        return computed_abs * (_UP / (1.0 - self.g))
+    def start(self, info, R0):
+        upper, err = info
+        self.k_abs_alpha = upper
+        self.gap = (err + _U * (1.0 + 2.0 * _U) * np.abs(R0)) * _UP
 
-    def start(self, k_abs_alpha0, R0):
-        self.k_abs_alpha = self.exact_abs(k_abs_alpha0)
-        self.gap = (self.g * self.k_abs_alpha + _U * (1.0 + 2.0 * _U) * np.abs(R0)) * _UP
-
-    def step(self, a, Q, k_abs_p, R_new):
-        Kp = self.exact_abs(k_abs_p)
+    def step(self, a, Q, info, R_new):
+        Kp, err = info
         aa = np.abs(a)[None, :]
         self.k_abs_alpha = (self.k_abs_alpha + (1.0 + _U) * aa * Kp) * ((1.0 + _U) * _UP)
         u2 = _U * (1.0 + 2.0 * _U)
-        self.gap = (self.gap + (self.g + _U) * aa * Kp + _U * np.abs(Q) * aa + u2 * self.k_abs_alpha
+        self.gap = (self.gap + aa * err + _U * aa * Kp + _U * np.abs(Q) * aa + u2 * self.k_abs_alpha
                     + u2 * np.abs(R_new)) * _UP
 
     def relative(self, R, normY):
@@ -212,10 +203,12 @@ def refine(
     max_iter = opts.max_iter if max_iter is None else max_iter
     method = opts.refinement if method is None else method
     stop_on_bound = (opts.certificate == "bound") if stop_on_bound is None else stop_on_bound
+    given_g = matvec_error is not None
     if callable(operator) and not hasattr(operator, "matvec"):
-        matvec, pair = operator, None
+        matvec, pair, fine = operator, None, None
     else:
         matvec, pair = operator.matvec, getattr(operator, "matvec_with_error", None)
+        fine = getattr(operator, "matvec_bounded", None)  # the operator's own componentwise model, when it has one
         if matvec_error is None and hasattr(operator, "error_bound"):
             matvec_error = operator.error_bound()
     float64_factor = False
@@ -246,29 +239,44 @@ def refine(
 
     if method not in ("cg", "richardson"):
         raise InvalidInputError(f"unknown refinement method {method!r}")
-    drift = _DriftBound(matvec_error) if matvec_error is not None else None
+    if matvec_error is not None and not (0.0 <= matvec_error < 0.5):
+        raise InvalidInputError(f"matvec_error must lie in [0, 0.5), got {matvec_error!r}")
+    drift = _DriftBound() if matvec_error is not None else None
     track = drift is not None and stop_on_bound and method == "cg"
 
     def with_abs(V):
         return pair(V) if pair is not None else products_with_abs(matvec, V)
 
+    # V -> (A V, (upper bound on the exact A|V|, bound on the product's error)): the operator's componentwise
+    # model where it has one (and no scalar g was imposed), else the scalar g applied to the products of [V, |V|]
+    if drift is None:
+        bounded = None
+    elif callable(fine) and not given_g:
+        bounded = fine
+    else:
+        bounded = scalar_bounded_product(with_abs, matvec_error)
+
+    def with_info(V):
+        AV, upper, err = bounded(V)
+        return AV, (upper, err)
+
     def direct_product(V):
-        """A V, and A|V| from the same pass when there is a bound to compute."""
-        return with_abs(V) if drift is not None else (matvec(V), None)
+        """A V, and its error information from the same pass when there is a bound to compute."""
+        return with_info(V) if drift is not None else (matvec(V), None)
 
     def cg_product(V):
-        return with_abs(V) if track else (matvec(V), None)
+        return with_info(V) if track else (matvec(V), None)
 
-    def direct_bound(KabsA, R):
+    def direct_bound(info, R):
         if drift is None:
             return None
-        drift.start(KabsA, R)
+        drift.start(info, R)
         return drift.relative(R, normY)
 
     alpha = precond(Y) if alpha0 is None else np.ldexp(np.array(alpha0, dtype=np.float64), -k2)
     if np.shape(alpha) != Y.shape:
         raise ShapeMismatchError(f"the preconditioner returned shape {np.shape(alpha)} for targets of shape {Y.shape}.")
-    KA, KabsA = direct_product(alpha)
+    KA, infoA = direct_product(alpha)
     if np.shape(KA) != Y.shape:
         raise ShapeMismatchError(f"the operator returned shape {np.shape(KA)} for V of shape {Y.shape}: it must "
                                  "return (K + ridge I) V of the same shape.")
@@ -277,7 +285,7 @@ def refine(
     rel = _rel(R, normY)
     last_direct = rel
     record("initial", rel)
-    bound = direct_bound(KabsA, R)
+    bound = direct_bound(infoA, R)
     best = rel
     stalls = 0
     ritz: list = []
@@ -289,20 +297,20 @@ def refine(
             raise ConvergenceError(_fail_msg(history, tol, "reached max_iter", float64_factor), history=history)
         if method == "richardson":
             alpha = alpha + precond(R)
-            KA, KabsA = direct_product(alpha)
+            KA, infoA = direct_product(alpha)
             n_mv += 1
             R = Y - KA
             rel = last_direct = _rel(R, normY)
-            bound = direct_bound(KabsA, R)
+            bound = direct_bound(infoA, R)
             record("richardson", rel)
         else:
-            alpha, R, rel, used, certified_by, KabsA = _pcg(
+            alpha, R, rel, used, certified_by, infoA = _pcg(
                 cg_product, direct_product, precond, Y, alpha, R, normY, tol, max_iter - n_mv + 1, record, ritz,
                 drift if track else None)
             n_mv += used
             if certified_by == "direct":
                 last_direct = rel
-                bound = direct_bound(KabsA, R)
+                bound = direct_bound(infoA, R)
             else:
                 bound = rel
         if rel < 0.5 * best:
@@ -350,7 +358,7 @@ def _pcg(product, direct_product, precond, Y, alpha, R, normY, tol, budget, reco
 
     With ``drift`` (a started :class:`_DriftBound`) it ends certified by the proven bound as soon
     as that reaches ``tol``; otherwise by one direct verifying product. Returns (alpha, R, rel,
-    passes used, "bound" | "direct", K|alpha| from the verifying pass or None).
+    passes used, "bound" | "direct", the verifying pass's error information or None).
     """
     Z = precond(R)
     P = Z.copy()
@@ -359,7 +367,7 @@ def _pcg(product, direct_product, precond, Y, alpha, R, normY, tol, budget, reco
     Rrec = R.copy()
     alphas, betas = [], []
     while used < budget:
-        Q, KabsP = product(P)
+        Q, infoP = product(P)
         used += 1
         pq = np.einsum("ij,ij->j", P, Q)
         a = np.divide(rz, pq, out=np.zeros_like(rz), where=pq > 0)
@@ -369,7 +377,7 @@ def _pcg(product, direct_product, precond, Y, alpha, R, normY, tol, budget, reco
         rel_rec = _rel(Rrec, normY)
         record("cg (recursive residual)", rel_rec)
         if drift is not None:
-            drift.step(a, Q, KabsP, Rrec)
+            drift.step(a, Q, infoP, Rrec)
             bound = drift.relative(Rrec, normY)
             if not np.isfinite(bound):
                 raise NonFiniteResultError("the residual bound is not finite: the iterate overflowed.")
@@ -387,12 +395,12 @@ def _pcg(product, direct_product, precond, Y, alpha, R, normY, tol, budget, reco
         rz = rz_new
     _ritz_append(ritz, alphas, betas)
     # verify with a direct float64 product
-    KA, KabsA = direct_product(alpha)
+    KA, infoA = direct_product(alpha)
     used += 1
     R = Y - KA
     rel = _rel(R, normY)
     record("verified", rel)
-    return alpha, R, rel, used, "direct", KabsA
+    return alpha, R, rel, used, "direct", infoA
 
 
 def _ritz_append(ritz, alphas, betas):

@@ -19,7 +19,8 @@ import numpy as np
 from .._validation import as_float_array
 from ..errors import InterpolationWarning, InvalidInputError, ShapeMismatchError, SingularSystemError
 from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
-from ..kernels import entries_symmetric_apply, fused_summation_depth
+from ..kernels import (bounded_summation_depth, entries_bounded_symmetric_apply, entries_symmetric_apply,
+                       fused_summation_depth)
 from ..numerics import safe_norm, unit_roundoff
 from ._backend import OperatorMode, no_entry_bound_reason, product_error_bound, products_with_abs
 from ._out_of_core import disk_factor
@@ -27,6 +28,12 @@ from ._planner import plan_kernel_solve
 from ._refine import RefinementResult, _rel
 
 log = logging.getLogger(__name__)
+
+_U = float(np.finfo(np.float64).eps) / 2.0
+
+
+def _gamma(m: int) -> float:
+    return m * _U / (1.0 - m * _U)
 
 __all__ = ["KernelSystem", "check_interpolates", "float64_refactor", "pinv_refine", "prepare_targets"]
 
@@ -84,6 +91,48 @@ class KernelSystem:
     def matvec_with_error(self, V):
         """((K + ridge I) V, (K + ridge I)|V|) from one pass over the kernel (the products of [V, |V|])."""
         return products_with_abs(self.matvec, V)
+
+    def matvec_bounded(self, V):
+        """((K + ridge I) V, U, E) from one bounded pass: U >= the exact (K + ridge I)|V| and
+        E >= |computed - exact (K + ridge I) V| componentwise, K the kernel of the given data in exact arithmetic.
+
+        The kernel's per-entry model (:meth:`~kernelgen.kernels.KernelEntries.entry_error_model`:
+        |k_hat - k| <= a0 k_hat + a1 t_hat k_hat + mu) and the pass's summation
+        (:func:`~kernelgen.kernels.entries_bounded_symmetric_apply`: segmented dot products of height
+        h, compensated accumulation of N partial sums; plain sums of depth D for the non-negative
+        products) give, per column v,
+
+            E = [gamma_h + (u + 4 N^2 u^2)(1 + gamma_h) + a0] K_hat|v| + a1 (T_hat o K_hat)|v| + mu ||v||_1,
+
+        with K_hat|v| <= fl(K_hat|v|) / (1 - gamma_D) and (T_hat o K_hat)|v| <= fl(...) / ((1 - u)(1 - gamma_D)),
+        and U = kappa K_hat|v| + mu ||v||_1; the ridge adds u ridge|v| + u |result| (two roundings).
+        Available where :meth:`error_bound` is (else InvalidInputError): the float64 products of a kernel with a
+        proven entry model (modes on-the-fly, stored and recomputed all use this pass: it recomputes
+        the entries, independently of any stored triangle).
+        """
+        model = self._entries.entry_error_model() if self.error_bound() is not None else None
+        if model is None:
+            raise InvalidInputError(f"no proven product bound for this operator: {self.no_bound_reason()}")
+        V = np.asarray(V, dtype=np.float64)
+        n = self.X64.shape[0]
+        u = _U
+        h, N, D = bounded_summation_depth(n)
+        bp = entries_bounded_symmetric_apply(self._entries, V, verbose=self.verbose)
+        up = 1.0 + 8.0 * u
+        g_sum = _gamma(h) + (u + 4.0 * N * N * u * u) * (1.0 + _gamma(h))
+        k_abs = bp.K_abs * (up / (1.0 - _gamma(D)))
+        tk_abs = bp.TK_abs * (up / ((1.0 - u) * (1.0 - _gamma(D))))
+        V2 = V.reshape(n, -1)
+        l1 = (np.sum(np.abs(V2), axis=0) * (1.0 + (n + 2) * u)).reshape((1,) * (V.ndim - 1) + V.shape[1:])
+        err = (g_sum + model.a0) * k_abs + model.a1 * tk_abs + model.mu * l1
+        upper = model.kappa * k_abs + model.mu * l1
+        out = bp.KV
+        if self.ridge:
+            rv = self.ridge * np.abs(V)
+            err = err + u * rv + u * (upper + err + rv * (1.0 + u))
+            upper = upper + rv * (1.0 + u)
+            out = out + self.ridge * V
+        return out, upper * up, err * up
 
     def no_bound_reason(self):
         """Why this operator's products carry no proven error bound (None when they do)."""

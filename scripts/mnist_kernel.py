@@ -105,6 +105,9 @@ def build_parser():
                         "refinement above; the residual is float64 either way)")
     p.add_argument("--ridge", type=float, default=0.0, help="ridge added to the diagonal (0: exact interpolation)")
     p.add_argument("--tol", type=float, default=EXACT_TOL, help="float64 relative residual to reach")
+    p.add_argument("--certificate", default="direct", choices=["direct", "bound"],
+                   help="what certifies tol: direct (a verifying float64 product, the default) or bound (the proven "
+                        "residual bound carried through CG; stops without the verifying pass once it reaches tol)")
     p.add_argument("--save", type=cli.OutputPath(create_parents=False), default=None, metavar="PATH",
                    help="save the fitted interpolant (alpha, kernel, data hash, how the data were prepared, the "
                         "training rows, residual certificate) to PATH (.npz; its directory must exist), to reload "
@@ -249,7 +252,7 @@ def _main(args) -> dict:
 
     kernel = make_kernel(args)
     options = kernelgen.SolveOptions(dtype=args.dtype, tol=args.tol, storage=args.storage,
-                                     scratch_dir=args.scratch_dir)
+                                     scratch_dir=args.scratch_dir, certificate=args.certificate)
     verbose = not args.quiet
     comm = None
     if args.backend == "mpi":  # mpiexec -n P python scripts/mnist_kernel.py --backend mpi: rank 0 prints

@@ -573,6 +573,16 @@ class _PrefixStack:
         W, Wabs = self.base.matvec_with_error(V)
         return self._mask(np.array(W), V), self._mask(np.array(Wabs), V, absolute=True)
 
+    def matvec_bounded(self, V):
+        """The base's bounded pass (componentwise error model), the identity rows exact (error 0)."""
+        V = np.asarray(V, dtype=np.float64)
+        AV, upper, err = (np.array(a) for a in self.base.matvec_bounded(V))
+        for n, cols in self.groups:
+            AV[n:, cols] = V[n:, cols]
+            upper[n:, cols] = np.abs(V[n:, cols])
+            err[n:, cols] = 0.0
+        return AV, upper, err
+
     def error_bound(self):
         return self.base.error_bound()
 

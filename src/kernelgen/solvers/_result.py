@@ -346,19 +346,50 @@ class KernelInterpolant:
         return self._resolve(Y_new, tol)
 
     def logdet(self, *, float64: bool = False, verbose: bool = False):
-        """log det (K + ridge I) from the factor, with its precision (:class:`kernelgen.factors.LogDet`).
+        """log det (K + ridge I), with its precision (:class:`kernelgen.factors.LogDet`).
+
+        From the kept factor (``options.keep_factor=True``): a float32 factor's value comes with a
+        Ritz-value *estimate* of its error; ``float64=True`` gives the float64 value instead.
 
         Parameters
         ----------
         float64 : bool
-            Refactor in float64 when the kept factor is float32 (planner-checked; raises
-            MemoryBudgetError when it cannot fit), so the value is the float64 one.
+            The value from a float64 factor: the kept one when it is float64, else a float64 tiled
+            Cholesky of K + ridge I refactored from ``X_train``, the kernel and the ridge
+            (:func:`~kernelgen.solvers._system.float64_refactor`: planner-checked, in RAM where it fits,
+            else out of core in a scratch file, removed once its diagonal is read). Works without a kept
+            factor; a kept float32 factor stays in memory beside the refactor (the planner counts only
+            the memory available now: drop the fit's factor first, e.g. refit with ``keep_factor=False``,
+            where both do not fit).
+        verbose : bool
+            Progress of the refactor.
+
+        Returns
+        -------
+        LogDet
+
+        Raises
+        ------
+        InvalidInputError
+            No factor kept and ``float64=False``; or ``float64=True`` without the training data (a
+            precomputed kernel, or a file loaded without X_train).
+        MemoryBudgetError
+            The float64 factor fits neither in RAM nor on the scratch disk (before allocating).
+        NotPositiveDefiniteError
+            K + ridge I is not positive definite in float64 (e.g. a min_norm fit of a singular K).
         """
-        if self.factor is None:
-            raise InvalidInputError("no factor kept; refit with options=SolveOptions(keep_factor=True).")
-        if not float64 or self.factor.dtype == np.float64 or self.factor.kind != "cholesky":
-            return self.factor.logdet()
-        return float64_refactor(self, verbose=verbose).logdet()
+        kept = self.factor
+        if kept is not None and (not float64 or kept.dtype == np.float64 or kept.kind != "cholesky"):
+            return kept.logdet()
+        if not float64:
+            raise InvalidInputError("no factor kept: refit with options=SolveOptions(keep_factor=True), or call "
+                                    "fit.logdet(float64=True), which refactors in float64 from X_train.")
+        factor = float64_refactor(self, verbose=verbose)
+        try:
+            return factor.logdet()
+        finally:
+            if callable(getattr(factor, "close", None)):
+                factor.close()  # an out-of-core factor's scratch file is removed as soon as it is read
 
     # ---------------------------------------------------------------- persistence
     def save(self, path, *, include_factor: bool = False, include_data: bool = False, preparation=None,

@@ -1,4 +1,4 @@
-"""The claims, registered in one place: C1-C10 here, C11-C20 from their modules, with their sources,
+"""The claims, registered in one place: C1-C10 here, C11-C21 from their modules, with their sources,
 quantities, scales and criteria.
 
 Every claim has, for each budget, a :class:`~kernelgen.verify._core.Scale`: the parameters its run

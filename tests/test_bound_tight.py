@@ -152,7 +152,7 @@ def test_bounded_products_err_by_at_most_the_summation_bound(case):
         V -= np.outer(np.ones(n), V.mean(0))
     else:
         V = rng.standard_normal((n, 3)) * np.exp(rng.uniform(-30, 30, size=(n, 1)))
-    bp = entries_bounded_symmetric_apply(src, V)
+    bp = entries_bounded_symmetric_apply(src, V)  # tau = 0: M = K_hat
     exact = _exact_products(K, V)
     h, N, D = bounded_summation_depth(n)
     gh = h * U / (1 - h * U)
@@ -161,9 +161,17 @@ def test_bounded_products_err_by_at_most_the_summation_bound(case):
     # the oracle is within u |exact| of the exact sum
     bound = g_sum * KabsV * (1 + 1e-12) + U * np.abs(exact)
     assert np.all(np.abs(bp.KV - exact) <= bound)
-    # the non-negative products: relative error <= gamma_D
+    # the non-negative product (tau = 0: M = K_hat): relative error <= gamma_D
     gD = D * U / (1 - D * U)
-    assert np.all(np.abs(bp.K_abs - KabsV) <= 2 * gD * KabsV)
+    assert np.all(np.abs(bp.M_abs - KabsV) <= 2 * gD * KabsV)
+    # with tau > 0: M = K_hat o (1 + tau T_hat), T_hat the exponents (here t = ||x - z||^2 / (2 s^2))
+    tau = 0.37
+    XL = X.astype(LD)
+    T = (((XL[:, None, :] - XL[None, :, :]) ** 2).sum(-1) / LD(2 * 2.0**2)).astype(np.float64)
+    Mv = (K * (1 + tau * T)) @ np.abs(V)
+    bt = entries_bounded_symmetric_apply(src, V, tau=tau)
+    assert np.allclose(bt.M_abs, Mv, rtol=1e-12, atol=0)  # T_hat within ~1e-15 of T; sums of terms >= 0
+    assert np.array_equal(bt.KV, bp.KV)  # the signed product does not depend on tau
     # negative control: the assertion is live -- an error of twice the bound in one entry is seen
     bad = bp.KV.copy()
     bad[7, 1] += 2 * bound[7, 1]

@@ -924,7 +924,7 @@ def bounded_summation_depth(n: int) -> tuple[int, int, int]:
     pairwise additions (segments of a chunk's <= _SUB_COLS columns or <= _CHUNK_ELEMS / _SUB_COLS... rows);
     N: the most partial sums one output accumulates by TwoSum (rows side: one per column sub-block;
     transposed side: one per row chunk; and the final combination of the workers' accumulators);
-    D: the summation depth of the plain (any-order) products K|V| and (T o K)|V|.
+    D: the summation depth of the plain (any-order) non-negative product M|V|.
     """
     seg_rows = math.ceil(_SUB_COLS / _SEG)
     seg_cols = math.ceil(_SUB_ROWS / _SEG)  # a chunk has at most _SUB_ROWS rows
@@ -937,22 +937,26 @@ def bounded_summation_depth(n: int) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class BoundedProducts:
-    """What one bounded pass returns (:func:`entries_bounded_symmetric_apply`), all of shape (n, k) float64.
+    """What one bounded pass returns (:func:`entries_bounded_symmetric_apply`).
 
     Attributes
     ----------
-    KV : the signed product K_hat V (segmented dot products, compensated accumulation)
-    K_abs : K_hat |V| (plain summation)
-    TK_abs : (T_hat o K_hat)|V| (plain summation), the weights of the entry model's a1 term
+    KV : ndarray of V's shape
+        The signed product K_hat V (segmented dot products, compensated accumulation).
+    M_abs : ndarray of V's shape
+        M_hat |V| with M = K_hat o (1 + tau T_hat) entrywise (plain summation; all terms >= 0): the weights
+        of the entry model, a0 K_hat + a1 T_hat o K_hat <= a0 M for tau = a1 / a0.
+    tau : float
     """
 
     KV: np.ndarray
-    K_abs: np.ndarray
-    TK_abs: np.ndarray
+    M_abs: np.ndarray
+    tau: float
 
 
-def entries_bounded_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ V (bounded)") -> BoundedProducts:
-    """K_hat V, K_hat |V| and (T_hat o K_hat)|V| in one pass, the signed product with a short summation.
+def entries_bounded_symmetric_apply(src, V, *, tau: float = 0.0, verbose=False,
+                                    desc="float64 K @ V (bounded)") -> BoundedProducts:
+    """K_hat V and (K_hat o (1 + tau T_hat))|V| in one pass, the signed product with a short summation.
 
     The certifying pass of the proven residual bound (docs/numerics.md, "The proven residual bound"):
     the same fused, symmetric, cache-blocked pass as :func:`entries_symmetric_apply` (every
@@ -965,14 +969,18 @@ def entries_bounded_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ 
       sub-blocks and workers, and the result is fl(hi + fl(sum of lo)).
 
     So |KV - K_hat V| <= [gamma_h + (u + 4 N^2 u^2)(1 + gamma_h)] K_hat|V| componentwise (Higham, Lemma
-    3.1 and §4.2; Ogita, Rump & Oishi 2005, Prop. 4.5), K_hat the computed entries, while K|V| and
-    (T o K)|V| are plain sums with relative error <= gamma_D (all their terms are >= 0).
+    3.1 and §4.2; Ogita, Rump & Oishi 2005, Prop. 4.5), K_hat the computed entries. The non-negative
+    product M|V|, M = K_hat o (1 + tau T_hat) (T_hat the computed exponents; each entry of M formed with
+    two roundings, >= 0), is a plain sum with relative error <= gamma_D: one product carries both terms
+    of the entry model (a0 K + a1 T o K = a0 M for tau = a1 / a0).
 
     Parameters
     ----------
     src : KernelEntries
         Float64 entries of a symmetric k(X, X) with an :meth:`~KernelEntries.entry_error_model`.
     V : ndarray of shape (n, k) or (n,)
+    tau : float >= 0
+        Weight of the exponent in M (0: M = K_hat).
 
     Returns
     -------
@@ -982,70 +990,67 @@ def entries_bounded_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ 
     Raises
     ------
     InvalidInputError
-        Entries that are not float64 and symmetric, or that have no exponent form.
+        Entries that are not float64 and symmetric, or that have no exponent form; tau < 0.
     ShapeMismatchError
         V with the wrong number of rows.
     """
     dtype = np.dtype(np.float64)
     if src.dtype != dtype or not src.same or not hasattr(src, "entry_error_model"):
         raise InvalidInputError("entries_bounded_symmetric_apply needs the float64 entries of a symmetric k(X, X).")
+    if not (tau >= 0.0 and math.isfinite(tau)):
+        raise InvalidInputError(f"tau must be a finite number >= 0, got {tau!r}")
     V = as_float_array(V, "V", ndim=(1, 2), dtype=dtype)
     n = src.shape[0]
     if V.shape[0] != n:
         raise ShapeMismatchError(f"V has {V.shape[0]} rows, the kernel has order {n}.")
-    V2 = V.reshape(n, -1)
+    V2 = np.ascontiguousarray(V.reshape(n, -1))
     k = V2.shape[1]
-    VA = np.ascontiguousarray(np.concatenate([V2, np.abs(V2)], axis=1))  # [V, |V|]: one segmented call gives both
-    VAT = np.ascontiguousarray(VA.T)
-    NA = -np.abs(V2)  # (-t k)(-|v|) = t k |v| >= 0
-    NAT = np.ascontiguousarray(NA.T)
+    VT = np.ascontiguousarray(V2.T)
+    A = np.abs(V2)
+    AT = np.ascontiguousarray(A.T)
+    minus_tau = -float(tau)
     items = _sub_blocks(n, lambda r1: r1)
 
     def make_state():
         z = lambda *shape: np.zeros(shape)  # noqa: E731
-        # rows side: hi, lo (signed), abs, t ; transposed side: the same as (k, n)
-        return [z(n, k), z(n, k), z(n, k), z(n, k), z(k, n), z(k, n), z(k, n), z(k, n)]
+        # rows side: hi, lo (signed), M|V|; transposed side: the same as (k, n)
+        return [z(n, k), z(n, k), z(n, k), z(k, n), z(k, n), z(k, n)]
 
     def fn(item, state):
-        hi, lo, ab, tt, hiT, loT, abT, ttT = state
+        hi, lo, ab, hiT, loT, abT = state
         r0, r1, c0, c1 = item
         lo_end = min(c1, r0)
         d0 = max(c0, r0)
 
         def consume(a, b, Kc, TKc):
             ra, rb = r0 + a, r0 + b
+            M = TKc  # -t k -> k + tau t k, in place (>= 0; two roundings)
+            M *= minus_tau
+            M += Kc
             if lo_end > c0:
                 w = lo_end - c0
-                Kl, TKl = Kc[:, :w], TKc[:, :w]
-                p = _segmented_rows(Kl, VA[c0:lo_end])
-                _two_sum_into(hi[ra:rb], lo[ra:rb], p[:, :k])
-                ab[ra:rb] += p[:, k:]
-                tt[ra:rb] += TKl @ NA[c0:lo_end]
-                pT = _segmented_cols(VAT[:, ra:rb], Kl)
-                _two_sum_into(hiT[:, c0:lo_end], loT[:, c0:lo_end], pT[:k])
-                abT[:, c0:lo_end] += pT[k:]
-                ttT[:, c0:lo_end] += NAT[:, ra:rb] @ TKl
+                Kl, Ml = Kc[:, :w], M[:, :w]
+                _two_sum_into(hi[ra:rb], lo[ra:rb], _segmented_rows(Kl, V2[c0:lo_end]))
+                ab[ra:rb] += Ml @ A[c0:lo_end]
+                _two_sum_into(hiT[:, c0:lo_end], loT[:, c0:lo_end], _segmented_cols(VT[:, ra:rb], Kl))
+                abT[:, c0:lo_end] += AT[:, ra:rb] @ Ml
             if c1 > r0:
-                Kd, TKd = Kc[:, d0 - c0: c1 - c0], TKc[:, d0 - c0: c1 - c0]
-                p = _segmented_rows(Kd, VA[d0:c1])
-                _two_sum_into(hi[ra:rb], lo[ra:rb], p[:, :k])
-                ab[ra:rb] += p[:, k:]
-                tt[ra:rb] += TKd @ NA[d0:c1]
+                Kd, Md = Kc[:, d0 - c0: c1 - c0], M[:, d0 - c0: c1 - c0]
+                _two_sum_into(hi[ra:rb], lo[ra:rb], _segmented_rows(Kd, V2[d0:c1]))
+                ab[ra:rb] += Md @ A[d0:c1]
 
         src.block(r0, r1, c0, c1, r0 - c0, None, consume, want_t=True)
 
     with tqdm(total=len(items), desc=desc, unit="block", disable=not verbose, mininterval=1.0) as bar:
         parts = _parallel_map(items, fn, make_state, bar=bar)
-    hi, lo, ab, tt = parts[0][0], parts[0][1], parts[0][2], parts[0][3]
+    hi, lo, ab = parts[0][0], parts[0][1], parts[0][2]
     for j, p in enumerate(parts):
         if j:
             _two_sum_into(hi, lo, p[0])
             lo += p[1]
             ab += p[2]
-            tt += p[3]
-        _two_sum_into(hi, lo, p[4].T)
-        lo += p[5].T
-        ab += p[6].T
-        tt += p[7].T
+        _two_sum_into(hi, lo, p[3].T)
+        lo += p[4].T
+        ab += p[5].T
     hi += lo  # the one rounding of the compensated sum
-    return BoundedProducts(hi.reshape(V.shape), ab.reshape(V.shape), tt.reshape(V.shape))
+    return BoundedProducts(hi.reshape(V.shape), ab.reshape(V.shape), float(tau))

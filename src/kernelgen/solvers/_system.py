@@ -97,18 +97,19 @@ class KernelSystem:
         E >= |computed - exact (K + ridge I) V| componentwise, K the kernel of the given data in exact arithmetic.
 
         The kernel's per-entry model (:meth:`~kernelgen.kernels.KernelEntries.entry_error_model`:
-        |k_hat - k| <= a0 k_hat + a1 t_hat k_hat + mu) and the pass's summation
-        (:func:`~kernelgen.kernels.entries_bounded_symmetric_apply`: segmented dot products of height
-        h, compensated accumulation of N partial sums; plain sums of depth D for the non-negative
-        products) give, per column v,
+        |k_hat - k| <= a0 k_hat + a1 t_hat k_hat + mu, k <= kappa k_hat + mu) and the pass's summation
+        (:func:`~kernelgen.kernels.entries_bounded_symmetric_apply`: segmented dot products of height h,
+        compensated accumulation of N partial sums) give, per column v, with g = gamma_h + (u + 4 N^2 u^2)
+        (1 + gamma_h) and M = K_hat o (1 + tau T_hat), tau = a1 / (g + a0):
 
-            E = [gamma_h + (u + 4 N^2 u^2)(1 + gamma_h) + a0] K_hat|v| + a1 (T_hat o K_hat)|v| + mu ||v||_1,
+            E = (g + a0) M|v| + mu ||v||_1     and     U = kappa M|v| + mu ||v||_1,
 
-        with K_hat|v| <= fl(K_hat|v|) / (1 - gamma_D) and (T_hat o K_hat)|v| <= fl(...) / ((1 - u)(1 - gamma_D)),
-        and U = kappa K_hat|v| + mu ||v||_1; the ridge adds u ridge|v| + u |result| (two roundings).
-        Available where :meth:`error_bound` is (else InvalidInputError): the float64 products of a kernel with a
-        proven entry model (modes on-the-fly, stored and recomputed all use this pass: it recomputes
-        the entries, independently of any stored triangle).
+        since (g + a0) K_hat|v| + a1 (T_hat o K_hat)|v| = (g + a0) M|v| and K_hat <= M entrywise; the
+        computed M|v| is a plain sum of terms >= 0, each entry of M formed with two roundings:
+        M|v| <= fl(M|v|) / ((1 - u)^2 (1 - gamma_D)). The ridge adds u ridge|v| + u |result| (two
+        roundings). Available where :meth:`error_bound` is (else InvalidInputError): the float64
+        products of a kernel with a proven entry model (modes on-the-fly, stored and recomputed all use
+        this pass: it recomputes the entries, independently of any stored triangle).
         """
         model = self._entries.entry_error_model() if self.error_bound() is not None else None
         if model is None:
@@ -117,15 +118,15 @@ class KernelSystem:
         n = self.X64.shape[0]
         u = _U
         h, N, D = bounded_summation_depth(n)
-        bp = entries_bounded_symmetric_apply(self._entries, V, verbose=self.verbose)
-        up = 1.0 + 8.0 * u
         g_sum = _gamma(h) + (u + 4.0 * N * N * u * u) * (1.0 + _gamma(h))
-        k_abs = bp.K_abs * (up / (1.0 - _gamma(D)))
-        tk_abs = bp.TK_abs * (up / ((1.0 - u) * (1.0 - _gamma(D))))
+        c0 = g_sum + model.a0
+        bp = entries_bounded_symmetric_apply(self._entries, V, tau=model.a1 / c0, verbose=self.verbose)
+        up = 1.0 + 8.0 * u
+        m_abs = bp.M_abs * (up / ((1.0 - u) ** 2 * (1.0 - _gamma(D))))
         V2 = V.reshape(n, -1)
         l1 = (np.sum(np.abs(V2), axis=0) * (1.0 + (n + 2) * u)).reshape((1,) * (V.ndim - 1) + V.shape[1:])
-        err = (g_sum + model.a0) * k_abs + model.a1 * tk_abs + model.mu * l1
-        upper = model.kappa * k_abs + model.mu * l1
+        err = c0 * m_abs + model.mu * l1
+        upper = model.kappa * m_abs + model.mu * l1
         out = bp.KV
         if self.ridge:
             rv = self.ridge * np.abs(V)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from kernelgen.kernels import Gaussian, Laplace, ReluNTK, bounded_summation_depth, entries_bounded_symmetric_apply
 from kernelgen.kernels import exponent_scale
-from kernelgen.kernels._entries import _EXP_ULPS, _integer_residual_norm
+from kernelgen.kernels._error_model import _EXP_ULPS, _integer_residual_norm
 from kernelgen.errors import InvalidInputError
 from kernelgen.options import SolveOptions
 from kernelgen.solvers import kernel_interpolate

@@ -49,14 +49,12 @@ from .._validation import as_float_array
 from ..errors import InvalidInputError, NonFiniteResultError
 from ..numerics import check_allocation
 from ._base import _REGISTRY, Kernel, Precomputed, Product, Scaled, Sum, class_identity
+from ._bounded import BoundedProducts, bounded_summation_depth, entries_bounded_symmetric_apply
 from ._entries import (
-    BoundedProducts,
     CompositeEntries,
     EntryErrorModel,
     KernelEntries,
-    bounded_summation_depth,
     entries_apply,
-    entries_bounded_symmetric_apply,
     entries_symmetric_apply,
     exact_integer_form,
     exponent_scale,

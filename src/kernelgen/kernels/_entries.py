@@ -25,13 +25,10 @@ The elementwise transform runs in cache-sized row chunks on all cores (NumPy ufu
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -41,11 +38,12 @@ from tqdm.auto import tqdm
 from .._validation import as_float_array
 from ..errors import InvalidInputError, ShapeMismatchError
 from ..numerics import CALL_LIMITS, DEFAULT_TILE
+from ._error_model import EntryErrorModel, _integer_residual_norm, exponent_scale
+from ._error_model import entry_error_model as _entry_error_model
 
 __all__ = [
-    "BoundedProducts", "CompositeEntries", "EntryErrorModel", "KernelEntries", "bounded_summation_depth",
-    "entries_apply", "entries_bounded_symmetric_apply", "entries_symmetric_apply", "exact_integer_form",
-    "exponent_scale", "fused_summation_depth",
+    "CompositeEntries", "EntryErrorModel", "KernelEntries", "entries_apply", "entries_symmetric_apply",
+    "exact_integer_form", "exponent_scale", "fused_summation_depth",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,127 +75,6 @@ _TLS = threading.local()
 _U64 = float(np.finfo(np.float64).eps) / 2.0
 _LN2_64 = float(np.log(2.0))
 _MATH_ULPS = 4.0
-
-#: The accuracy taken of NumPy's float64 ``exp`` in the entry error model (ulps of the result): glibc
-#: documents < 1 ulp for exp on x86-64 and NumPy's AVX-512F float64 exp is documented < 1 ulp; measured
-#: here 0.715 ulp at most over 2e7 arguments in [-40, 0] (docs/numerics.md), and
-#: tests/test_certificate.py measures it on every machine the tests run on.
-_EXP_ULPS = 1.0
-
-#: Smallest positive float64 (subnormal) and smallest normal: exp results below the normal range carry an
-#: absolute, not a relative, error of at most _EXP_ULPS * 2^-1074.
-_TINY_SUB = 2.0**-1074
-_TINY_NORMAL = 2.0**-1022
-
-
-def _gamma(m: float) -> float:
-    """gamma_m = m u / (1 - m u) (Higham, Accuracy and Stability, Lemma 3.1), float64."""
-    return m * _U64 / (1.0 - m * _U64)
-
-
-@functools.lru_cache(maxsize=256)
-def exponent_scale(form: str, bandwidth: float, log2_scale: int = 0, dscale=1) -> float:
-    """The scale c of the exponent t = c * D (Gaussian) or t = c * sqrt(D) (Laplace), rounded once.
-
-    c is formed exactly in rational arithmetic from the bandwidth s (a float, hence a rational),
-    the power-of-two data scale 2^log2_scale and the distance scale ``dscale`` (1, or the exact
-    rational 1 / c_int^2 of the integer form), then converted to float64 by one correctly rounded
-    division (:class:`fractions.Fraction`): |c_float - c| <= u c for a normal result.
-
-    Parameters
-    ----------
-    form : {"gaussian", "laplace"}
-        Gaussian: c = 4^log2_scale dscale / (2 s^2); Laplace: c = 2^log2_scale sqrt(dscale) / s.
-    bandwidth : float
-    log2_scale : int
-    dscale : int, float or Fraction
-        For Laplace its square root must be rational (1 / c_int^2, or 1).
-
-    Returns
-    -------
-    float
-        c (``inf`` where it overflows, 0.0 where it underflows entirely).
-
-    Raises
-    ------
-    InvalidInputError
-        A Laplace ``dscale`` whose square root is irrational, or an unknown form.
-    """
-    s = Fraction(bandwidth)
-    ds = Fraction(dscale)
-    if form == "gaussian":
-        exact = Fraction(4) ** int(log2_scale) * ds / (2 * s * s)
-    elif form == "laplace":
-        num, den = math.isqrt(ds.numerator), math.isqrt(ds.denominator)
-        if num * num != ds.numerator or den * den != ds.denominator:
-            raise InvalidInputError(f"the Laplace exponent needs a rational sqrt(dscale), got dscale = {dscale!r}.")
-        exact = Fraction(2) ** int(log2_scale) * Fraction(num, den) / s
-    else:
-        raise InvalidInputError(f"unknown exponent form {form!r}")
-    try:
-        return float(exact)  # int / int true division: correctly rounded (one rounding)
-    except OverflowError:
-        return math.inf
-
-
-@dataclass(frozen=True)
-class EntryErrorModel:
-    """A proven per-entry error bound of computed float64 kernel entries.
-
-    For every entry, with k the kernel of the given data in exact arithmetic, k_hat the computed entry
-    and t_hat >= 0 the computed exponent (k_hat = fl(exp(-t_hat))):
-
-        |k_hat - k| <= a0 * k_hat + a1 * t_hat * k_hat + mu,   and   k <= kappa * k_hat + mu.
-
-    Attributes
-    ----------
-    a0, a1 : float
-        Relative coefficients (a1 = 0 when the bound does not weight entries by their exponent).
-    mu : float
-        Absolute term (results of exp below the normal range carry an absolute error).
-    kappa : float
-        Upper factor from computed to exact entries.
-    eps_max : float
-        Largest relative error |k_hat - k| / k over any entry the data can produce (the scalar bound of
-        :meth:`KernelEntries.entry_error_bound`).
-    t_max : float
-        Upper bound on every exponent t_hat.
-    """
-
-    a0: float
-    a1: float
-    mu: float
-    kappa: float
-    eps_max: float
-    t_max: float
-
-
-def _integer_residual_norm(X, c: float, chunks) -> float:
-    """max over rows of ||c x - k|| (k = rint(c x)), exactly formed then rounded upward: the integer form's
-    representation error in integer units (X == fl(k / c) was checked by :func:`exact_integer_form`).
-
-    c x is split exactly as p + e (Dekker's TwoProduct with Veltkamp splitting, no FMA needed); p - k is
-    exact (Sterbenz: p is within one ulp of the integer k, or both are 0).
-    """
-    split = 134217729.0  # 2^27 + 1
-    worst = 0.0
-    for sl in chunks:
-        x = np.asarray(X[sl], dtype=np.float64)
-        p = x * c
-        k = np.rint(p)
-        t = split * x
-        xh = t - (t - x)
-        xl = x - xh
-        t = split * c
-        ch = t - (t - c)
-        cl = c - ch
-        e = ((xh * ch - p) + xh * cl + xl * ch) + xl * cl
-        r = (p - k) + e
-        worst = max(worst, float(np.sqrt(np.max(np.einsum("ij,ij->i", r, r)))) if r.size else 0.0)
-    # the sum r = (p - k) + e, the squares, the d-term sums and the sqrt: widened by (1 + (d + 8) u)
-    d = X.shape[1] if X.ndim == 2 else 1
-    return worst * (1.0 + (d + 8) * 2.0 * _U64)
-
 
 def fused_summation_depth(n: int) -> int:
     """Most additions any term of one output of :func:`entries_symmetric_apply` goes through (order n).
@@ -475,78 +352,9 @@ class KernelEntries:
     def entry_error_model(self):
         """The proven per-entry error of these float64 entries (:class:`EntryErrorModel`), or None.
 
-        For the non-negative kernels whose entries are exp(-t) -- the exact built-in Gaussian (any data)
-        and Laplace (integer form, e.g. 8-bit images / 255) classes (a subclass gets None: it may compute
-        another formula) -- against the kernel of the *given* float64 data in exact arithmetic. None for
-        float32 entries, other kernels, scales outside the normal float range, and Laplace on
-        non-integer data (the square root of a squared distance that carries an absolute error has no
-        useful relative bound near 0: docs/numerics.md, "The proven residual bound").
-
-        The analysis (u = 2^-53; ``exp`` accurate to _EXP_ULPS ulps, measured): the exponent's scale c is
-        rounded once from its exact rational value (:func:`exponent_scale`);
-
-        - integer form: the squared distance D of the integers is exact; t_hat = fl(D c) (Gaussian) or
-          fl(fl(sqrt(D)) c) (Laplace), so |t_hat - t_int| <= gamma_2 t_int (gamma_3). The given data
-          are fl(k / c_int): each row is within rho = max_i ||c_int x_i - k_i|| (computed exactly,
-          integer units) of its integers, so |D_given - D| <= 4 rho sqrt(D) + 4 rho^2 and
-          |t - t_int| <= 2 rho sqrt(c)(1 + t_int) + 4 c rho^2 (Gaussian; sqrt(t) <= (1 + t)/2) or
-          2 rho c (Laplace: the triangle inequality);
-        - float form (Gaussian): D carries an absolute error <= (2 gamma_{d+3} + 8u)(max|a|^2 +
-          max|b|^2) (GEMM expansion, centring's rounding; near-duplicates recomputed more accurately),
-          so |t_hat - t| <= gamma_2 t_hat / (1 - gamma_2) + c E_D.
-
-        In both, |t_hat - t| <= beta1 t_hat + beta0 <= x_max, and k_hat = exp(-t_hat)(1 + delta),
-        |delta| <= e = 2u _EXP_ULPS for normal results, give |k_hat - k| <= k_hat (e + expm1(|t_hat - t|))
-        / (1 - e) <= a0 k_hat + a1 t_hat k_hat with expm1(x) <= x expm1(x_max) / x_max (convexity).
-        Results below the normal range err by at most _EXP_ULPS 2^-1074 absolutely: the term mu.
+        See :func:`kernelgen.kernels._error_model.entry_error_model` for the analysis.
         """
-        form = getattr(self.kernel, "_proven_entry_form", lambda: None)()
-        if self.dtype != np.float64 or form not in ("gaussian", "laplace"):
-            return None
-        u = _U64
-        gauss = form == "gaussian"
-        c = exponent_scale(form, float(self.kernel.bandwidth), self.log2_scale, self.dscale)
-        if not (np.isfinite(c) and c >= _TINY_NORMAL):
-            return None  # the scale itself outside the normal range: its rounding is not relative
-        ra = float(np.sqrt(np.max(self.sqa))) if self.sqa.size else 0.0
-        rb = float(np.sqrt(np.max(self.sqb))) if self.sqb.size else 0.0
-        c_up = c * (1.0 + u)  # the exact scale is within one rounding of c
-        if self.int_form is not None:
-            d_max = (ra + rb) ** 2 * (1.0 + 4.0 * u)  # the norms are exact integers' square roots, rounded
-            rho = self._rho
-            if gauss:
-                t_max = c * d_max * (1.0 + 2.0 * u)
-                sq = math.sqrt(c_up) * (1.0 + u)
-                beta1 = (_gamma(2) + 2.0 * rho * sq) / (1.0 - _gamma(2))
-                beta0 = 2.0 * rho * sq + 4.0 * c_up * rho * rho
-            else:
-                t_max = c * math.sqrt(d_max) * (1.0 + 3.0 * u)
-                beta1 = _gamma(3) / (1.0 - _gamma(3))
-                beta0 = 2.0 * rho * c_up
-        elif gauss:
-            gam = _gamma(self.n_features + 3)
-            # the norms themselves carry a relative error <= gamma_d: widen them by it
-            d_max = (ra + rb) ** 2 * (1.0 + gam) * (1.0 + 4.0 * u)
-            e_abs = (2.0 * gam + 8.0 * u) * (float(np.max(self.sqa)) + float(np.max(self.sqb))) * (1.0 + gam)
-            t_max = c * (d_max + e_abs) * (1.0 + 2.0 * u)
-            beta1 = _gamma(2) / (1.0 - _gamma(2))
-            beta0 = c_up * e_abs * (1.0 + _gamma(2))
-        else:
-            return None
-        x_max = beta1 * t_max + beta0
-        if not np.isfinite(x_max) or x_max > 1e-3:
-            return None
-        e = 2.0 * u * _EXP_ULPS
-        rho1 = math.expm1(x_max) / x_max if x_max > 0 else 1.0
-        up = 1.0 + 8.0 * u  # this arithmetic's own rounding, upward
-        return EntryErrorModel(
-            a0=(e + rho1 * beta0) / (1.0 - e) * up,
-            a1=rho1 * beta1 / (1.0 - e) * up,
-            mu=2.0 * (_EXP_ULPS * _TINY_SUB * math.exp(x_max) + _TINY_NORMAL * math.expm1(x_max)),
-            kappa=math.exp(x_max) / (1.0 - e) * up,
-            eps_max=(math.expm1(x_max) * (1.0 + e) + e) * up,
-            t_max=t_max,
-        )
+        return _entry_error_model(self)
 
     def _scratch(self, key, rows, cols, dtype):
         """A (rows, cols) work buffer of this object for the calling thread (reused across blocks)."""
@@ -858,199 +666,3 @@ def entries_apply(src, V, *, verbose=False, desc="K @ V") -> np.ndarray:
     for p in parts[1:]:
         out += p
     return out
-
-
-# ---------------------------------------------------------------------------------------------- bounded products
-#: Dot-product segment of the bounded pass: every BLAS call sums at most _SEG terms per output (any order),
-#: and the segments' partial sums are added pairwise (height ceil(log2 segments)).
-_SEG = 16
-
-
-def _pairwise(P):
-    """Sum of P over axis 0 by a balanced tree, in place (P[0] holds it); every term meets <= ceil(log2 S) additions."""
-    S = P.shape[0]
-    while S > 1:
-        h = S // 2
-        P[:h] += P[S - h:S]  # pairs (i, S - h + i); an odd middle element waits a level
-        S -= h
-    return P[0]
-
-
-def _segmented_rows(K, W):
-    """K (a, C) @ W (C, w): segments of _SEG columns (one stacked BLAS call), summed pairwise."""
-    a, C = K.shape
-    S, rem = divmod(C, _SEG)
-    parts = []
-    if S:
-        parts.append(np.matmul(K[:, :S * _SEG].reshape(a, S, _SEG).transpose(1, 0, 2),
-                               W[:S * _SEG].reshape(S, _SEG, W.shape[1])))
-    if rem:
-        parts.append((K[:, S * _SEG:] @ W[S * _SEG:])[None])
-    return _pairwise(parts[0] if len(parts) == 1 else np.concatenate(parts))
-
-
-def _segmented_cols(WT, K):
-    """WT (w, a) @ K (a, C): segments of _SEG rows of K (one stacked BLAS call), summed pairwise."""
-    a, C = K.shape
-    S, rem = divmod(a, _SEG)
-    parts = []
-    if S:
-        parts.append(np.matmul(WT[:, :S * _SEG].reshape(WT.shape[0], S, _SEG).transpose(1, 0, 2),
-                               K[:S * _SEG].reshape(S, _SEG, C)))
-    if rem:
-        parts.append((WT[:, S * _SEG:] @ K[S * _SEG:])[None])
-    return _pairwise(parts[0] if len(parts) == 1 else np.concatenate(parts))
-
-
-def _two_sum_into(hi, lo, x) -> None:
-    """hi <- fl(hi + x) and lo <- lo + (the exact rounding error of that addition) (Knuth's TwoSum).
-
-    hi + (the exact errors collected in lo) stays exactly the sum of everything added (no overflow):
-    the accumulation is error-free up to the plain summation of the errors (Ogita, Rump & Oishi,
-    "Accurate sum and dot product", SISC 26(6), 2005, Algorithm 4.4 Sum2 and Proposition 4.5).
-    """
-    s = hi + x
-    bp = s - hi
-    err = (hi - (s - bp)) + (x - bp)
-    hi[...] = s
-    lo += err
-
-
-def bounded_summation_depth(n: int) -> tuple[int, int, int]:
-    """(h, N, D) of :func:`entries_bounded_symmetric_apply` at order n (see there).
-
-    h: the most roundings a term of a signed product meets before it joins the compensated
-    accumulation: its product, <= _SEG - 1 additions inside one BLAS call, ceil(log2 segments)
-    pairwise additions (segments of a chunk's <= _SUB_COLS columns or <= _CHUNK_ELEMS / _SUB_COLS... rows);
-    N: the most partial sums one output accumulates by TwoSum (rows side: one per column sub-block;
-    transposed side: one per row chunk; and the final combination of the workers' accumulators);
-    D: the summation depth of the plain (any-order) non-negative product M|V|.
-    """
-    seg_rows = math.ceil(_SUB_COLS / _SEG)
-    seg_cols = math.ceil(_SUB_ROWS / _SEG)  # a chunk has at most _SUB_ROWS rows
-    h = _SEG + math.ceil(math.log2(max(2, seg_rows, seg_cols)))
-    chunk_rows = max(1, _CHUNK_ELEMS // _SUB_COLS)
-    N = n // _SUB_COLS + 2 + n // max(1, min(chunk_rows, _SUB_ROWS)) + 2 + 4 * _n_threads() + 8
-    D = _SUB_COLS + _SUB_ROWS + N + 16
-    return int(h), int(N), int(D)
-
-
-@dataclass(frozen=True)
-class BoundedProducts:
-    """What one bounded pass returns (:func:`entries_bounded_symmetric_apply`).
-
-    Attributes
-    ----------
-    KV : ndarray of V's shape
-        The signed product K_hat V (segmented dot products, compensated accumulation).
-    M_abs : ndarray of V's shape
-        M_hat |V| with M = K_hat o (1 + tau T_hat) entrywise (plain summation; all terms >= 0): the weights
-        of the entry model, a0 K_hat + a1 T_hat o K_hat <= a0 M for tau = a1 / a0.
-    tau : float
-    """
-
-    KV: np.ndarray
-    M_abs: np.ndarray
-    tau: float
-
-
-def entries_bounded_symmetric_apply(src, V, *, tau: float = 0.0, verbose=False,
-                                    desc="float64 K @ V (bounded)") -> BoundedProducts:
-    """K_hat V and (K_hat o (1 + tau T_hat))|V| in one pass, the signed product with a short summation.
-
-    The certifying pass of the proven residual bound (docs/numerics.md, "The proven residual bound"):
-    the same fused, symmetric, cache-blocked pass as :func:`entries_symmetric_apply` (every
-    off-diagonal entry computed once, used for its row and its column), but
-
-    - each signed dot product is split into segments of _SEG terms (one stacked BLAS call per chunk),
-      whose partial sums are added pairwise: every term meets at most h roundings
-      (:func:`bounded_summation_depth`) instead of thousands;
-    - those partial sums are accumulated error-free by TwoSum into (hi, lo) pairs, across chunks,
-      sub-blocks and workers, and the result is fl(hi + fl(sum of lo)).
-
-    So |KV - K_hat V| <= [gamma_h + (u + 4 N^2 u^2)(1 + gamma_h)] K_hat|V| componentwise (Higham, Lemma
-    3.1 and §4.2; Ogita, Rump & Oishi 2005, Prop. 4.5), K_hat the computed entries. The non-negative
-    product M|V|, M = K_hat o (1 + tau T_hat) (T_hat the computed exponents; each entry of M formed with
-    two roundings, >= 0), is a plain sum with relative error <= gamma_D: one product carries both terms
-    of the entry model (a0 K + a1 T o K = a0 M for tau = a1 / a0).
-
-    Parameters
-    ----------
-    src : KernelEntries
-        Float64 entries of a symmetric k(X, X) with an :meth:`~KernelEntries.entry_error_model`.
-    V : ndarray of shape (n, k) or (n,)
-    tau : float >= 0
-        Weight of the exponent in M (0: M = K_hat).
-
-    Returns
-    -------
-    BoundedProducts
-        Arrays of V's shape.
-
-    Raises
-    ------
-    InvalidInputError
-        Entries that are not float64 and symmetric, or that have no exponent form; tau < 0.
-    ShapeMismatchError
-        V with the wrong number of rows.
-    """
-    dtype = np.dtype(np.float64)
-    if src.dtype != dtype or not src.same or not hasattr(src, "entry_error_model"):
-        raise InvalidInputError("entries_bounded_symmetric_apply needs the float64 entries of a symmetric k(X, X).")
-    if not (tau >= 0.0 and math.isfinite(tau)):
-        raise InvalidInputError(f"tau must be a finite number >= 0, got {tau!r}")
-    V = as_float_array(V, "V", ndim=(1, 2), dtype=dtype)
-    n = src.shape[0]
-    if V.shape[0] != n:
-        raise ShapeMismatchError(f"V has {V.shape[0]} rows, the kernel has order {n}.")
-    V2 = np.ascontiguousarray(V.reshape(n, -1))
-    k = V2.shape[1]
-    VT = np.ascontiguousarray(V2.T)
-    A = np.abs(V2)
-    AT = np.ascontiguousarray(A.T)
-    minus_tau = -float(tau)
-    items = _sub_blocks(n, lambda r1: r1)
-
-    def make_state():
-        z = lambda *shape: np.zeros(shape)  # noqa: E731
-        # rows side: hi, lo (signed), M|V|; transposed side: the same as (k, n)
-        return [z(n, k), z(n, k), z(n, k), z(k, n), z(k, n), z(k, n)]
-
-    def fn(item, state):
-        hi, lo, ab, hiT, loT, abT = state
-        r0, r1, c0, c1 = item
-        lo_end = min(c1, r0)
-        d0 = max(c0, r0)
-
-        def consume(a, b, Kc, TKc):
-            ra, rb = r0 + a, r0 + b
-            M = TKc  # -t k -> k + tau t k, in place (>= 0; two roundings)
-            M *= minus_tau
-            M += Kc
-            if lo_end > c0:
-                w = lo_end - c0
-                Kl, Ml = Kc[:, :w], M[:, :w]
-                _two_sum_into(hi[ra:rb], lo[ra:rb], _segmented_rows(Kl, V2[c0:lo_end]))
-                ab[ra:rb] += Ml @ A[c0:lo_end]
-                _two_sum_into(hiT[:, c0:lo_end], loT[:, c0:lo_end], _segmented_cols(VT[:, ra:rb], Kl))
-                abT[:, c0:lo_end] += AT[:, ra:rb] @ Ml
-            if c1 > r0:
-                Kd, Md = Kc[:, d0 - c0: c1 - c0], M[:, d0 - c0: c1 - c0]
-                _two_sum_into(hi[ra:rb], lo[ra:rb], _segmented_rows(Kd, V2[d0:c1]))
-                ab[ra:rb] += Md @ A[d0:c1]
-
-        src.block(r0, r1, c0, c1, r0 - c0, None, consume, want_t=True)
-
-    with tqdm(total=len(items), desc=desc, unit="block", disable=not verbose, mininterval=1.0) as bar:
-        parts = _parallel_map(items, fn, make_state, bar=bar)
-    hi, lo, ab = parts[0][0], parts[0][1], parts[0][2]
-    for j, p in enumerate(parts):
-        if j:
-            _two_sum_into(hi, lo, p[0])
-            lo += p[1]
-            ab += p[2]
-        _two_sum_into(hi, lo, p[3].T)
-        lo += p[4].T
-        ab += p[5].T
-    hi += lo  # the one rounding of the compensated sum
-    return BoundedProducts(hi.reshape(V.shape), ab.reshape(V.shape), float(tau))

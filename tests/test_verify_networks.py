@@ -1,0 +1,90 @@
+"""Claims C15 and C19 of ``kernelgen.verify``: the smoke budget passes, broken computations fail.
+
+Fault injections, each the way a real bug would look: C15 with the standard instead of the NTK
+parameterisation, and with an analytic kernel whose sigma_w^2 is 10% off; C19 with a Gaussian process
+whose kernel ignores the Hamming distance (white noise), and with Walsh coefficients normalised by the
+variance instead of the standard deviation. Each must turn the claim's verdict into ``fail``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import kernelgen.verify as V
+from kernelgen import networks
+from kernelgen.kernels import ReluNNGP, kernel_matrix
+from kernelgen.verify import _claims_networks as CN
+
+pytest.importorskip("jax")
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(tmp_path, ids, capsys):
+    rc = V.main(["--budget", "smoke", "--only", ids, "--out", str(tmp_path), "-q"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    return rc, {c["id"]: c for c in line["claims"]}
+
+
+def test_smoke_passes_with_figures_and_details(tmp_path, capsys):
+    rc, claims = _run(tmp_path, "C15,C19", capsys)
+    assert rc == 0, {k: v["verdict"] for k, v in claims.items()}
+    rep = {c["id"]: c for c in json.loads((tmp_path / "report.json").read_text())["claims"]}
+    for cid in ("C15", "C19"):
+        assert rep[cid]["verdict"] == "pass", rep[cid]["reason"]
+        assert (tmp_path / rep[cid]["figure"]).read_bytes()[:8] == PNG
+    # C15: the measured value is the largest Theorem 2.1 slope, and the S9 slopes are the ones judged
+    d15 = rep["C15"]["details"]
+    assert rep["C15"]["measured"] == pytest.approx(max(d15["slopes"].values()))
+    assert all(-0.65 <= v <= -0.35 for v in d15["kernel_slopes"].values())
+    # C19: every n's mean distance is above the bound it is judged against
+    assert all(r["distance"] >= r["bound"] for r in rep["C19"]["details"]["rows"])
+
+
+def test_hamming_profile_is_the_nngp_on_the_cube():
+    n = 6
+    S = networks.cube_strings(n)
+    g = CN.hamming_profile(n, depth=2, weight_variance=2.0, bias_variance=0.0)
+    K = kernel_matrix(S[:1], S, kernel=ReluNNGP(depth=2))[0]
+    pc = np.array([bin(x).count("1") for x in range(1 << n)])
+    # the same kernel entries evaluated on other strings at the same Hamming distance: rounding only
+    np.testing.assert_allclose(K, g[pc], rtol=1e-12)
+
+
+def test_standard_parameterisation_fails_c15(tmp_path, monkeypatch, capsys):
+    # the standard parameterisation: same function at init, but an NTK that grows with the width
+    monkeypatch.setattr(CN, "PARAMETERIZATION", "standard")
+    rc, claims = _run(tmp_path, "C15", capsys)
+    assert rc == 1 and claims["C15"]["verdict"] == "fail"
+
+
+def test_analytic_kernel_with_wrong_weight_variance_fails_c15(tmp_path, monkeypatch, capsys):
+    real = CN.analytic_kernels
+
+    def wrong(X, *, depth, weight_variance, bias_variance):  # sigma_w^2 10% off: an error that does not decay
+        return real(X, depth=depth, weight_variance=1.1 * weight_variance, bias_variance=bias_variance)
+
+    monkeypatch.setattr(CN, "analytic_kernels", wrong)
+    rc, claims = _run(tmp_path, "C15", capsys)
+    assert rc == 1 and claims["C15"]["verdict"] == "fail"
+
+
+def test_white_noise_kernel_fails_c19(tmp_path, monkeypatch, capsys):
+    def white(n, **kw):  # a kernel that ignores the Hamming distance: a uniformly random classifier
+        g = np.zeros(n + 1)
+        g[0] = 1.0
+        return g
+
+    monkeypatch.setattr(CN, "hamming_profile", white)
+    rc, claims = _run(tmp_path, "C19", capsys)
+    assert rc == 1 and claims["C19"]["verdict"] == "fail"
+
+
+def test_wrong_walsh_normalisation_fails_c19(tmp_path, monkeypatch, capsys):
+    # variances where standard deviations belong: the covariance becomes H diag(mu^2 / 2^n) H, another kernel
+    monkeypatch.setattr(networks, "_walsh_amplitudes", lambda mu: np.maximum(mu, 0.0) / mu.size)
+    rc, claims = _run(tmp_path, "C19", capsys)
+    assert rc == 1 and claims["C19"]["verdict"] == "fail"

@@ -181,7 +181,7 @@ def test_full_dry_run_lists_every_claim_and_runs_nothing(tmp_path, capsys):
     rc = V.main(["--budget", "full", "--dry-run", "--out", str(tmp_path / "none")])
     assert rc == 0 and not (tmp_path / "none").exists()
     line = _last_json(capsys)
-    assert [c["id"] for c in line["claims"]] == [f"C{i}" for i in range(1, 11)]
+    assert [c["id"] for c in line["claims"]] == list(V.REGISTRY)
     # the estimate is the sum of the registered per-claim estimates
     assert line["estimated_seconds"] == pytest.approx(sum(c.scales["full"].estimate_s for c in V.CLAIMS))
     assert line["claims"][2]["scale"]["n_train"] == 60000

@@ -36,13 +36,16 @@ from ..solvers import kernel_interpolate
 from ._claims_data import EXACT, corrupt_labels, mnist, synthetic_classes
 from ._core import FAIL, PASS, Context, Result, spearman
 
-__all__ = ["kernel_system", "run_c6", "run_c7", "run_c8", "run_c9", "run_c10"]
+__all__ = ["kernel_system", "nakkiran_risk", "run_c6", "run_c7", "run_c8", "run_c9", "run_c10"]
 
 log = logging.getLogger("kernelgen.verify")
 
 #: |z| above which a simulation contradicts an exact finite-n expectation (5 se: a 5.7e-7
 #: two-sided false-alarm rate for a normal mean, the threshold tests/test_theory.py uses)
 Z_MAX = 5.0
+#: paired standard errors by which a simulated risk must rise for "more data hurts" (one-sided 3 se: a 1.3e-3
+#: false-alarm rate; the exact formula must rise as well)
+HURTS_Z = 3.0
 
 
 def _data(ctx: Context, P):
@@ -120,6 +123,9 @@ def run_c7(ctx: Context) -> Result:
         sim = theory.simulate_bhx(n, p, 3 * n, seeds=seeds, **kw)
         E = theory.bhx_weak_features_risk(p, n, **kw)
         rows.append({"model": "BHX weak features", "p": p, "sim": sim.mean, "exact": float(E), "z": _z(sim, E)})
+    nk = _nakkiran(ctx, P["nakkiran"], seeds) if P.get("nakkiran") else None
+    if nk:
+        rows += nk["rows"]
     zmax = max(abs(r["z"]) for r in rows)
     # Mei-Montanari: as psi1 -> oo its bias/variance are Hastie et al.'s ridge risk with gamma = 1/psi2,
     # lambda = (1 + psi2 lam_bar)/(psi2 zeta^2) (tests/test_theory.py::test_mm_psi1_to_infinity_is_hmrt_ridge);
@@ -140,12 +146,17 @@ def run_c7(ctx: Context) -> Result:
             R = theory.mm_risk(*psi, zeta, tau2=0.25)
             mm[str(psi)] = {"sim": sim.mean, "theory": R, "rel_dev": sim.mean / R - 1}
     mm_dev = max((abs(v["rel_dev"]) for v in mm.values()), default=0.0)
-    ok = zmax <= Z_MAX and gap <= 1e-6 and mm_dev <= 0.10
+    ok = zmax <= Z_MAX and gap <= 1e-6 and mm_dev <= 0.10 and (nk is None or nk["hurts_ok"])
     reason = (f"max |z| {zmax:.2f} over {len(rows)} simulation-vs-exact comparisons ({P['n_seeds']} seeds, "
               f"n = {n}; <= {Z_MAX:g} needed); Mei-Montanari exact-limit gap {gap:.1e} (<= 1e-6)"
-              + (f"; MM simulation at d = {P['mm_d']} within {100 * mm_dev:.1f}% of theory (<= 10%)" if mm else ""))
+              + (f"; MM simulation at d = {P['mm_d']} within {100 * mm_dev:.1f}% of theory (<= 10%)" if mm else "")
+              + (f"; {nk['reason']}" if nk else ""))
     plt = cli.pyplot()
-    f, ax = plt.subplots(figsize=(6.4, 4))
+    if nk:
+        f, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 4))
+        _plot_nakkiran(ax2, nk)
+    else:
+        f, ax = plt.subplots(figsize=(6.4, 4))
     g = np.r_[np.linspace(0.1, 0.95, 40), np.linspace(1.05, 4, 60)]
     ax.plot(g, theory.hmrt_ridgeless_risk(g, r2=1.0, sigma2=0.5), "k-", lw=1, label="HMRT limit (σ² = 0.5)")
     hm = [r for r in rows if r["model"].startswith("HMRT")]
@@ -158,8 +169,83 @@ def run_c7(ctx: Context) -> Result:
     ax.set_title("C7: ridgeless least squares, theory vs simulation")
     ax.legend(fontsize=8)
     fig = cli.save_figure(f, ctx.figure_path("C7"), bbox_inches="tight")
-    return Result(PASS if ok else FAIL, zmax, reason, None, "", "max |z|",
-                  {"comparisons": rows, "mm_limit_gap": gap, "mm_simulation": mm}, fig)
+    details = {"comparisons": rows, "mm_limit_gap": gap, "mm_simulation": mm}
+    if nk:
+        details["nakkiran"] = {k: v for k, v in nk.items() if k not in ("rows", "reason")}
+    return Result(PASS if ok else FAIL, zmax, reason, None, "", "max |z|", details, fig)
+
+
+def nakkiran_risk(n, d, *, sigma: float):
+    """Exact expected excess risk ``E ||beta_hat - beta||^2`` of the minimum-norm fit from ``n`` samples in ``d``
+    dimensions (Nakkiran 2019, sample-wise double descent), ``x ~ N(0, I_d)``, ``||beta|| = 1``, noise ``sigma``.
+
+    ``n <= d - 2``: ``(1 - n/d) + sigma^2 n / (d - n - 1)``; ``n >= d + 2``: ``sigma^2 d / (n - d - 1)``; ``inf``
+    in between. This is :func:`kernelgen.theory.hmrt_ridgeless_risk_finite` with ``p = d`` features (its
+    docstring derives both branches from the inverse-Wishart mean, Muirhead Thm 3.2.12); the test MSE of the
+    paper adds the constant ``sigma^2``.
+
+    Parameters
+    ----------
+    n, d : int or array_like of int
+    sigma : float
+
+    Returns
+    -------
+    float or ndarray
+
+    References
+    ----------
+    P. Nakkiran, "More data can hurt for linear regression: sample-wise double descent", arXiv:1912.07242
+    (2019), section 3 (bias and variance of the min-norm estimator, Fig. 1 at d = 1000, sigma = 0.1).
+    """
+    return theory.hmrt_ridgeless_risk_finite(n, d, r2=1.0, sigma2=sigma * sigma)
+
+
+def _nakkiran(ctx: Context, Q, seeds) -> dict:
+    """Sample-wise sweep at fixed ``d``: simulation against :func:`nakkiran_risk` (C7's 5-se rule), and for each
+    pair ``(n_lo, n_hi)`` in ``Q["hurts"]`` more data hurting: exact risk and simulated mean both larger at
+    ``n_hi``, the simulated increase >= ``HURTS_Z`` paired standard errors (the seeds are shared)."""
+    d, sigma = int(Q["d"]), float(Q["sigma"])
+    seeds = list(seeds) if "n_seeds" not in Q else list(range(ctx.seed, ctx.seed + int(Q["n_seeds"])))
+    rows, sims = [], {}
+    for m in Q["n"]:
+        ctx.checkpoint()
+        sim = theory.simulate_hmrt(int(m), d, r2=1.0, sigma2=sigma * sigma, seeds=seeds)
+        E = float(nakkiran_risk(int(m), d, sigma=sigma))
+        sims[int(m)] = sim
+        rows.append({"model": "Nakkiran sample-wise", "n": int(m), "d": d, "sim": sim.mean, "exact": E,
+                     "z": _z(sim, E)})
+    pairs = []
+    for lo, hi in Q.get("hurts", []):
+        diff = sims[int(hi)].risks - sims[int(lo)].risks
+        zd = float(diff.mean() / (diff.std(ddof=1) / math.sqrt(diff.size)))
+        e_lo, e_hi = float(nakkiran_risk(int(lo), d, sigma=sigma)), float(nakkiran_risk(int(hi), d, sigma=sigma))
+        pairs.append({"n_lo": int(lo), "n_hi": int(hi), "exact_lo": e_lo, "exact_hi": e_hi,
+                      "sim_lo": sims[int(lo)].mean, "sim_hi": sims[int(hi)].mean, "paired_z": zd,
+                      "ok": e_hi > e_lo and zd >= HURTS_Z})
+    zmax = max(abs(r["z"]) for r in rows)
+    hurts = "; ".join(f"risk({p['n_hi']}) > risk({p['n_lo']}): exact {p['exact_hi']:.3f} vs {p['exact_lo']:.3f}, "
+                      f"simulated {p['sim_hi']:.3f} vs {p['sim_lo']:.3f} (paired z {p['paired_z']:.1f}, >= "
+                      f"{HURTS_Z:g} needed)" for p in pairs)
+    reason = (f"Nakkiran sample-wise (d = {d}, sigma = {sigma:g}, {len(seeds)} seeds): max |z| {zmax:.2f} over "
+              f"{len(rows)} sample sizes" + (f"; {hurts}" if pairs else ""))
+    n_star = d - 1 - sigma * math.sqrt(d * (d - 1))  # where d risk / dn = 0 below d (exact formula)
+    return {"rows": rows, "pairs": pairs, "hurts_ok": all(p["ok"] for p in pairs), "reason": reason, "d": d,
+            "sigma": sigma, "n_seeds": len(seeds), "risk_minimum_n": n_star}
+
+
+def _plot_nakkiran(ax, nk):
+    d, sigma = nk["d"], nk["sigma"]
+    g = np.r_[np.linspace(1, d - 15, 200), np.linspace(d + 15, 2.5 * d, 150)].round()
+    ax.plot(g, nakkiran_risk(g.astype(int), d, sigma=sigma), "k-", lw=1, label="exact finite-n risk")
+    rows = nk["rows"]
+    ax.plot([r["n"] for r in rows], [r["sim"] for r in rows], "x", color="C3", ms=8, label="simulation mean")
+    ax.axvline(d, color="k", ls=":", lw=1)
+    ax.set_ylim(0, 1.5)
+    ax.set_xlabel("training samples n")
+    ax.set_ylabel("excess risk")
+    ax.set_title(f"Nakkiran 2019: sample-wise double descent (d = {d}, σ = {sigma:g})", fontsize=9)
+    ax.legend(fontsize=8)
 
 
 # ---------------------------------------------------------------------------------------------- C8, C9

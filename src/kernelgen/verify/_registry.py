@@ -221,24 +221,35 @@ CLAIMS: list[Claim] = [
         "C7", "Asymptotic risk curves match simulation",
         "Closed-form risks of ridgeless regression (Hastie et al.), weak features (Belkin-Hsu-Xu) and random "
         "features (Mei-Montanari) describe min-norm least squares.",
-        "Hastie et al. 2022 Thm 1; Belkin, Hsu, Xu 2020 Thm 1; Mei & Montanari 2022 Thm 1", "closed forms",
+        "Hastie et al. 2022 Thm 1; Belkin, Hsu, Xu 2020 Thm 1; Mei & Montanari 2022 Thm 1; Nakkiran 2019 "
+        "(arXiv:1912.07242), sample-wise double descent", "closed forms",
         "max |z| of simulation mean minus exact finite-n expectation",
         {
-            "smoke": Scale({"n": 100, "hmrt_p": [50, 200], "bhx_p": [50, 150], "n_seeds": 200},
-                           "|z| <= 5 for every comparison; Mei-Montanari exact-limit gap <= 1e-6",
+            "smoke": Scale({"n": 100, "hmrt_p": [50, 200], "bhx_p": [50, 150], "n_seeds": 200,
+                            "nakkiran": {"d": 100, "sigma": 0.1, "n": [20, 50, 80, 150, 300], "n_seeds": 200}},
+                           "|z| <= 5 for every comparison (Nakkiran's sample-wise sweep included); Mei-Montanari "
+                           "exact-limit gap <= 1e-6",
                            "exact finite-n expectations leave only Monte-Carlo error; 5 se (tests/test_theory.py); "
-                           "200 seeds give se/E ~ 1%, so a formula 10% off fails", 4,
+                           "200 seeds give se/E ~ 1%, so a formula 10% off fails", 6,
                            checked="closed forms vs simulation at n = 100, 200 seeds",
                            source_tested=True),
-            "quick": Scale({"n": 100, "hmrt_p": [50, 200], "bhx_p": [50, 150], "n_seeds": 200, "mm_d": 100},
-                           "|z| <= 5; exact-limit gap <= 1e-6; Mei-Montanari simulation at d = 100 within 10%",
-                           "README, theory curves: deviation from the limit ~ +1.5/d (+0.9 +- 1.3% at d = 80)", 30,
+            "quick": Scale({"n": 100, "hmrt_p": [50, 200], "bhx_p": [50, 150], "n_seeds": 200, "mm_d": 100,
+                            "nakkiran": {"d": 1000, "sigma": 0.1, "n": [200, 500, 900, 950, 1100, 1500], "n_seeds": 40,
+                                         "hurts": [[900, 950]]}},
+                           "|z| <= 5; exact-limit gap <= 1e-6; Mei-Montanari simulation at d = 100 within 10%; "
+                           "Nakkiran sweep |z| <= 5 and risk(950) > risk(900), exact and simulated (paired z >= 3)",
+                           "README, theory curves: deviation from the limit ~ +1.5/d (+0.9 +- 1.3% at d = 80)"
+                           + "; Nakkiran (d = 1000, sigma = 0.1): the issue asked risk(0.9d) > risk(0.5d), which its own formula contradicts at sigma = 0.1 (0.191 < 0.510: the minimum below d is at n* = d - 1 - sigma sqrt(d(d - 1)) ~ 899, computed from the formula before any simulation), so the rise is checked on (n*, d): risk(950) > risk(900)", 70,
                            checked="closed forms vs simulation at n = 100, 200 seeds; Mei-Montanari at d = 100",
                            source_tested=True),
             "full": Scale({"n": 200, "hmrt_p": [50, 100, 150, 300, 400, 800], "bhx_p": [50, 150, 300],
-                           "n_seeds": 400, "mm_d": 200},
-                          "|z| <= 5; exact-limit gap <= 1e-6; Mei-Montanari simulation at d = 200 within 10%",
-                          "more points and seeds: se/E ~ 0.5-1%", 240,
+                           "n_seeds": 400, "mm_d": 200,
+                           "nakkiran": {"d": 1000, "sigma": 0.1,
+                                        "n": [100, 300, 500, 700, 850, 900, 950, 1050, 1100, 1300, 1500, 2000],
+                                        "n_seeds": 200, "hurts": [[900, 950], [850, 950]]}},
+                          "|z| <= 5; exact-limit gap <= 1e-6; Mei-Montanari simulation at d = 200 within 10%; "
+                          "Nakkiran sweep |z| <= 5 and risk(950) > risk(900), risk(950) > risk(850) (paired z >= 3)",
+                          "more points and seeds: se/E ~ 0.5-1%" + "; Nakkiran (d = 1000, sigma = 0.1): the issue asked risk(0.9d) > risk(0.5d), which its own formula contradicts at sigma = 0.1 (0.191 < 0.510: the minimum below d is at n* = d - 1 - sigma sqrt(d(d - 1)) ~ 899, computed from the formula before any simulation), so the rise is checked on (n*, d): risk(950) > risk(900)", 740,
                           checked="closed forms vs simulation at n = 200, 400 seeds; Mei-Montanari at d = 200",
                           source_tested=True),
         },

@@ -2,13 +2,13 @@
 
 Usage::
 
-    python -m kernelgen.verify                         # quick budget (<= 15 min on 2 cores), all claims
+    python -m kernelgen.verify                         # quick budget (<= 25 min on 2 cores), all claims
     python -m kernelgen.verify --budget smoke          # seconds; what the default test suite runs
     python -m kernelgen.verify --budget full --dry-run # what the paper-scale run would do, and how long
     python -m kernelgen.verify --only C3,C6 --out DIR  # some claims only
     kernelgen-verify ...                               # the same, as a console script
 
-Every claim (C1-C10) is registered once, in :mod:`kernelgen.verify._registry`, with its statement,
+Every claim (C1-C21) is registered once, in :mod:`kernelgen.verify._registry`, with its statement,
 source (paper, section / equation), the source's number, the quantity measured and, for each budget,
 the scale run, what that scale checks (the report's "checked at this budget" column) and the pass
 criterion with a one-line justification. ``smoke`` and ``quick`` check the machinery (tiny scales,

@@ -210,3 +210,21 @@ def test_numpy_exp_is_within_the_ulps_the_model_assumes():
     ulps = np.abs(got - ref) / np.spacing(np.exp(t)).astype(LD)
     # the measured maximum is ~0.72 ulp on the project's machines; the model assumes 1
     assert float(ulps.max()) <= _EXP_ULPS
+
+
+def test_coefficients_that_underflow_are_refused_not_certified():
+    """Targets so small that alpha lands below the normal range: the certified (scaled) alpha cannot be returned
+    exactly, so the solve refuses instead of reporting a certificate for other coefficients."""
+    from kernelgen.errors import NonFiniteResultError
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((60, 5)), rng.standard_normal((60, 2))
+    kern = Gaussian(bandwidth=2.0)
+    with pytest.raises(NonFiniteResultError, match="underflow"):
+        kernel_interpolate(X, Y * 1e-318, kernel=kern, options=SolveOptions(certificate="bound", dtype="float32"))
+    Ys = Y * 1e-300  # alpha stays normal: certified, and the bound covers the exact residual
+    fit = kernel_interpolate(X, Ys, kernel=kern, options=SolveOptions(certificate="bound", dtype="float32"))
+    exact, _ = _exact_entries(kern, X)
+    R = Ys.astype(LD) - exact @ fit.alpha.astype(LD)
+    true_rel = float(np.sqrt((R * R).sum()) / np.sqrt((Ys.astype(LD) ** 2).sum()))
+    assert true_rel <= fit.relative_residual_bound <= 1e-10

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from kernelgen.errors import InvalidInputError, MemoryBudgetError
+from kernelgen.errors import InvalidInputError, MemoryBudgetError, NonFiniteResultError, ShapeMismatchError
 from kernelgen.evidence import (
     EvidenceGrid,
     evidence_grid,
@@ -31,6 +31,11 @@ LOG_2PI = np.log(2 * np.pi)
 def _data(n=120, d=4, k=3, seed=0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, d)), rng.standard_normal((n, k))
+
+
+def _onehot(n, k, seed):
+    """One-hot class targets (the grid reports a zero-one test error only for class-encoded targets)."""
+    return np.eye(k)[np.random.default_rng(seed).integers(0, k, n)]
 
 
 def _gauss(A, B, s):
@@ -130,8 +135,9 @@ def test_fit_logdet_float64_without_a_kept_factor(tmp_path):
 
 
 def test_grid_eigh_route_equals_cholesky_route_and_shares_one_eigendecomposition(monkeypatch):
-    X, Y = _data(n=150, d=3, k=2, seed=4)
-    Xt, Yt = _data(n=60, d=3, k=2, seed=5)
+    X, _ = _data(n=150, d=3, k=2, seed=4)
+    Xt, _ = _data(n=60, d=3, k=2, seed=5)
+    Y, Yt = _onehot(150, 2, 40), _onehot(60, 2, 50)
     calls = []
     real = _exact.EighFactor.factor
 
@@ -178,7 +184,8 @@ def test_grid_marks_a_singular_row_and_keeps_the_others(route, monkeypatch):
 
 
 def test_grid_over_relu_network_hyper_parameters_and_its_plot():
-    X, Y = _data(n=80, d=6, k=2, seed=7)
+    X, _ = _data(n=80, d=6, k=2, seed=7)
+    Y = _onehot(80, 2, 70)
     grid = {"depth": [1, 2], "weight_variance": [1.5, 2.0]}
     g = evidence_grid(X, Y, kernel=ReluNNGP(), grid=grid, ridges=[0.1], X_test=X[:20], Y_test=Y[:20])
     assert len(g) == 4 and [p["depth"] for p in g.params] == [1, 1, 2, 2]
@@ -196,3 +203,28 @@ def test_grid_over_relu_network_hyper_parameters_and_its_plot():
         evidence_grid(X, Y, kernel=ReluNNGP(), grid={"depth": []})
     with pytest.raises(InvalidInputError):
         evidence_grid(X, Y, kernel=ReluNNGP(), ridges=[-1.0])
+
+
+def test_grid_reports_no_zero_one_error_for_regression_targets_and_checks_test_rows():
+    X, Y = _data(n=40, d=3, k=2, seed=8)
+    Xt, Yt = _data(n=20, d=3, k=2, seed=9)
+    g = evidence_grid(X, Y, kernel=Gaussian(1.0), X_test=Xt, Y_test=Yt)
+    # real-valued targets are regression: the MSE is reported, a zero-one error would be meaningless
+    assert np.all(np.isnan(g.test_error)) and g.test_wrong is None and np.all(np.isfinite(g.test_mse))
+    with pytest.raises(ShapeMismatchError, match="rows"):
+        evidence_grid(X, Y, kernel=Gaussian(1.0), X_test=Xt, Y_test=Yt[:10])
+    with pytest.raises(InvalidInputError, match="float64"):
+        evidence_grid(X, Y, kernel=Gaussian(1.0), options={"dtype": "float32"})
+
+
+@pytest.mark.parametrize("scale", [1e155, 1e-170])
+def test_evidence_at_extreme_target_scales_raises_instead_of_nan(scale):
+    X, Y = _data(n=200, d=6, k=3, seed=1)  # well conditioned at s = 2: the solve is certified at every scale
+    # the solve itself is fine at these scales; the evidence's parts leave the float64 range: an error, never NaN
+    with pytest.raises(NonFiniteResultError):
+        kernel_log_evidence(X, Y * scale, kernel=Gaussian(2.0))
+    ev = kernel_log_evidence(X, Y * 1e-100, kernel=Gaussian(2.0))
+    ref = kernel_log_evidence(X, Y, kernel=Gaussian(2.0))
+    # the amplitude's profiled evidence is scale-covariant: Y -> c Y shifts it by -n k log(c) (a^2 -> c^2 a^2)
+    assert ev.log_evidence_amplitude == pytest.approx(ref.log_evidence_amplitude - 200 * 3 * np.log(1e-100),
+                                                      rel=1e-9)

@@ -63,7 +63,8 @@ import time
 import numpy as np
 
 from .._validation import as_float_array
-from ..errors import ConvergenceError, InvalidInputError, NotPositiveDefiniteError, ShapeMismatchError
+from ..errors import (ConvergenceError, InvalidInputError, NonFiniteResultError, NotPositiveDefiniteError,
+                      ShapeMismatchError)
 from ..factors import EIGH_MAX_N, EighFactor, LogDet
 from ..kernels import Kernel
 from ..numerics import check_allocation, safe_norm, unit_roundoff
@@ -88,20 +89,46 @@ _EIGH_REFINE_STEPS = 5
 # ----------------------------------------------------------------------------------------------
 # the evidence from its two data-dependent numbers
 # ----------------------------------------------------------------------------------------------
-def _evidence_parts(trace: float, logdet: float, n: int, k: int) -> dict:
+def _trace_parts(Y, A) -> tuple:
+    """tr(Y^T A) as (scaled sum S, log of its scale): tr = S * exp(log_scale), with neither under- nor overflow."""
+    sy = float(np.max(np.abs(Y)))
+    sa = float(np.max(np.abs(A)))
+    if sy == 0.0 or sa == 0.0 or not (np.isfinite(sy) and np.isfinite(sa)):
+        raise NonFiniteResultError(f"tr(Y^T alpha) cannot be formed: max|Y| = {sy:g}, max|alpha| = {sa:g}.")
+    S = float(np.sum((Y / sy) * (A / sa)))
+    return S, float(np.log(sy) + np.log(sa))
+
+
+def _evidence_parts(trace, logdet: float, n: int, k: int) -> dict:
     """The log evidence and its parts from ``tr(Y^T alpha)`` and ``log|K + ridge I|`` (module docstring).
 
-    Every exact evidence in this module goes through here (one formula, one place).
+    Every exact evidence in this module goes through here (one formula, one place). ``trace`` is
+    :func:`_trace_parts`' (S, log scale), so that the amplitude's profiled evidence is formed in the log
+    domain for targets of any representable size; a part that is not a finite float64 raises
+    :class:`~kernelgen.errors.NonFiniteResultError` (never a NaN or inf result).
     """
-    data_fit = -0.5 * trace                       # R&W eq. 2.30, first term, summed over columns
+    S, log_scale = trace
+    if not S > 0:
+        raise NonFiniteResultError(f"tr(Y^T alpha) = {S:g} x exp({log_scale:g}) is not positive: K + ridge I is not "
+                                   "positive definite to working precision (use a ridge).")
+    with np.errstate(over="ignore", under="ignore"):
+        tr = S * float(np.exp(log_scale))
+    data_fit = -0.5 * tr                          # R&W eq. 2.30, first term, summed over columns
     complexity = -0.5 * k * logdet                # R&W eq. 2.30, second term, k columns
     constant = -0.5 * n * k * LOG_2PI             # R&W eq. 2.30, third term
-    a2 = -2.0 * data_fit / (n * k)                # d/d a^2 log p = 0 (closed form; module docstring)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        profiled = -0.5 * n * k * (1.0 + LOG_2PI + float(np.log(a2))) + complexity
-    return {"data_fit": data_fit, "complexity": complexity, "constant": constant,
-            "log_evidence": data_fit + complexity + constant, "amplitude2": a2,
-            "log_evidence_amplitude": profiled}
+    log_a2 = float(np.log(S)) + log_scale - float(np.log(n * k))  # d/d a^2 log p = 0 (closed form), in logs
+    profiled = -0.5 * n * k * (1.0 + LOG_2PI + log_a2) + complexity
+    with np.errstate(over="ignore", under="ignore"):
+        a2 = float(np.exp(log_a2))
+    parts = {"data_fit": data_fit, "complexity": complexity, "constant": constant,
+             "log_evidence": data_fit + complexity + constant, "amplitude2": a2, "log_evidence_amplitude": profiled}
+    bad = [name for name, v in parts.items() if not np.isfinite(v)]
+    if bad or not (a2 >= np.finfo(np.float64).tiny):
+        raise NonFiniteResultError(
+            f"the evidence's {', '.join(bad) or 'amplitude2'} is not a normal float64 (tr(Y^T alpha) = {S:.6g} x "
+            f"exp({log_scale:.6g})): the targets are too large or too small for these parts. The evidence is "
+            "not scale-free: rescale Y (e.g. to unit variance) and account for the scale in the comparison.")
+    return parts
 
 
 def _targets(Y, n: int) -> np.ndarray:
@@ -219,7 +246,16 @@ def kernel_log_evidence(X, Y, *, kernel, ridge: float = 0.0, options=None, verbo
                                 "estimate, not the exact value): pass options without dtype='float32'.")
     opts = dataclasses.replace(opts, dtype="float64", keep_factor=True)
     Y2 = _targets(Y, np.shape(X)[0])  # refused before any n x n work
-    fit = kernel_interpolate(X, Y, kernel=kernel, ridge=ridge, solver="cholesky", options=opts, verbose=verbose)
+    try:
+        fit = kernel_interpolate(X, Y, kernel=kernel, ridge=ridge, solver="cholesky", options=opts, verbose=verbose)
+    except (NotPositiveDefiniteError, ConvergenceError) as exc:
+        # the solver's own remedies (min_norm, a float64 factor) do not apply here: the evidence needs the float64
+        # Cholesky factor of a positive definite K + ridge I
+        raise type(exc)(
+            f"the exact evidence needs K + ridge I positive definite to float64 working precision, and it is not here "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}). Remedies: a ridge > 0 (the noise variance of "
+            "the GP), fewer near-duplicate inputs, or a bandwidth at which K is better conditioned. (The factor is "
+            "already float64; solver='min_norm' gives no log-determinant.)") from exc
     factor = fit.factor
     try:
         if np.dtype(factor.dtype) != np.float64:  # pragma: no cover - dtype="float64" has no float32 route
@@ -232,7 +268,7 @@ def kernel_log_evidence(X, Y, *, kernel, ridge: float = 0.0, options=None, verbo
     bare = dataclasses.replace(fit, factor=None, _resolve=None)
     n = bare.n_train
     A2 = np.asarray(bare.alpha).reshape(n, -1)
-    parts = _evidence_parts(float(np.sum(Y2 * A2)), float(ld.value), n, Y2.shape[1])
+    parts = _evidence_parts(_trace_parts(Y2, A2), float(ld.value), n, Y2.shape[1])
     return KernelEvidence(**parts, logdet=ld, relative_residual=float(bare.relative_residual), n=n,
                           n_targets=Y2.shape[1], ridge=float(bare.ridge), fit=bare,
                           seconds=time.perf_counter() - t0)
@@ -267,8 +303,9 @@ class EvidenceGrid:
     relative_residual : ndarray of shape (rows,)
         Certified float64 relative residual of ``alpha``.
     test_error, test_mse : ndarray of shape (rows,)
-        Of the exact posterior mean on the test data (NaN without test data; ``test_error`` NaN for a
-        regression target): error = argmax mismatch for several columns, sign mismatch for one; MSE =
+        Of the exact posterior mean on the test data (NaN without test data; ``test_error`` NaN unless the test
+        targets encode classes -- two values with one high per row, e.g. one-hot, or one column of -c / +c): error
+        = argmax mismatch for several columns, sign mismatch for one; MSE =
         mean over test points of the squared Euclidean error over the columns.
     test_wrong : ndarray of shape (rows, n_test), bool, or None
         Which test points each row misclassifies (for paired comparisons, e.g. McNemar); all False
@@ -310,18 +347,20 @@ class EvidenceGrid:
         return len(self.params)
 
     def best(self, by: str = "log_evidence_amplitude") -> int:
-        """Row index of the largest ``by`` (an evidence) or, for ``test_error`` / ``test_mse``, the smallest.
+        """Row index of the largest ``by`` (an evidence) or, for ``test_error`` / ``test_mse``, the smallest,
+        among the certified rows (status "ok"; a row whose solve was not certified never wins).
 
         Raises
         ------
         InvalidInputError
-            ``by`` is not a numeric column, or every row is NaN.
+            ``by`` is not a numeric column, or no certified row has a finite value.
         """
         if by not in _COLUMNS:
             raise InvalidInputError(f"by must be one of {_COLUMNS}, got {by!r}.")
-        v = np.asarray(getattr(self, by), dtype=np.float64)
+        v = np.asarray(getattr(self, by), dtype=np.float64).copy()
+        v[np.asarray([st != "ok" for st in self.status])] = np.nan
         if not np.any(np.isfinite(v)):
-            raise InvalidInputError(f"no row has a finite {by}.")
+            raise InvalidInputError(f"no certified row (status 'ok') has a finite {by}.")
         sign = 1.0 if by in ("test_error", "test_mse", "logdet_error", "relative_residual", "seconds") else -1.0
         return int(np.nanargmin(sign * v))
 
@@ -371,12 +410,24 @@ def _ridges(ridges) -> np.ndarray:
     return r
 
 
+def _class_encoded(Yt) -> bool:
+    """True when the test targets encode classes: two values, one "high" per row (one-hot, possibly shifted as
+    -0.1 / 0.9), or one column of -c / +c labels. Anything else is regression (no zero-one error)."""
+    vals = np.unique(Yt)
+    if vals.size != 2:
+        return False
+    lo, hi = float(vals[0]), float(vals[1])
+    if Yt.shape[1] == 1:
+        return lo == -hi
+    return bool(np.all(np.sum(Yt == hi, axis=1) == 1))
+
+
 def _test_metrics(P, Yt):
     """(wrong, error, mse) of predictions P against test targets Yt (both (m, k))."""
     mse = float(np.mean(np.sum((P - Yt) ** 2, axis=1)))
+    if not _class_encoded(Yt):
+        return None, float("nan"), mse  # a regression target: no class to count
     if Yt.shape[1] == 1:
-        if np.any(Yt == 0):
-            return None, float("nan"), mse  # a regression target: no class to count
         wrong = np.sign(P[:, 0]) != np.sign(Yt[:, 0])
     else:
         wrong = np.argmax(P, axis=1) != np.argmax(Yt, axis=1)
@@ -419,7 +470,7 @@ def _eigh_rows(kern, X, Y2, ridges, Xt, opts, verbose):
                 break
             alpha, R, rel = cand, R2, rel2
         logdet = float(np.sum(np.log(v)))
-        row = _evidence_parts(float(np.sum(Y2 * alpha)), logdet, n, k)
+        row = _evidence_parts(_trace_parts(Y2, alpha), logdet, n, k)
         row.update(logdet_error=float(np.sum(np.log1p(delta / v))), relative_residual=rel, status="ok", seconds=0.0,
                    route="eigh")
         if rel > opts.tol:  # at the float64 floor of this route: the row is redone by a float64 Cholesky (CG)
@@ -541,6 +592,9 @@ def evidence_grid(X, Y, *, kernel, grid=None, ridges=(0.0,), X_test=None, Y_test
     Y2 = _targets(Y, n)
     k = Y2.shape[1]
     opts = SolveOptions.coerce(options)
+    if opts.dtype == "float32":
+        raise InvalidInputError("evidence_grid works in float64 (a float32 factor's log-determinant is an estimate, "
+                                "not the exact value): pass options without dtype='float32'.")
     settings = _settings(kernel, grid)
     rs = _ridges(ridges)
     Xt = Yt = None
@@ -550,11 +604,14 @@ def evidence_grid(X, Y, *, kernel, grid=None, ridges=(0.0,), X_test=None, Y_test
         Xt = as_float_array(X_test, "X_test", ndim=(2,), dtype=np.float64)
         if Xt.shape[1] != X64.shape[1]:
             raise ShapeMismatchError(f"X_test has {Xt.shape[1]} features, X has {X64.shape[1]}.")
-        Yt = as_float_array(Y_test, "Y_test", ndim=(1, 2), dtype=np.float64).reshape(Xt.shape[0], -1)
+        Yt = as_float_array(Y_test, "Y_test", ndim=(1, 2), dtype=np.float64)
+        if Yt.shape[0] != Xt.shape[0]:
+            raise ShapeMismatchError(f"X_test has {Xt.shape[0]} rows but Y_test has {Yt.shape[0]}; they must match.")
+        Yt = Yt.reshape(Xt.shape[0], -1)
         if Yt.shape[1] != k:
             raise ShapeMismatchError(f"Y_test has {Yt.shape[1]} columns, Y has {k}.")
     method = "eigh" if n <= EIGH_MAX_N else "cholesky"
-    classify = Yt is not None and (Yt.shape[1] > 1 or not np.any(Yt == 0))
+    classify = Yt is not None and _class_encoded(Yt)
     rows, params, kernels, wrong_rows = [], [], [], []
     for p, kern in settings:
         kern = kern.resolve(X64)

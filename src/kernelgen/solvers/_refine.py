@@ -323,7 +323,16 @@ def refine(
                                                  float64_factor), history=history)
     bar.close()
     spec = (min(r[0] for r in ritz), max(r[1] for r in ritz)) if ritz else None
+    alpha_s = alpha
     alpha, R = np.ldexp(alpha, k2), np.ldexp(R, k2)
+    if k2 < 0 and not np.array_equal(np.ldexp(alpha, -k2), alpha_s):
+        # the certificate holds for alpha_s (the solution for Y / 2^k2); scaled back, alpha fell below float64's
+        # normal range and lost bits, so the returned coefficients are not the certified ones: refuse
+        raise NonFiniteResultError(
+            f"the coefficients underflow: with targets as small as max|Y| = 2^{k2 - 1}..2^{k2}, alpha falls below the "
+            "float64 normal range (~2.2e-308) and would lose the digits the certificate is about. The problem is "
+            "linear: scale Y up by a power of two (alpha and the predictions scale with it) and scale them back "
+            "yourself.")
     if certified_by == "bound":
         log.info("certified by the proven residual bound %.3e (recursive residual %.3e; last direct product %.3e)",
                  bound, _rel(R, np.ldexp(normY, k2)), last_direct)

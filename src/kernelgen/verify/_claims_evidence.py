@@ -103,25 +103,28 @@ def _data(ctx: Context):
     return mnist(ctx, P["n_train"], P["n_test"])
 
 
-def _part_path(ctx: Context, X, Xt, s: float, ridge: float) -> Path:
-    """Where one bandwidth's numbers are kept (resumable runs): keyed by the data, the setting and the version."""
-    key = json.dumps({"X": data_fingerprint(X), "Xt": data_fingerprint(Xt), "s": float(s), "ridge": float(ridge),
-                      "version": __version__}, sort_keys=True)
+def _part_path(ctx: Context, X, Y, Xt, Yt, s: float, ridge: float, opts) -> Path:
+    """Where one bandwidth's numbers are kept (resumable runs): keyed by the inputs and targets (training and test),
+    the setting, the solve's tolerance and tile, and the version."""
+    o = SolveOptions.coerce(opts)
+    key = json.dumps({"X": data_fingerprint(X), "Y": data_fingerprint(Y), "Xt": data_fingerprint(Xt),
+                      "Yt": data_fingerprint(Yt), "s": float(s), "ridge": float(ridge), "tol": float(o.tol),
+                      "tile": int(o.tile), "version": __version__}, sort_keys=True)
     h = hashlib.sha256(key.encode()).hexdigest()[:16]
     return ctx.out_dir / "C21_parts" / f"s{float(s):g}-{h}.json"
 
 
 def _one_bandwidth(ctx: Context, X, Y, Xt, Yt, s: float, ridge: float) -> dict:
     """The exact evidence and the posterior mean's test numbers of one bandwidth (stored, or computed and stored)."""
-    path = _part_path(ctx, X, Xt, s, ridge)
+    tile = ctx.params.get("tile")  # full: 1,024 keeps the 60k float64 factor in RAM on a quiet 24 GiB machine
+    opts = None if tile is None else SolveOptions(tile=int(tile))
+    path = _part_path(ctx, X, Y, Xt, Yt, s, ridge, opts)
     if ctx.params.get("resume", True) and path.exists():
         log.info("C21: bandwidth %g from %s (an earlier run of the same data and setting)", s, path)
         row = json.loads(path.read_text())
         # NaN (a number the route does not state, e.g. the Cholesky log-det's error) is None in a report
         row = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
         return dict(row, resumed=True)
-    tile = ctx.params.get("tile")  # full: 1,024 keeps the 60k float64 factor in RAM on a quiet 24 GiB machine
-    opts = None if tile is None else SolveOptions(tile=int(tile))
     g = evidence_grid(X, Y, kernel=Gaussian(float(s)), ridges=[ridge], X_test=Xt, Y_test=Yt, options=opts)
     row = g.rows()[0]
     row.update(bandwidth=float(s), wrong=np.flatnonzero(g.test_wrong[0]).tolist())

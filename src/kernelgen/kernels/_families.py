@@ -178,6 +178,19 @@ def _scale_with_limits(D, c):
     return D
 
 
+def _exp_minus(D, c, t_out=None):
+    """D <- exp(-c D) in place (the limits right for c = 0 or inf); with ``t_out``, -c D is kept there too."""
+    if t_out is not None and np.isfinite(c):
+        np.multiply(D, -c, out=t_out)
+        np.exp(t_out, out=D)
+        return D
+    _scale_with_limits(D, c)
+    if t_out is not None:
+        t_out[...] = D
+    np.exp(D, out=D)
+    return D
+
+
 def _scale_with_limits_jax(D, c):
     import jax.numpy as jnp
 
@@ -282,16 +295,7 @@ class Gaussian(Stationary):
             return super()._entries_from_sqdist(D, log2_scale, dscale, t_out)
         # D holds ||x - z||^2 / (4^log2_scale dscale); the exponent is -D * dscale * 4^log2_scale / (2 s^2),
         # its scale rounded once (exponent_scale); with t_out, -t is kept there (the proven bound's T o K)
-        c = exponent_scale("gaussian", self._s(), log2_scale, dscale)
-        if t_out is not None and np.isfinite(c):
-            np.multiply(D, -c, out=t_out)
-            np.exp(t_out, out=D)
-            return D
-        _scale_with_limits(D, c)
-        if t_out is not None:
-            t_out[...] = D
-        np.exp(D, out=D)
-        return D
+        return _exp_minus(D, exponent_scale("gaussian", self._s(), log2_scale, dscale), t_out)
 
     def _entries_from_sqdist_jax(self, D, log2_scale: int = 0):
         if not self._builtin_formula(Gaussian):
@@ -331,16 +335,7 @@ class Laplace(Stationary):
             return super()._entries_from_sqdist(D, log2_scale, dscale, t_out)
         # D holds ||x - z||^2 / (4^log2_scale dscale); t = sqrt(D) 2^log2_scale sqrt(dscale) / s, scale rounded once
         np.sqrt(D, out=D)
-        c = exponent_scale("laplace", self._s(), log2_scale, dscale)
-        if t_out is not None and np.isfinite(c):
-            np.multiply(D, -c, out=t_out)
-            np.exp(t_out, out=D)
-            return D
-        _scale_with_limits(D, c)
-        if t_out is not None:
-            t_out[...] = D
-        np.exp(D, out=D)
-        return D
+        return _exp_minus(D, exponent_scale("laplace", self._s(), log2_scale, dscale), t_out)
 
     def _entries_from_sqdist_jax(self, D, log2_scale: int = 0):
         if not self._builtin_formula(Laplace):

@@ -691,19 +691,25 @@ def _factor_info(factor) -> dict:
 
 def _with_resolver(fit, operator, factor):
     """Give ``fit`` its ``solve`` for new targets: the kept factor and the float64 operator, through the
-    orchestration's own iteration (:func:`~kernelgen.solvers._orchestrate.iterate`)."""
-    opts = fit.options
+    orchestration's own iteration (:func:`~kernelgen.solvers._orchestrate.iterate`).
+
+    The closure holds the fit's fields, never the fit itself: a fit -> closure -> fit cycle would keep
+    the factor and the operator (gigabytes at n = 60,000) alive after the last reference to the fit
+    is gone, until a garbage collection happens to run -- so the next solve's memory plan would see
+    them still allocated.
+    """
+    opts, n_train, backend, plan = fit.options, fit.n_train, fit.backend, fit.plan
+    kernel, X_train, ridge, data_sha = fit.kernel, fit.X_train, fit.ridge, fit.data_sha256
+    K = getattr(operator, "K", None) if fit.residual_mode == "precomputed" else None
 
     def resolve(Y_new, tol_new):
         t0 = time.perf_counter()
-        Yn, sq = prepare_targets(Y_new, fit.n_train)
+        Yn, sq = prepare_targets(Y_new, n_train)
         o = opts if tol_new is None else replace(opts, tol=tol_new)
-        res, cert = iterate(operator, factor, Yn, o, backend_name=fit.backend)
+        res, cert = iterate(operator, factor, Yn, o, backend_name=backend)
         sol = Solution(alpha=res.alpha, residual=res.residual, certificate=cert, factor=factor, operator=operator,
-                       plan=fit.plan, timings={"refine": time.perf_counter() - t0})
-        K = getattr(operator, "K", None) if fit.residual_mode == "precomputed" else None
-        return build_interpolant(sol, Yn, sq, fit.kernel, fit.X_train, K, fit.ridge, opts,
-                                 data_sha=fit.data_sha256)
+                       plan=plan, timings={"refine": time.perf_counter() - t0})
+        return build_interpolant(sol, Yn, sq, kernel, X_train, K, ridge, opts, data_sha=data_sha)
 
     object.__setattr__(fit, "_resolve", resolve)
     return fit

@@ -6,6 +6,7 @@ Usage::
     python -m kernelgen.verify --budget smoke          # seconds; what the default test suite runs
     python -m kernelgen.verify --budget full --dry-run # what the paper-scale run would do, and how long
     python -m kernelgen.verify --only C3,C6 --out DIR  # some claims only
+    python -m kernelgen.verify --merge D1 D2 --out DIR # one report from separate runs (oldest first)
     kernelgen-verify ...                               # the same, as a console script
 
 Every claim (C1-C21) is registered once, in :mod:`kernelgen.verify._registry`, with its statement,
@@ -47,6 +48,7 @@ from ._claims_data import (
     synthetic_classes,
     synthetic_design,
 )
+from ._merge import merge_reports
 from ._core import (
     BUDGETS,
     FAIL,
@@ -67,6 +69,7 @@ from ._registry import CLAIMS, REGISTRY, RUN_ORDER, get
 from ._report import budget_banner, format_measured, write_report
 
 __all__ = [
+    "merge_reports",
     "BUDGETS",
     "CLAIMS",
     "GABOR_BANDWIDTH_MULT",
@@ -110,6 +113,9 @@ def build_parser() -> cli.ScriptParser:
                    help="comma-separated claim ids, e.g. C3,C6 (default: all claims)")
     p.add_argument("--out", type=Path, default=Path("results/verify"), metavar="DIR",
                    help="directory for REPORT.md, report.json and figures/ (created if missing)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="DIR",
+                   help="run nothing: merge the report.json of these report directories (oldest first; a later "
+                        "run of a claim replaces an earlier one) into --out, one REPORT.md grouped by paper")
     p.add_argument("--dry-run", action="store_true",
                    help="list the claims, scales, criteria and estimated seconds; run nothing")
     return p
@@ -256,6 +262,18 @@ def main(argv=None) -> int:
     status = {"code": 0}
 
     def body(args):
+        if args.merge is not None:
+            bad = [f for f, given in (("--only", args.only is not None), ("--dry-run", args.dry_run),
+                                      ("--budget", any(a == "--budget" or a.startswith("--budget=") for a in argv)))
+                   if given]
+            if bad:
+                parser.error(f"--merge runs no claim: {', '.join(bad)} does not apply (the budget is the reports')")
+            command = "python -m kernelgen.verify " + shlex.join(argv)
+            md, js = merge_reports(args.merge, args.out, command=command)
+            print(f"merged {len(args.merge)} report(s) into {md}")
+            cli.emit({"merged": [str(m) for m in args.merge], "report": str(md), "report_json": str(js)},
+                     json_out=args.json_out, seeds={"base": args.seed})
+            return
         try:
             claims = _select(args.only)
         except KeyError as exc:

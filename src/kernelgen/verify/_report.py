@@ -4,7 +4,8 @@
 the papers' numbers), an ``INTERRUPTED`` banner when the run was cut short, provenance (package
 versions, BLAS and threads, CPU, git commit, seeds, date), one table of every claim (claim, what was
 checked at this budget, the source's number -- only where this budget tested it --, measured value
-with its interval, verdict, seconds), then one section per claim: statement, source, quantity, the
+with its interval, verdict, seconds), then one section per paper (:data:`PAPERS`) holding one
+section per claim: statement, source, quantity, the
 scale run, the criterion with its justification, the verdict's reason, the figure, and the command
 that reruns it alone. ``report.json``: ``{"status": "complete" | "interrupted", "interrupted":
 {...} | null, "provenance": {...}, "budget": ..., "claims": [{"id", "verdict", "measured",
@@ -22,7 +23,48 @@ from .._files import atomic_write
 from ..cli import _jsonable
 from ._core import INTERRUPTED, NOT_RUN, VERDICTS, Claim, Result
 
-__all__ = ["budget_banner", "claim_record", "format_measured", "source_cell", "write_report"]
+__all__ = ["PAPERS", "budget_banner", "claim_record", "format_measured", "paper_of", "source_cell", "write_report"]
+
+#: The paper (or body of work) each claim is checked against, for the report's grouping by paper.
+#: Every registered claim has an entry (a test checks it); claims of one paper share one heading.
+PAPERS = {
+    "C1": "Zhang, Bengio, Hardt, Recht & Vinyals, ICLR 2017 — Understanding deep learning requires rethinking "
+          "generalization",
+    "C6": "Belkin, Hsu, Ma & Mandal, PNAS 2019 — Reconciling modern machine-learning practice and the classical "
+          "bias–variance trade-off",
+    "C7": "Risk in closed form — Hastie, Montanari, Rosset & Tibshirani 2022; Belkin, Hsu & Xu 2020; Mei & Montanari "
+          "2022; Nakkiran 2019",
+    "C8": "Bayesian evidence — Bishop, PRML §3.5; MacKay 1992; Smith & Le, ICLR 2018",
+    "C10": "kernelgen's symbolic derivations (proofs/)",
+    "C11": "Belkin, Ma & Mandal, ICML 2018 — To understand deep learning we need to understand kernel learning",
+    "C12": "Lee, Bahri, Novak, Schoenholz, Pennington & Sohl-Dickstein, ICLR 2018 — Deep neural networks as Gaussian "
+           "processes",
+    "C13": "Spigler, Geiger & Wyart, J. Stat. Mech. 2020 — Asymptotic learning curves of kernel methods",
+    "C14": "Canatar, Bordelon & Pehlevan, Nat. Commun. 2021 — Spectral bias and task–model alignment",
+    "C15": "Lee, Xiao, Schoenholz, Bahri, Novak, Sohl-Dickstein & Pennington, NeurIPS 2019 — Wide neural networks "
+           "of any depth evolve as linear models",
+    "C16": "Arora, Du, Hu, Li & Wang, ICML 2019 — Fine-grained analysis of optimization and generalization",
+    "C18": "Early stopping and ridge — Yao, Rosasco & Caponnetto 2007; Raskutti, Wainwright & Yu 2014",
+    "C19": "De Palma, Kiani & Lloyd, NeurIPS 2019 — Random deep neural networks are biased towards simple functions",
+    "C20": "Maddox, Benton & Wilson 2020 — Rethinking parameter counting: effective dimensionality",
+}
+for _same, _as in (("C2", "C1"), ("C3", "C1"), ("C4", "C1"), ("C5", "C1"), ("C17", "C1"), ("C9", "C8"),
+                   ("C21", "C8")):
+    PAPERS[_same] = PAPERS[_as]
+del _same, _as
+
+
+def paper_of(claim_id: str) -> str:
+    """The heading under which ``claim_id`` is reported (:data:`PAPERS`; unknown ids get their own)."""
+    return PAPERS.get(claim_id, f"{claim_id} (no paper registered)")
+
+
+def by_paper(ids: list[str]) -> list[tuple[str, list[str]]]:
+    """``ids`` grouped by :func:`paper_of`, papers in order of their first claim, claims in the given order."""
+    groups: dict[str, list[str]] = {}
+    for i in ids:
+        groups.setdefault(paper_of(i), []).append(i)
+    return list(groups.items())
 
 _BANNERS = {
     "smoke": ("`smoke` checks the machinery, not the papers' numbers: every claim's computation runs at a tiny "
@@ -162,21 +204,25 @@ def write_report(out_dir: Path, budget: str, claims: list[Claim], results: list[
     for c, r in zip(claims, results):
         L.append(f"| [{c.id}](#{c.id.lower()}) | {_cell(c.title)} | {_cell(c.scales[budget].checked)} | "
                  f"{_cell(source_cell(c, budget))} | {_cell(format_measured(r))} | **{r.verdict}** | {r.seconds:.1f} |")
-    for c, r, rec in zip(claims, results, records):
-        sc = c.scales[budget]
-        tested = "tested at this budget" if sc.source_tested else f"NOT tested at `{budget}` (`full` tests it)"
-        L += ["", f"## {c.id}", "", f"**{c.title}** — {c.statement}", "",
-              f"- source: {c.source}; source value: {c.source_value} ({tested})",
-              f"- quantity: {c.quantity}",
-              f"- checked at this budget: {sc.checked}",
-              f"- scale ({budget}): `{json.dumps(_jsonable(dict(sc.params), 'scale'))}`",
-              f"- criterion: {sc.criterion} — {sc.why}",
-              f"- measured: {format_measured(r)}",
-              f"- verdict: **{r.verdict}** — {r.reason}",
-              f"- seconds: {r.seconds:.1f}",
-              f"- rerun alone: `python -m kernelgen.verify --budget {budget} --only {c.id}`"]
-        if rec["figure"]:
-            L += ["", f"![{c.id}]({rec['figure']})"]
+    index = {c.id: (c, r, rec) for c, r, rec in zip(claims, results, records)}
+    for paper, ids in by_paper([c.id for c in claims]):
+        L += ["", f"## {paper}"]
+        for cid in ids:
+            c, r, rec = index[cid]
+            sc = c.scales[budget]
+            tested = "tested at this budget" if sc.source_tested else f"NOT tested at `{budget}` (`full` tests it)"
+            L += ["", f"### {c.id}", "", f"**{c.title}** — {c.statement}", "",
+                  f"- source: {c.source}; source value: {c.source_value} ({tested})",
+                  f"- quantity: {c.quantity}",
+                  f"- checked at this budget: {sc.checked}",
+                  f"- scale ({budget}): `{json.dumps(_jsonable(dict(sc.params), 'scale'))}`",
+                  f"- criterion: {sc.criterion} — {sc.why}",
+                  f"- measured: {format_measured(r)}",
+                  f"- verdict: **{r.verdict}** — {r.reason}",
+                  f"- seconds: {r.seconds:.1f}",
+                  f"- rerun alone: `python -m kernelgen.verify --budget {budget} --only {c.id}`"]
+            if rec["figure"]:
+                L += ["", f"![{c.id}]({rec['figure']})"]
     md = out_dir / "REPORT.md"
     _write_atomic(js, json.dumps(obj, indent=1, allow_nan=False) + "\n")
     _write_atomic(md, "\n".join(L) + "\n")

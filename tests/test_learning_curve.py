@@ -220,11 +220,18 @@ def test_passes_are_shared_by_all_prefixes(data, monkeypatch):
         return orig(self, V)
 
     monkeypatch.setattr(KernelSystem, "matvec", counting)
+    orig_p = KernelSystem.matvec_prefix
+
+    def counting_p(self, V, extent):  # the shared passes' products (each block serving the prefixes it reaches)
+        rows.append(np.shape(V)[0])
+        return orig_p(self, V, extent)
+
+    monkeypatch.setattr(KernelSystem, "matvec_prefix", counting_p)
     orig_b = KernelSystem.matvec_bounded
 
-    def counting_b(self, V):  # the certifying (bounded) passes
+    def counting_b(self, V, **kw):  # the certifying (bounded) passes
         rows.append(np.shape(V)[0])
-        return orig_b(self, V)
+        return orig_b(self, V, **kw)
 
     monkeypatch.setattr(KernelSystem, "matvec_bounded", counting_b)
     lc = learning_curve(X, Y, Xt, Yt, kernel=KERN, sizes=[50, 120, 333], options={"dtype": "float32"})

@@ -558,14 +558,27 @@ class _PrefixStack:
     def __init__(self, base, groups):
         self.base, self.groups = base, groups
         self.ridge, self.mode = base.ridge, base.mode
+        width = max((c.stop for _, c in groups), default=0)
+        self._extent = np.zeros(width, dtype=np.int64)  # column -> its prefix's n (groups in increasing n)
+        for n, cols in groups:
+            self._extent[cols] = n
 
     def _mask(self, W, V, absolute=False):
         for n, cols in self.groups:
             W[n:, cols] = np.abs(V[n:, cols]) if absolute else V[n:, cols]
         return W
 
+    def _prefix_ok(self, V) -> bool:
+        """Group j's columns are zero below n_j -- exactly so: Y, the preconditioner's identity rows and the
+        CG recurrences keep them zero -- so each block of a pass need serve only the prefixes reaching its rows."""
+        return (V.ndim == 2 and V.shape[1] == self._extent.size and bool(np.all(np.diff(self._extent) >= 0))
+                and not any(V[n:, cols].any() for n, cols in self.groups))
+
     def matvec(self, V):
         V = np.asarray(V, dtype=np.float64)
+        prefix = getattr(self.base, "matvec_prefix", None)
+        if callable(prefix) and self._prefix_ok(V):
+            return self._mask(prefix(V, self._extent), V)
         return self._mask(np.array(self.base.matvec(V)), V)
 
     def matvec_with_error(self, V):
@@ -576,7 +589,9 @@ class _PrefixStack:
     def matvec_bounded(self, V):
         """The base's bounded pass (componentwise error model), the identity rows exact (error 0)."""
         V = np.asarray(V, dtype=np.float64)
-        AV, upper, err = (np.array(a) for a in self.base.matvec_bounded(V))
+        ext = self._extent if getattr(self.base, "mode", None) in ("on-the-fly", "stored") and self._prefix_ok(V) else None
+        got = self.base.matvec_bounded(V) if ext is None else self.base.matvec_bounded(V, extent=ext)
+        AV, upper, err = (np.array(a) for a in got)
         for n, cols in self.groups:
             AV[n:, cols] = V[n:, cols]
             upper[n:, cols] = np.abs(V[n:, cols])

@@ -115,7 +115,7 @@ class BoundedProducts:
 
 
 def entries_bounded_symmetric_apply(src, V, *, tau: float = 0.0, verbose=False,
-                                    desc="float64 K @ V (bounded)") -> BoundedProducts:
+                                    desc="float64 K @ V (bounded)", extent=None) -> BoundedProducts:
     """K_hat V and (K_hat o (1 + tau T_hat))|V| in one pass, the signed product with a short summation.
 
     The certifying pass of the proven residual bound (docs/numerics.md, "The proven residual bound"):
@@ -141,6 +141,11 @@ def entries_bounded_symmetric_apply(src, V, *, tau: float = 0.0, verbose=False,
     V : ndarray of shape (n, k) or (n,)
     tau : float >= 0
         Weight of the exponent in M (0: M = K_hat).
+    extent : array of int, optional
+        As in :func:`entries_symmetric_apply`: column j of V is zero in rows >= extent[j] (non-decreasing)
+        and only its rows < extent[j] are wanted (the others are returned as 0). A block serves only the
+        columns reaching its rows; the terms skipped are exact zeros, and the accumulation structure (h, N,
+        D of :func:`bounded_summation_depth`) is the same or shorter, so the bound holds unchanged.
 
     Returns
     -------
@@ -170,6 +175,11 @@ def entries_bounded_symmetric_apply(src, V, *, tau: float = 0.0, verbose=False,
     AT = np.ascontiguousarray(A.T)
     minus_tau = -float(tau)
     items = _sub_blocks(n, lambda r1: r1)
+    if extent is not None:
+        extent = np.asarray(extent, dtype=np.int64)
+        if extent.shape != (k,) or np.any(np.diff(extent) < 0) or np.any(extent < 0):
+            raise InvalidInputError(f"extent must be {k} non-decreasing non-negative row counts, one per column of "
+                                    f"V; got shape {extent.shape}.")
 
     def make_state():
         z = lambda *shape: np.zeros(shape)  # noqa: E731
@@ -179,6 +189,10 @@ def entries_bounded_symmetric_apply(src, V, *, tau: float = 0.0, verbose=False,
     def fn(item, state):
         hi, lo, ab, hiT, loT, abT = state
         r0, r1, c0, c1 = item
+        j0 = 0 if extent is None else int(np.searchsorted(extent, r0, side="right"))
+        if j0 >= k:  # no column reaches these rows
+            return
+        js = slice(j0, None)
         lo_end = min(c1, r0)
         d0 = max(c0, r0)
 
@@ -190,14 +204,14 @@ def entries_bounded_symmetric_apply(src, V, *, tau: float = 0.0, verbose=False,
             if lo_end > c0:
                 w = lo_end - c0
                 Kl, Ml = Kc[:, :w], M[:, :w]
-                _two_sum_into(hi[ra:rb], lo[ra:rb], _segmented_rows(Kl, V2[c0:lo_end]))
-                ab[ra:rb] += Ml @ A[c0:lo_end]
-                _two_sum_into(hiT[:, c0:lo_end], loT[:, c0:lo_end], _segmented_cols(VT[:, ra:rb], Kl))
-                abT[:, c0:lo_end] += AT[:, ra:rb] @ Ml
+                _two_sum_into(hi[ra:rb, js], lo[ra:rb, js], _segmented_rows(Kl, V2[c0:lo_end, js]))
+                ab[ra:rb, js] += Ml @ A[c0:lo_end, js]
+                _two_sum_into(hiT[js, c0:lo_end], loT[js, c0:lo_end], _segmented_cols(VT[js, ra:rb], Kl))
+                abT[js, c0:lo_end] += AT[js, ra:rb] @ Ml
             if c1 > r0:
                 Kd, Md = Kc[:, d0 - c0: c1 - c0], M[:, d0 - c0: c1 - c0]
-                _two_sum_into(hi[ra:rb], lo[ra:rb], _segmented_rows(Kd, V2[d0:c1]))
-                ab[ra:rb] += Md @ A[d0:c1]
+                _two_sum_into(hi[ra:rb, js], lo[ra:rb, js], _segmented_rows(Kd, V2[d0:c1, js]))
+                ab[ra:rb, js] += Md @ A[d0:c1, js]
 
         src.block(r0, r1, c0, c1, r0 - c0, None, consume, want_t=True)
 
@@ -213,4 +227,8 @@ def entries_bounded_symmetric_apply(src, V, *, tau: float = 0.0, verbose=False,
         lo += p[4].T
         ab += p[5].T
     hi += lo  # the one rounding of the compensated sum
+    if extent is not None:  # the unwanted rows of each column: 0, not a partial sum
+        for j in range(k):
+            hi[extent[j]:, j] = 0.0
+            ab[extent[j]:, j] = 0.0
     return BoundedProducts(hi.reshape(V.shape), ab.reshape(V.shape), float(tau))

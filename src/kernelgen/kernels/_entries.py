@@ -591,8 +591,18 @@ def symmetric_apply(kernel, X, V, *, tile=DEFAULT_TILE, verbose=False, desc="flo
     return entries_symmetric_apply(kernel.entries(X, None, dtype=np.float64), V, verbose=verbose, desc=desc)
 
 
-def entries_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ V") -> np.ndarray:
-    """k(X, X) @ V for the float64 entries ``src`` of k(X, X) (reused across passes: see symmetric_apply)."""
+def entries_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ V", extent=None) -> np.ndarray:
+    """k(X, X) @ V for the float64 entries ``src`` of k(X, X) (reused across passes: see symmetric_apply).
+
+    ``extent`` (optional, non-decreasing ints, one per column of ``V``): column j of ``V`` is zero in
+    rows ``>= extent[j]`` and only rows ``< extent[j]`` of column j of the result are wanted -- the
+    stacked prefix systems of a nested learning curve. A block whose rows start at ``r0`` then
+    multiplies only the columns with ``extent > r0`` (a suffix); the other columns of its rows are
+    left 0. Every wanted entry is the same sum of the same terms as without ``extent`` (same blocks, same
+    accumulation structure; only products with zero rows of ``V`` and unwanted outputs are skipped), so
+    the summation-depth bound is unchanged; BLAS may order a block's dot products differently for a
+    different number of columns.
+    """
     dtype = np.dtype(np.float64)
     if src.dtype != dtype or not src.same:
         raise InvalidInputError("entries_symmetric_apply needs the float64 entries of a symmetric k(X, X).")
@@ -603,28 +613,38 @@ def entries_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ V") -> n
     items = _sub_blocks(n, lambda r1: r1)
     V2 = V.reshape(n, -1)
     VT = np.ascontiguousarray(V2.T)  # (k, n): the transposed products accumulate as rows of k x n
+    if extent is not None:
+        extent = np.asarray(extent, dtype=np.int64)
+        if extent.shape != (V2.shape[1],) or np.any(np.diff(extent) < 0) or np.any(extent < 0):
+            raise InvalidInputError(f"extent must be {V2.shape[1]} non-decreasing non-negative row counts, one per "
+                                    f"column of V; got shape {extent.shape}.")
 
     def fn(item, state):
         out, outT = state
         r0, r1, c0, c1 = item
+        # the columns this block serves: every row here (and every transposed row) is >= r0
+        j0 = 0 if extent is None else int(np.searchsorted(extent, r0, side="right"))
+        if j0 >= V2.shape[1]:
+            return
+        js = slice(j0, None)
         lo_end = min(c1, r0)  # columns [c0, lo_end) are strictly below the diagonal
         d0 = max(c0, r0)  # columns [d0, c1) belong to the diagonal block
         # the transposed products of this block's chunks are summed here first, then added once to outT
         # (short accumulation chains: see fused_summation_depth)
-        accT = np.zeros((VT.shape[0], max(0, lo_end - c0)))
+        accT = np.zeros((VT.shape[0] - j0, max(0, lo_end - c0)))
 
         def consume(a, b, Kc):  # Kc = K[r0 + a: r0 + b, c0:c1], in cache
             ra, rb = r0 + a, r0 + b
             if lo_end > c0:
                 Kl = Kc[:, : lo_end - c0]
-                out[ra:rb] += Kl @ V2[c0:lo_end]
-                accT[...] += VT[:, ra:rb] @ Kl
+                out[ra:rb, js] += Kl @ V2[c0:lo_end, js]
+                accT[...] += VT[js, ra:rb] @ Kl
             if c1 > r0:
-                out[ra:rb] += Kc[:, d0 - c0: c1 - c0] @ V2[d0:c1]
+                out[ra:rb, js] += Kc[:, d0 - c0: c1 - c0] @ V2[d0:c1, js]
 
         src.block(r0, r1, c0, c1, r0 - c0, None, consume)
         if lo_end > c0:
-            outT[:, c0:lo_end] += accT
+            outT[js, c0:lo_end] += accT
 
     with tqdm(total=len(items), desc=desc, unit="block", disable=not verbose, mininterval=1.0) as bar:
         parts = _parallel_map(items, fn, lambda: (np.zeros_like(V2), np.zeros_like(VT)), bar=bar)
@@ -633,6 +653,9 @@ def entries_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ V") -> n
     for p, pT in parts[1:]:
         out += p
         out += pT.T
+    if extent is not None:  # the unwanted rows of each column: 0, not a partial sum
+        for j in range(V2.shape[1]):
+            out[extent[j]:, j] = 0.0
     return out.reshape(V.shape)
 
 

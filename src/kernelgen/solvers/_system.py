@@ -75,7 +75,10 @@ class KernelSystem:
             self.X64, self._entries = X64, None
 
     def matvec(self, V):
-        V = np.asarray(V, dtype=np.float64)
+        return self._product(np.asarray(V, dtype=np.float64))
+
+    def _product(self, V):
+        """(K + ridge I) V for a float64 V (:meth:`matvec`'s body; :meth:`matvec_prefix` shares it)."""
         if self.mode == OperatorMode.PRECOMPUTED:  # the caller's K, on the host or on a device (a callable)
             out = self.K(V) if callable(self.K) else self.K @ V
         elif self.mode == OperatorMode.STORED:
@@ -88,11 +91,30 @@ class KernelSystem:
             out = entries_symmetric_apply(self._entries, V, verbose=self.verbose)
         return out + self.ridge * V if self.ridge else out
 
+    def matvec_prefix(self, V, extent):
+        """Rows ``< extent[j]`` of column j of (K + ridge I) V, for V zero in rows ``>= extent[j]`` (other rows 0).
+
+        The stacked prefix systems of :func:`kernelgen.learning_curve`: on the fly, a block serves only
+        the columns whose prefix reaches its rows (:func:`~kernelgen.kernels.entries_symmetric_apply`'s
+        ``extent``); the wanted entries are the same sums as :meth:`matvec`'s. Other modes compute the
+        whole product and zero the unwanted rows.
+        """
+        V = np.asarray(V, dtype=np.float64)
+        if self.mode != OperatorMode.ON_THE_FLY or V.ndim != 2:
+            out = np.array(self._product(V))
+            for j, e in enumerate(np.asarray(extent).tolist()):
+                out[int(e):, j] = 0.0
+            return out
+        if self._entries is None:
+            self._entries = self.kernel.entries(self.X64, None, dtype=np.float64)
+        out = entries_symmetric_apply(self._entries, V, verbose=self.verbose, extent=extent)
+        return out + self.ridge * V if self.ridge else out
+
     def matvec_with_error(self, V):
         """((K + ridge I) V, (K + ridge I)|V|) from one pass over the kernel (the products of [V, |V|])."""
         return products_with_abs(self.matvec, V)
 
-    def matvec_bounded(self, V):
+    def matvec_bounded(self, V, extent=None):
         """((K + ridge I) V, U, E) from one bounded pass: U >= the exact (K + ridge I)|V| and
         E >= |computed - exact (K + ridge I) V| componentwise, K the kernel of the given data in exact arithmetic.
 
@@ -120,7 +142,9 @@ class KernelSystem:
         h, N, D = bounded_summation_depth(n)
         g_sum = _gamma(h) + (u + 4.0 * N * N * u * u) * (1.0 + _gamma(h))
         c0 = g_sum + model.a0
-        bp = entries_bounded_symmetric_apply(self._entries, V, tau=model.a1 / c0, verbose=self.verbose)
+        if extent is not None and V.ndim != 2:
+            raise InvalidInputError("extent needs a 2-D V (one extent per column)")
+        bp = entries_bounded_symmetric_apply(self._entries, V, tau=model.a1 / c0, verbose=self.verbose, extent=extent)
         up = 1.0 + 8.0 * u
         m_abs = bp.M_abs * (up / ((1.0 - u) ** 2 * (1.0 - _gamma(D))))
         V2 = V.reshape(n, -1)

@@ -71,6 +71,12 @@ def test_merge_into_one_of_its_sources(tmp_path):
     recs = {r["id"]: r for r in json.loads((out / "report.json").read_text())["claims"]}
     assert recs["C1"]["verdict"] == "pass" and recs["C21"]["verdict"] == "pass"
     assert (out / "figures" / "C1.png").read_bytes() == before
+    # merging again (the merged report as a source) keeps each claim's own run, not the merge's
+    c = _report(tmp_path / "c", "full", [("C14", "fail", 0.8)])
+    merge_reports([out, c], out, command="m2")
+    recs2 = {r["id"]: r for r in json.loads((out / "report.json").read_text())["claims"]}
+    assert recs2["C21"]["run"]["from"] == str(b) and recs2["C21"]["run"]["command"] == "run b"
+    assert recs2["C1"]["run"]["command"] == "run out" and recs2["C14"]["run"]["from"] == str(c)
 
 
 def test_refusals_write_nothing(tmp_path):

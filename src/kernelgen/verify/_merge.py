@@ -134,7 +134,8 @@ def merge_reports(sources: list, out_dir, *, command: str) -> tuple[Path, Path]:
                 raise InvalidInputError(f"--merge: {cid}'s figure {fig_src} is missing; rerun {cid}")
             rec["figure"] = f"figures/{cid}{fig_src.suffix}"
             figures.append((fig_src, out_dir / rec["figure"]))
-        rec["run"] = {"from": str(src), **run}
+        if not isinstance(rec.get("run"), dict):  # a merged report's record keeps the run it came from
+            rec["run"] = {"from": str(src), **run}
         rec["rerun"] = f"python -m kernelgen.verify --budget {budget} --only {cid}"
         c = registered.get(cid)
         if c is not None and budget in c.scales:  # records written before these fields existed

@@ -110,3 +110,59 @@ def test_cli_merge_and_inapplicable_flags(tmp_path, capsys):
             main(["--merge", str(a), "--out", str(tmp_path / "o2"), *extra])
         assert e.value.code == 2
     assert "does not apply" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda o: o.update(claims=[1]), "not an object"),
+    (lambda o: o.update(budget="bogus"), "budget 'bogus'"),
+    (lambda o: o.update(provenance="x"), "'provenance' must be an object"),
+    (lambda o: o["claims"][0].update(measured="12%"), "not a finite number"),
+    (lambda o: o["claims"][0].update(interval=[0.1]), "'interval'"),
+    (lambda o: o["claims"][0].update(seconds="abc"), "'seconds'"),
+    (lambda o: o["claims"][0].update(figure="../../etc/hostname"), "inside the report directory"),
+    (lambda o: o["claims"][0].update(figure="/etc/hostname"), "inside the report directory"),
+    (lambda o: o["claims"][0].update(id="C99"), "not registered"),
+    (lambda o: o["claims"][0].update(id="c1"), "not registered"),
+    (lambda o: o["claims"][0].pop("id"), "no 'id'"),
+    (lambda o: o["claims"][0].update(details={"x": float("inf")}), "not finite JSON"),
+    (lambda o: o["claims"][0].update(title=5), "'title' is int"),
+])
+def test_corrupt_records_are_named_and_nothing_is_written(tmp_path, edit, match):
+    a = _report(tmp_path / "a", "full", [("C1", "pass", 0.1)])
+    obj = json.loads((a / "report.json").read_text())
+    edit(obj)
+    (a / "report.json").write_text(json.dumps(obj))
+    with pytest.raises(CorruptFileError, match=match) as e:
+        merge_reports([a], tmp_path / "out", command="m")
+    assert str(a / "report.json") in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_outputs_are_refused_before_anything_changes(tmp_path):
+    a = _report(tmp_path / "a", "full", [("C1", "pass", 0.1)])
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(InvalidInputError, match="is a file"):
+        merge_reports([a], f, command="m")
+    out = _report(tmp_path / "out", "full", [("C3", "pass", 0.0122)])
+    before = (out / "report.json").read_bytes()
+    (out / "REPORT.md").mkdir()  # REPORT.md cannot be replaced: report.json must not be replaced either
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        merge_reports([out, a], out, command="m")
+    assert (out / "report.json").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["REPORT.md", "figures", "report.json"]  # no temporaries left
+
+
+def test_cli_refuses_json_out_over_a_report_and_abbreviated_budget(tmp_path, capsys):
+    a = _report(tmp_path / "a", "full", [("C1", "pass", 0.1)])
+    before = (a / "report.json").read_bytes()
+    for target in (a / "report.json", tmp_path / "o" / "report.json", tmp_path / "o" / "REPORT.md"):
+        with pytest.raises(SystemExit) as e:
+            main(["--merge", str(a), "--out", str(tmp_path / "o"), "--json-out", str(target)])
+        assert e.value.code == 2
+    assert (a / "report.json").read_bytes() == before and not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as e:  # argparse accepts the abbreviation; it must still be refused
+        main(["--merge", str(a), "--out", str(tmp_path / "o"), "--budg", "full"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "would overwrite a report" in err and "does not apply" in err

@@ -106,9 +106,9 @@ def build_parser() -> cli.ScriptParser:
                         seed_help="base seed of every random draw (feature maps, SGD keys, label corruption)",
                         data_home=True, epilog=epilog)
     p.prog = "python -m kernelgen.verify"
-    p.add_argument("--budget", choices=BUDGETS, default="quick",
-                   help="smoke: seconds, tiny scales; quick: MNIST claims on 10,000-image subsets (minutes); "
-                        "full: paper scale (60,000 images, the Gabor run, all seeds)")
+    p.add_argument("--budget", choices=BUDGETS, default=None,
+                   help="smoke: seconds, tiny scales; quick (default): MNIST claims on 10,000-image subsets "
+                        "(minutes); full: paper scale (60,000 images, the Gabor run, all seeds)")
     p.add_argument("--only", default=None, metavar="IDS",
                    help="comma-separated claim ids, e.g. C3,C6 (default: all claims)")
     p.add_argument("--out", type=Path, default=Path("results/verify"), metavar="DIR",
@@ -262,10 +262,15 @@ def main(argv=None) -> int:
     status = {"code": 0}
 
     def body(args):
+        out_files = {(Path(args.out) / f).resolve() for f in ("report.json", "REPORT.md")}
+        if args.merge is not None:
+            out_files |= {(Path(m) / f).resolve() for m in args.merge for f in ("report.json", "REPORT.md")}
+        if args.json_out is not None and Path(args.json_out).resolve() in out_files:
+            parser.error(f"--json-out {args.json_out} would overwrite a report (the output's or a merged source's); "
+                         "give the summary JSON another name")
         if args.merge is not None:
             bad = [f for f, given in (("--only", args.only is not None), ("--dry-run", args.dry_run),
-                                      ("--budget", any(a == "--budget" or a.startswith("--budget=") for a in argv)))
-                   if given]
+                                      ("--budget", args.budget is not None)) if given]
             if bad:
                 parser.error(f"--merge runs no claim: {', '.join(bad)} does not apply (the budget is the reports')")
             command = "python -m kernelgen.verify " + shlex.join(argv)
@@ -274,6 +279,7 @@ def main(argv=None) -> int:
             cli.emit({"merged": [str(m) for m in args.merge], "report": str(md), "report_json": str(js)},
                      json_out=args.json_out, seeds={"base": args.seed})
             return
+        args.budget = args.budget or "quick"
         try:
             claims = _select(args.only)
         except KeyError as exc:

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from .._files import atomic_write
 from ..cli import _jsonable
 from ..errors import CorruptFileError, InvalidInputError
 from ..provenance import provenance
-from ._core import INTERRUPTED, NOT_RUN, VERDICTS, Result
+from ._core import BUDGETS, INTERRUPTED, NOT_RUN, VERDICTS, Result
 from ._registry import CLAIMS
 from ._report import _cell, _provenance_lines, budget_banner, by_paper, format_measured
 
@@ -48,7 +51,58 @@ def _load(src: Path) -> dict:
     if not isinstance(obj, dict) or not isinstance(obj.get("claims"), list) or "budget" not in obj:
         raise CorruptFileError(f"{js}: not a kernelgen verify report (no 'budget' / 'claims'); "
                                "rerun the claims it held")
+    bad = None
+    if obj["budget"] not in BUDGETS:
+        bad = f"budget {obj['budget']!r} is not one of {list(BUDGETS)}"
+    elif not isinstance(obj.get("provenance", {}), dict) or not isinstance(obj.get("command", ""), (str, type(None))):
+        bad = "'provenance' must be an object and 'command' a string"
+    if bad is None:
+        for rec in obj["claims"]:
+            bad = _record_problem(Path(src), rec)
+            if bad:
+                break
+    if bad:
+        raise CorruptFileError(f"{js}: {bad}; rerun the claims it held (or restore the file)")
     return obj
+
+
+def _number_ok(v, *, none_ok: bool) -> bool:
+    if v is None:
+        return none_ok
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _record_problem(src: Path, rec) -> str | None:
+    """Why a claim record cannot be merged (None when it can): every field the report reads, checked."""
+    if not isinstance(rec, dict):
+        return f"a claim record is {type(rec).__name__}, not an object"
+    cid = rec.get("id")
+    if not isinstance(cid, str) or not cid:
+        return "a claim record has no 'id'"
+    if cid not in {c.id for c in CLAIMS}:
+        return f"claim {cid!r} is not registered in this kernelgen (ids: C1 ... C{len(CLAIMS)}, as written)"
+    if rec.get("verdict") not in VERDICTS:
+        return f"{cid}: verdict {rec.get('verdict')!r} is not one of {list(VERDICTS)}"
+    if not _number_ok(rec.get("measured"), none_ok=True):
+        return f"{cid}: 'measured' {rec.get('measured')!r} is not a finite number (NaN/inf is never a result)"
+    iv = rec.get("interval")
+    if iv is not None and not (isinstance(iv, list) and len(iv) == 2 and all(_number_ok(x, none_ok=False) for x in iv)):
+        return f"{cid}: 'interval' {iv!r} is not two finite numbers"
+    if not _number_ok(rec.get("seconds", 0.0), none_ok=False):
+        return f"{cid}: 'seconds' {rec.get('seconds')!r} is not a finite number"
+    fig = rec.get("figure")
+    if fig is not None:
+        if not isinstance(fig, str) or Path(fig).is_absolute() or ".." in Path(fig).parts:
+            return f"{cid}: 'figure' {fig!r} is not a path inside the report directory"
+    for key in ("title", "statement", "source", "source_value", "quantity", "reason", "criterion", "justification",
+                "unit", "interval_kind", "checked"):
+        if rec.get(key) is not None and not isinstance(rec.get(key), str):
+            return f"{cid}: {key!r} is {type(rec.get(key)).__name__}, not text"
+    try:
+        json.dumps(rec, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"{cid}: a value is not finite JSON ({exc}; NaN/inf is never a result)"
+    return None
 
 
 def _result(rec: dict) -> Result:
@@ -102,10 +156,7 @@ def merge_reports(sources: list, out_dir, *, command: str) -> tuple[Path, Path]:
     for src, obj in loaded:
         run = {"command": obj.get("command"), "provenance": obj.get("provenance") or {}}
         for rec in obj["claims"]:
-            cid = rec.get("id")
-            if rec.get("verdict") not in VERDICTS or not isinstance(cid, str):
-                raise CorruptFileError(f"{src / 'report.json'}: claim record {cid!r} has verdict "
-                                       f"{rec.get('verdict')!r}; rerun the claims it held")
+            cid = rec["id"]
             if rec["verdict"] in (INTERRUPTED, NOT_RUN):
                 log.warning("merge: %s in %s is %s; not used", cid, src, rec["verdict"])
                 continue
@@ -130,6 +181,8 @@ def merge_reports(sources: list, out_dir, *, command: str) -> tuple[Path, Path]:
         rec = dict(rec)
         if rec.get("figure"):
             fig_src = src / rec["figure"]
+            if not fig_src.resolve().is_relative_to(src.resolve()):
+                raise CorruptFileError(f"{src / 'report.json'}: {cid}'s figure {rec['figure']!r} lies outside {src}")
             if not fig_src.is_file():
                 raise InvalidInputError(f"--merge: {cid}'s figure {fig_src} is missing; rerun {cid}")
             rec["figure"] = f"figures/{cid}{fig_src.suffix}"
@@ -198,12 +251,51 @@ def merge_reports(sources: list, out_dir, *, command: str) -> tuple[Path, Path]:
                 L += ["", f"![{cid}]({r['figure']})"]
 
     text = json.dumps(obj, indent=1, allow_nan=False) + "\n"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "figures").mkdir(exist_ok=True)
-    for fig_src, fig_dst in figures:
-        if fig_src.resolve() != fig_dst.resolve():
-            atomic_write(fig_dst, lambda f, p=fig_src: _copy(p, f))
     js, md = out_dir / "report.json", out_dir / "REPORT.md"
-    atomic_write(js, lambda f: f.write(text), binary=False)
-    atomic_write(md, lambda f: f.write("\n".join(L) + "\n"), binary=False)
+    _check_out(out_dir)
+    # both files are staged beside their targets, the figures copied (each whole), then both renamed:
+    # a refusal or an error before the renames leaves OUT as it was
+    staged = []
+    try:
+        for target, content in ((js, text), (md, "\n".join(L) + "\n")):
+            tmp = out_dir / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+            staged.append((tmp, target))
+            with os.fdopen(fd, "w") as f:
+                f.write(content)
+        (out_dir / "figures").mkdir(exist_ok=True)
+        for fig_src, fig_dst in figures:
+            if fig_src.resolve() != fig_dst.resolve():
+                atomic_write(fig_dst, lambda f, p=fig_src: _copy(p, f))
+        for tmp, target in staged:
+            os.replace(tmp, target)
+        staged = []
+    except OSError as exc:
+        raise InvalidInputError(f"--out {out_dir}: cannot write the merged report there ({type(exc).__name__}: "
+                                f"{exc}); nothing was replaced") from exc
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
     return md, js
+
+
+def _check_out(out_dir: Path) -> None:
+    """Refuse an output directory the merged report cannot be written into, before anything is written."""
+    problems = []
+    if out_dir.exists() and not out_dir.is_dir():
+        problems.append(f"{out_dir} is a file, not a directory")
+    else:
+        for name, want_dir in (("figures", True), ("REPORT.md", False), ("report.json", False)):
+            q = out_dir / name
+            if q.exists() and q.is_dir() != want_dir:
+                problems.append(f"{q} is {'a file' if want_dir else 'a directory'}")
+    if not problems:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            probe = out_dir / ".kernelgen-merge-write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            problems.append(f"cannot write there ({type(exc).__name__}: {exc})")
+    if problems:
+        raise InvalidInputError(f"--out {out_dir}: " + "; ".join(problems) + "; choose another --out")

@@ -562,6 +562,8 @@ class _PrefixStack:
         self._extent = np.zeros(width, dtype=np.int64)  # column -> its prefix's n (groups in increasing n)
         for n, cols in groups:
             self._extent[cols] = n
+        # the base serves a pass by prefix (matvec_prefix, and matvec_bounded's extent) when it can
+        self._by_prefix = callable(getattr(base, "matvec_prefix", None)) and bool(np.all(np.diff(self._extent) >= 0))
 
     def _mask(self, W, V, absolute=False):
         for n, cols in self.groups:
@@ -571,14 +573,13 @@ class _PrefixStack:
     def _prefix_ok(self, V) -> bool:
         """Group j's columns are zero below n_j -- exactly so: Y, the preconditioner's identity rows and the
         CG recurrences keep them zero -- so each block of a pass need serve only the prefixes reaching its rows."""
-        return (V.ndim == 2 and V.shape[1] == self._extent.size and bool(np.all(np.diff(self._extent) >= 0))
+        return (self._by_prefix and V.ndim == 2 and V.shape[1] == self._extent.size
                 and not any(V[n:, cols].any() for n, cols in self.groups))
 
     def matvec(self, V):
         V = np.asarray(V, dtype=np.float64)
-        prefix = getattr(self.base, "matvec_prefix", None)
-        if callable(prefix) and self._prefix_ok(V):
-            return self._mask(prefix(V, self._extent), V)
+        if self._prefix_ok(V):
+            return self._mask(self.base.matvec_prefix(V, self._extent), V)
         return self._mask(np.array(self.base.matvec(V)), V)
 
     def matvec_with_error(self, V):
@@ -589,8 +590,7 @@ class _PrefixStack:
     def matvec_bounded(self, V):
         """The base's bounded pass (componentwise error model), the identity rows exact (error 0)."""
         V = np.asarray(V, dtype=np.float64)
-        ext = self._extent if getattr(self.base, "mode", None) in ("on-the-fly", "stored") and self._prefix_ok(V) else None
-        got = self.base.matvec_bounded(V) if ext is None else self.base.matvec_bounded(V, extent=ext)
+        got = self.base.matvec_bounded(V, extent=self._extent) if self._prefix_ok(V) else self.base.matvec_bounded(V)
         AV, upper, err = (np.array(a) for a in got)
         for n, cols in self.groups:
             AV[n:, cols] = V[n:, cols]

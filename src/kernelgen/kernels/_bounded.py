@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .._validation import as_float_array
 from ..errors import InvalidInputError, ShapeMismatchError
-from ._entries import _CHUNK_ELEMS, _SUB_COLS, _SUB_ROWS, _n_threads, _parallel_map, _sub_blocks
+from ._entries import _CHUNK_ELEMS, _SUB_COLS, _SUB_ROWS, _n_threads, _parallel_map, _sub_blocks, checked_extent
 
 __all__ = ["BoundedProducts", "bounded_summation_depth", "entries_bounded_symmetric_apply"]
 
@@ -175,11 +175,7 @@ def entries_bounded_symmetric_apply(src, V, *, tau: float = 0.0, verbose=False,
     AT = np.ascontiguousarray(A.T)
     minus_tau = -float(tau)
     items = _sub_blocks(n, lambda r1: r1)
-    if extent is not None:
-        extent = np.asarray(extent, dtype=np.int64)
-        if extent.shape != (k,) or np.any(np.diff(extent) < 0) or np.any(extent < 0):
-            raise InvalidInputError(f"extent must be {k} non-decreasing non-negative row counts, one per column of "
-                                    f"V; got shape {extent.shape}.")
+    extent = checked_extent(extent, k)
 
     def make_state():
         z = lambda *shape: np.zeros(shape)  # noqa: E731

@@ -591,6 +591,17 @@ def symmetric_apply(kernel, X, V, *, tile=DEFAULT_TILE, verbose=False, desc="flo
     return entries_symmetric_apply(kernel.entries(X, None, dtype=np.float64), V, verbose=verbose, desc=desc)
 
 
+def checked_extent(extent, k: int):
+    """``extent`` as int64 (None stays None): k non-decreasing, non-negative row counts, else InvalidInputError."""
+    if extent is None:
+        return None
+    extent = np.asarray(extent, dtype=np.int64)
+    if extent.shape != (k,) or np.any(np.diff(extent) < 0) or np.any(extent < 0):
+        raise InvalidInputError(f"extent must be {k} non-decreasing non-negative row counts, one per column of V; "
+                                f"got shape {extent.shape}.")
+    return extent
+
+
 def entries_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ V", extent=None) -> np.ndarray:
     """k(X, X) @ V for the float64 entries ``src`` of k(X, X) (reused across passes: see symmetric_apply).
 
@@ -613,11 +624,7 @@ def entries_symmetric_apply(src, V, *, verbose=False, desc="float64 K @ V", exte
     items = _sub_blocks(n, lambda r1: r1)
     V2 = V.reshape(n, -1)
     VT = np.ascontiguousarray(V2.T)  # (k, n): the transposed products accumulate as rows of k x n
-    if extent is not None:
-        extent = np.asarray(extent, dtype=np.int64)
-        if extent.shape != (V2.shape[1],) or np.any(np.diff(extent) < 0) or np.any(extent < 0):
-            raise InvalidInputError(f"extent must be {V2.shape[1]} non-decreasing non-negative row counts, one per "
-                                    f"column of V; got shape {extent.shape}.")
+    extent = checked_extent(extent, V2.shape[1])
 
     def fn(item, state):
         out, outT = state

@@ -21,6 +21,7 @@ from ..errors import InterpolationWarning, InvalidInputError, ShapeMismatchError
 from ..factors import CholeskyFactor, EighFactor, LowerPanels, symmetric_matvec_panels
 from ..kernels import (bounded_summation_depth, entries_bounded_symmetric_apply, entries_symmetric_apply,
                        fused_summation_depth)
+from ..kernels._entries import checked_extent
 from ..numerics import safe_norm, unit_roundoff
 from ._backend import OperatorMode, no_entry_bound_reason, product_error_bound, products_with_abs
 from ._out_of_core import disk_factor
@@ -77,8 +78,8 @@ class KernelSystem:
     def matvec(self, V):
         return self._product(np.asarray(V, dtype=np.float64))
 
-    def _product(self, V):
-        """(K + ridge I) V for a float64 V (:meth:`matvec`'s body; :meth:`matvec_prefix` shares it)."""
+    def _product(self, V, extent=None):
+        """(K + ridge I) V for a float64 V (:meth:`matvec`'s body; :meth:`matvec_prefix` passes ``extent``)."""
         if self.mode == OperatorMode.PRECOMPUTED:  # the caller's K, on the host or on a device (a callable)
             out = self.K(V) if callable(self.K) else self.K @ V
         elif self.mode == OperatorMode.STORED:
@@ -88,27 +89,26 @@ class KernelSystem:
         else:
             if self._entries is None:
                 self._entries = self.kernel.entries(self.X64, None, dtype=np.float64)
-            out = entries_symmetric_apply(self._entries, V, verbose=self.verbose)
+            out = entries_symmetric_apply(self._entries, V, verbose=self.verbose, extent=extent)
+            extent = None  # the fused pass served only the wanted rows (the others are 0)
+        if extent is not None:  # the other modes computed the whole product: zero the unwanted rows
+            out = np.array(out)
+            for j, e in enumerate(extent.tolist()):
+                out[e:, j] = 0.0
         return out + self.ridge * V if self.ridge else out
 
     def matvec_prefix(self, V, extent):
         """Rows ``< extent[j]`` of column j of (K + ridge I) V, for V zero in rows ``>= extent[j]`` (other rows 0).
 
-        The stacked prefix systems of :func:`kernelgen.learning_curve`: on the fly, a block serves only
-        the columns whose prefix reaches its rows (:func:`~kernelgen.kernels.entries_symmetric_apply`'s
+        The stacked prefix systems of :func:`kernelgen.learning_curve`: computed on the fly, a block serves
+        only the columns whose prefix reaches its rows (:func:`~kernelgen.kernels.entries_symmetric_apply`'s
         ``extent``); the wanted entries are the same sums as :meth:`matvec`'s. Other modes compute the
         whole product and zero the unwanted rows.
         """
         V = np.asarray(V, dtype=np.float64)
-        if self.mode != OperatorMode.ON_THE_FLY or V.ndim != 2:
-            out = np.array(self._product(V))
-            for j, e in enumerate(np.asarray(extent).tolist()):
-                out[int(e):, j] = 0.0
-            return out
-        if self._entries is None:
-            self._entries = self.kernel.entries(self.X64, None, dtype=np.float64)
-        out = entries_symmetric_apply(self._entries, V, verbose=self.verbose, extent=extent)
-        return out + self.ridge * V if self.ridge else out
+        if V.ndim != 2:
+            raise InvalidInputError("extent needs a 2-D V (one extent per column)")
+        return self._product(V, checked_extent(extent, V.shape[1]))
 
     def matvec_with_error(self, V):
         """((K + ridge I) V, (K + ridge I)|V|) from one pass over the kernel (the products of [V, |V|])."""

@@ -69,7 +69,6 @@ from ._registry import CLAIMS, REGISTRY, RUN_ORDER, get
 from ._report import budget_banner, format_measured, write_report
 
 __all__ = [
-    "merge_reports",
     "BUDGETS",
     "CLAIMS",
     "GABOR_BANDWIDTH_MULT",
@@ -89,6 +88,7 @@ __all__ = [
     "get",
     "main",
     "median_distance",
+    "merge_reports",
     "run_claims",
     "spearman",
     "synthetic_classes",

@@ -32,7 +32,7 @@ from ..errors import CorruptFileError, InvalidInputError
 from ..provenance import provenance
 from ._core import BUDGETS, INTERRUPTED, NOT_RUN, VERDICTS, Result
 from ._registry import CLAIMS
-from ._report import _cell, _provenance_lines, budget_banner, by_paper, format_measured
+from ._report import _cell, _provenance_lines, budget_banner, by_paper, format_measured, source_text
 
 __all__ = ["merge_reports"]
 
@@ -220,9 +220,7 @@ def merge_reports(sources: list, out_dir, *, command: str) -> tuple[Path, Path]:
             r = by_id[cid]
             res = _result(r) if r["verdict"] != NOT_RUN else None
             date = ((r.get("run") or {}).get("provenance") or {}).get("date") or "—"
-            sv = r.get("source_value", "")
-            if r.get("source_tested") is False and str(sv).strip() not in ("", "—", "-", "--"):
-                sv = f"not tested at `{budget}`"
+            sv = source_text(r.get("source_value", ""), r.get("source_tested") is not False, budget)
             L.append(f"| [{cid}](#{cid.lower()}) | {_cell(r.get('title', ''))} | {_cell(sv)} | "
                      f"{_cell(format_measured(res)) if res else '—'} | **{r['verdict']}** | "
                      f"{float(r.get('seconds') or 0):.1f} | {str(date)[:10]} |")

@@ -23,7 +23,8 @@ from .._files import atomic_write
 from ..cli import _jsonable
 from ._core import INTERRUPTED, NOT_RUN, VERDICTS, Claim, Result
 
-__all__ = ["PAPERS", "budget_banner", "claim_record", "format_measured", "paper_of", "source_cell", "write_report"]
+__all__ = ["PAPERS", "budget_banner", "by_paper", "claim_record", "format_measured", "paper_of", "source_cell", "source_text",
+           "write_report"]
 
 #: The paper (or body of work) each claim is checked against, for the report's grouping by paper.
 #: Every registered claim has an entry (a test checks it); claims of one paper share one heading.
@@ -103,8 +104,13 @@ def budget_banner(budget: str) -> str:
 
 def source_cell(claim: Claim, budget: str) -> str:
     """The source's number for the table: shown only where this budget tested it."""
-    if claim.scales[budget].source_tested or claim.source_value.strip() in ("", "—", "-", "--"):
-        return claim.source_value
+    return source_text(claim.source_value, claim.scales[budget].source_tested, budget)
+
+
+def source_text(source_value: str, tested: bool, budget: str) -> str:
+    """``source_value``, or "not tested at this budget" when the run did not test it (a dash stays a dash)."""
+    if tested or str(source_value).strip() in ("", "—", "-", "--"):
+        return source_value
     return f"not tested at `{budget}` (`full` tests it)"
 
 

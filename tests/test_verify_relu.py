@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from kernelgen.errors import DataUnavailableError
+from kernelgen.errors import ConvergenceError, DataUnavailableError
 from kernelgen.kernels import ReluNNGP, kernel_matrix
 from kernelgen.verify import _claims_relu as R
 from kernelgen.verify._core import Context, run_claim
@@ -89,6 +89,101 @@ def test_c12_interval_closed_form():
     mean, half, sd = R._c12_interval([0.90, 0.92], 10000)
     seed = 12.706204736174698 * 0.01414213562373095 * math.sqrt(1.5)  # t_{0.975, 1} s sqrt(1 + 1/S)
     assert half == pytest.approx(math.hypot(seed, 1.959963984540054 * math.sqrt(0.91 * 0.09 / 1e4)), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- C12's residual rule
+_U = np.finfo(np.float64).eps / 2
+
+
+def _gp_problem(n=200, depth=7, sw2=0.61, sb2=0.07, seed=4):
+    rng = np.random.default_rng(seed)
+    X = R.lee_preprocess(rng.normal(size=(n, 40)))
+    Y = np.eye(10)[rng.integers(0, 10, n)] - 0.1
+    return X, Y, ReluNNGP(depth=depth, weight_variance=sw2, bias_variance=sb2), (depth, sw2, sb2)
+
+
+def test_certified_solve_reports_the_backward_error_against_an_independent_product():
+    X, Y, kern, setting = _gp_problem()
+    fit, rec = R.certified_nngp_solve(X, Y, kern, "auto")
+    alpha = np.asarray(fit.alpha)
+    K = R.lee_nngp(X, X, *setting)  # the independent transcription of eqs. 4-5, dense
+    assert K.min() >= 0  # |K| = K for the ReLU NNGP
+    abs_norm = np.linalg.norm(K @ np.abs(alpha))
+    # the rule's ||K |alpha|||_F and the dense one differ by rounding only (entries agree to ~1e-15)
+    assert rec["backward_error"] == pytest.approx(rec["relative_residual"] * np.linalg.norm(Y) / abs_norm, rel=1e-10)
+    assert rec["backward_error_allowed"] == pytest.approx(8 * math.sqrt(200) * _U, rel=1e-15)
+    # the residual of the dense product: the same quantity by another path (float64, n = 200: <= 1e-12 apart)
+    assert np.linalg.norm(Y - K @ alpha) / np.linalg.norm(Y) <= max(rec["relative_residual"], 1e-13) + 1e-12
+    assert rec["pass"] and not rec["retried"] and rec["tol"] == 1e-10
+
+
+class _Fit:
+    """The two fields the rule reads from a fit: a stand-in for a solver's answer."""
+
+    def __init__(self, alpha, residual):
+        self.alpha, self.relative_residual = alpha, residual
+
+
+def _stall(residuals):
+    history = [{"step": i, "kind": "verified", "relative_residual": r, "seconds": 0.0}
+               for i, r in enumerate(residuals)]
+    history.insert(1, {"step": 1, "kind": "cg (recursive residual)", "relative_residual": 1e-17, "seconds": 0.0})
+    return ConvergenceError("float64 refinement did not reach relative residual 1.0e-10 (the residual stopped "
+                            "decreasing); ...", history=history)
+
+
+def test_a_stall_is_solved_again_at_twice_its_floor_with_a_float64_factor(monkeypatch):
+    X, Y, kern, _ = _gp_problem()
+    real = R.kernel_interpolate
+    calls = []
+
+    def stalls_once(X_, Y_, *, kernel, solver, options):
+        calls.append(options)
+        if len(calls) == 1:
+            raise _stall([3e-9, 2e-9, 2.5e-9, 2.2e-9])
+        return real(X_, Y_, kernel=kernel, solver=solver, options=options)
+
+    monkeypatch.setattr(R, "kernel_interpolate", stalls_once)
+    fit, rec = R.certified_nngp_solve(X, Y, kern, "auto")
+    assert len(calls) == 2 and calls[1].tol == pytest.approx(4e-9, rel=1e-15) and calls[1].dtype == "float64"
+    assert rec["retried"] and rec["tol"] == calls[1].tol and rec["pass"]
+
+
+@pytest.mark.parametrize("residual, passes", [(1e-10, True), (3e-6, False)])
+def test_a_residual_above_the_float64_floor_fails_the_rule(residual, passes, monkeypatch):
+    # n = 200 GP-7: || |K| |alpha| || / ||Y|| measured 4.9e5, so the float64 floor 8 sqrt(200) u * that is
+    # 6.2e-9 (asserted below 3e-7): a residual of 3e-6 is a non-converged alpha and must fail; 1e-10 (the
+    # project's tolerance) passes whatever the floor.
+    X, Y, kern, _ = _gp_problem()
+    alpha = np.asarray(R.kernel_interpolate(X, Y, kernel=kern).alpha)
+    monkeypatch.setattr(R, "kernel_interpolate", lambda *a, **k: _Fit(alpha, residual))
+    _, rec = R.certified_nngp_solve(X, Y, kern, "auto")
+    assert rec["pass"] is passes, rec
+    assert rec["floor"] < 3e-7
+
+
+def test_a_stall_far_above_the_floor_fails_and_other_failures_propagate(monkeypatch):
+    X, Y, kern, _ = _gp_problem()
+    alpha = np.asarray(R.kernel_interpolate(X, Y, kernel=kern).alpha)
+    calls = []
+
+    def stall_then_poor(*a, options, **k):
+        calls.append(options)
+        if len(calls) == 1:
+            raise _stall([2e-6, 1e-6, 1.1e-6, 1.2e-6])  # a preconditioner that stops improving at 1e-6
+        return _Fit(alpha, 1.5e-6)
+
+    monkeypatch.setattr(R, "kernel_interpolate", stall_then_poor)
+    _, rec = R.certified_nngp_solve(X, Y, kern, "auto")
+    assert rec["retried"] and not rec["pass"], rec
+
+    def max_iter(*a, **k):
+        raise ConvergenceError("float64 refinement did not reach relative residual 1.0e-10 (reached max_iter)",
+                               history=[{"step": 0, "kind": "initial", "relative_residual": 1e-3, "seconds": 0}])
+
+    monkeypatch.setattr(R, "kernel_interpolate", max_iter)
+    with pytest.raises(ConvergenceError, match="max_iter"):
+        R.certified_nngp_solve(X, Y, kern, "auto")
 
 
 def test_h_infinity_closed_form():

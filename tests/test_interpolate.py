@@ -247,3 +247,5 @@ def test_auto_dtype_fallback_refused_by_memory_keeps_the_original_error(rng):
     with pytest.raises(ConvergenceError) as ei:
         kernel_interpolate(X, Y, kernel=Gaussian(bandwidth=4.5), options=SolveOptions(max_iter=4, memory_budget=700 * 2**20, store_kernel=False))
     assert "fallback to a float64 factor was not possible" in str(ei.value)
+    # the re-raised error keeps the refinement's history (callers redo a stalled solve from it)
+    assert len(ei.value.history) >= 2 and all("relative_residual" in h for h in ei.value.history)

@@ -88,3 +88,28 @@ def test_wrong_walsh_normalisation_fails_c19(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(networks, "_walsh_amplitudes", lambda mu: np.maximum(mu, 0.0) / mu.size)
     rc, claims = _run(tmp_path, "C19", capsys)
     assert rc == 1 and claims["C19"]["verdict"] == "fail"
+
+
+def test_a_diverged_linearisation_is_reported_and_left_out_of_the_gap_fit_only(tmp_path, monkeypatch):
+    # A narrow network's empirical NTK can put eta lambda_max / (n k) above 2: its linearised GD diverges (the
+    # closed form raises NonFiniteResultError) while the network itself trains. C15 once reported that as an
+    # infinite output gap and died on NaN; now that width leaves the output-gap fit, named in the reason.
+    from kernelgen.errors import NonFiniteResultError
+    from kernelgen.verify._core import Context, run_claim
+
+    real, calls = networks.linearized_gd_outputs, []
+
+    def first_diverges(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:  # width 16, first seed
+            raise NonFiniteResultError("linearized_gd_outputs: the iterates ... diverges: ... > 2")
+        return real(*a, **k)
+
+    monkeypatch.setattr(networks, "linearized_gd_outputs", first_diverges)
+    claim = next(c for c in CN.CLAIMS if c.id == "C15")
+    params = {**claim.scales["smoke"].params, "widths": [16, 32, 64, 256]}
+    res = run_claim(claim, Context("smoke", params, tmp_path, quiet=True))
+    d = res.details
+    assert d["output_gap_widths"] == [32, 64, 256] and [r["width"] for r in d["linearisation_diverged"]] == [16]
+    assert len(d["mean"]["output_gap"]) == 3 and len(d["mean"]["param_change"]) == 4  # only the gap loses it
+    assert "diverges at width 16 seed" in res.reason and np.isfinite(res.measured)

@@ -10,6 +10,7 @@ import pickle
 
 __all__ = [
     "KernelgenError",
+    "restated",
     "InvalidInputError",
     "NonFiniteInputError",
     "ShapeMismatchError",
@@ -184,3 +185,16 @@ class ScratchStorageError(KernelgenError, OSError):
     The message names the path and the remedy (another ``SolveOptions(scratch_dir=...)`` or
     ``KERNELGEN_SCRATCH``, free disk space); nothing half-written is left.
     """
+
+
+def restated(exc: Exception, message: str) -> Exception:
+    """A new exception of ``exc``'s type with ``message``, keeping the attributes callers read from it.
+
+    Used where a library layer adds context to an error and re-raises it (``raise restated(exc, msg) from exc``):
+    :class:`NotPositiveDefiniteError` keeps its ``index``, :class:`ConvergenceError` its ``history``.
+    """
+    if isinstance(exc, NotPositiveDefiniteError):
+        return type(exc)(message, exc.index)
+    if isinstance(exc, ConvergenceError):
+        return type(exc)(message, history=exc.history)
+    return type(exc)(message)

@@ -88,6 +88,7 @@ from .errors import (
     NotPositiveDefiniteError,
     ShapeMismatchError,
     UnsupportedOptionError,
+    restated,
 )
 from .kernels import Precomputed, as_kernel
 from .numerics import relative_norm, safe_norm
@@ -531,8 +532,7 @@ class _Shared:
         try:
             self.plan = self._plan(opts64)
         except (MemoryBudgetError, UnsupportedOptionError) as mem:
-            raise type(exc)(f"{exc} The dtype=None fallback to a float64 factor was not possible: {mem}",
-                            *([exc.index] if isinstance(exc, NotPositiveDefiniteError) else [])) from exc
+            raise restated(exc, f"{exc} The dtype=None fallback to a float64 factor was not possible: {mem}") from exc
         self.factor = self._factor(self.plan)
         self.retried = True
         self.notes.append(f"dtype=None: the shared {dtype.name} factor failed ({type(exc).__name__}); the curve was "

@@ -84,6 +84,7 @@ import numpy as np
 
 from ._jax import enable_x64
 from .errors import InvalidInputError, MemoryBudgetError, NonFiniteResultError, ShapeMismatchError
+from .numerics import check_finite_iterates
 
 __all__ = [
     "MAX_CUBE_DIM",
@@ -536,6 +537,8 @@ def linearized_gd_outputs(ntk_train, f0_train, Y, *, learning_rate: float, steps
         Inconsistent shapes.
     InvalidInputError
         ``ntk_eval_train`` without ``f0_eval`` or a bad learning rate.
+    NonFiniteResultError
+        The iterates overflow: ``eta lambda_max / (n k) > 2`` (:func:`kernelgen.numerics.check_finite_iterates`).
     """
     T = np.asarray(ntk_train, np.float64)
     if T.ndim != 4 or T.shape[:2] != T.shape[2:]:
@@ -572,7 +575,9 @@ def linearized_gd_outputs(ntk_train, f0_train, Y, *, learning_rate: float, steps
             small = np.abs(cl) < 1e-300
             geo = np.where(small, float(t), (1.0 - q ** t) / np.where(small, 1.0, cl))  # sum_{s<t} q^s
             evals.append(fe0 - (c * TeV @ (geo * r0)).reshape(m, k))
-    return np.stack(train), (np.stack(evals) if ntk_eval_train is not None else None)
+    out = np.stack(train), (np.stack(evals) if ntk_eval_train is not None else None)
+    check_finite_iterates([v for v in out if v is not None], c * lam, learning_rate, what="linearized_gd_outputs")
+    return out
 
 
 # ============================================================================================ Boolean cube

@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from .errors import InvalidInputError, MemoryBudgetError
+from .errors import InvalidInputError, MemoryBudgetError, NonFiniteResultError
 
 __all__ = [
     "CALL_LIMITS",
@@ -41,6 +41,7 @@ __all__ = [
     "available_memory",
     "empty_hugepages",
     "check_allocation",
+    "check_finite_iterates",
     "check_symmetric",
     "relative_norm",
     "safe_norm",
@@ -289,3 +290,37 @@ def relative_norm(R, Y) -> float:
     """||R||_F / ||Y||_F computed with :func:`safe_norm` (||R||_F when Y is zero)."""
     nr, ny = safe_norm(R), safe_norm(Y)
     return nr / ny if ny > 0 else nr
+
+
+def check_finite_iterates(values, step_rates, step_size: float, *, what: str) -> None:
+    """Refuse closed-form gradient-descent iterates that overflowed, naming the stability condition.
+
+    The closed forms multiply each eigenmode by ``(1 - r_i)^t``, with ``r_i = step_size * lambda_i / N`` the
+    mode's rate. Where ``max r_i > 2`` that factor exceeds 1 in modulus and grows without bound: the
+    iteration diverges (Lee et al., NeurIPS 2019, sec. 2.4: eta below eta_critical = 2 N / lambda_max).
+    Large finite iterates are returned as they are. Overflow to inf or NaN raises, instead of being returned.
+
+    Parameters
+    ----------
+    values : sequence of ndarray
+        The iterates (any shapes).
+    step_rates : ndarray
+        ``step_size * lambda_i / N`` for every eigenmode (any shape).
+    step_size : float
+        The learning rate, for the message.
+    what : str
+        The computation, for the message.
+
+    Raises
+    ------
+    NonFiniteResultError
+        When ``values`` holds NaN or inf. The message gives ``max r_i`` and, if it is above 2, the largest
+        stable step size.
+    """
+    if all(np.all(np.isfinite(v)) for v in values):
+        return
+    r = float(np.max(step_rates)) if np.size(step_rates) else 0.0
+    why = (f"the iteration diverges: step_size * lambda_max / N = {r:.6g} > 2, so |1 - r| > 1; a step size "
+           f"below {2.0 * step_size / r:.6g} converges (eta_critical = 2 N / lambda_max)" if r > 2.0 else
+           f"step_size * lambda_max / N = {r:.6g} <= 2, so the overflow is in the inputs or the step count")
+    raise NonFiniteResultError(f"{what}: the iterates at step_size {step_size:g} are not finite; {why}.")

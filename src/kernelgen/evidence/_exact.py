@@ -64,7 +64,7 @@ import numpy as np
 
 from .._validation import as_float_array
 from ..errors import (ConvergenceError, InvalidInputError, NonFiniteResultError, NotPositiveDefiniteError,
-                      ShapeMismatchError)
+                      ShapeMismatchError, restated)
 from ..factors import EIGH_MAX_N, EighFactor, LogDet
 from ..kernels import Kernel
 from ..numerics import check_allocation, safe_norm, unit_roundoff
@@ -251,8 +251,8 @@ def kernel_log_evidence(X, Y, *, kernel, ridge: float = 0.0, options=None, verbo
     except (NotPositiveDefiniteError, ConvergenceError) as exc:
         # the solver's own remedies (min_norm, a float64 factor) do not apply here: the evidence needs the float64
         # Cholesky factor of a positive definite K + ridge I
-        raise type(exc)(
-            f"the exact evidence needs K + ridge I positive definite to float64 working precision, and it is not here "
+        raise restated(
+            exc, f"the exact evidence needs K + ridge I positive definite to float64 working precision, and it is not here "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}). Remedies: a ridge > 0 (the noise variance of "
             "the GP), fewer near-duplicate inputs, or a bandwidth at which K is better conditioned. (The factor is "
             "already float64; solver='min_norm' gives no log-determinant.)") from exc

@@ -14,6 +14,7 @@ import numpy as np
 
 from .._validation import as_float_array
 from ..errors import InvalidInputError, ShapeMismatchError
+from ..numerics import check_finite_iterates
 from ._common import Trajectory, _kernel_factor, _linear_problem, _LinearProblem
 
 __all__ = [
@@ -36,8 +37,11 @@ def _closed_form_linear(p: _LinearProblem, eta: float, steps_rec: np.ndarray) ->
     lam = p.s**2 / n
     fac = np.power(1.0 - eta * lam[None, :], steps_rec[:, None].astype(np.float64))  # (R, r)
     if c0.ndim == 1:
-        return p.limit[None] + (fac * c0[None]) @ p.Vr
-    return p.limit[None] + np.matmul(p.Vr.T, fac[:, :, None] * c0[None])
+        out = p.limit[None] + (fac * c0[None]) @ p.Vr
+    else:
+        out = p.limit[None] + np.matmul(p.Vr.T, fac[:, :, None] * c0[None])
+    check_finite_iterates([out], eta * lam, eta, what="gd_closed_form")
+    return out
 
 
 def gd_closed_form(X, y, *, step_size: float, steps, w0=None) -> np.ndarray:
@@ -57,6 +61,12 @@ def gd_closed_form(X, y, *, step_size: float, steps, w0=None) -> np.ndarray:
     Returns
     -------
     ndarray of shape (R, n_features[, n_targets])
+
+    Raises
+    ------
+    NonFiniteResultError
+        The iterates overflow (``step_size * s_max^2 / N > 2``: GD diverges;
+        :func:`kernelgen.numerics.check_finite_iterates`).
 
     References
     ----------
@@ -88,6 +98,11 @@ def gradient_flow_predictions(Theta, y, f0, *, step_size: float, steps, discrete
     -------
     ndarray of shape (R, n[, k])
 
+    Raises
+    ------
+    NonFiniteResultError
+        The iterates overflow (``discrete=True`` with ``step_size * lambda_max / N > 2``: GD diverges).
+
     References
     ----------
     Lee et al., NeurIPS 2019, eq. (9); derivation in ``proofs/gd_closed_form.py``.
@@ -109,8 +124,11 @@ def gradient_flow_predictions(Theta, y, f0, *, step_size: float, steps, discrete
         fac = np.exp(-eta * np.outer(t, lam) / n)
     c0 = Q.T @ (f0 - y)
     if c0.ndim == 1:
-        return y[None] + (fac * c0[None]) @ Q.T
-    return y[None] + np.matmul(Q, fac[:, :, None] * c0[None])
+        out = y[None] + (fac * c0[None]) @ Q.T
+    else:
+        out = y[None] + np.matmul(Q, fac[:, :, None] * c0[None])
+    check_finite_iterates([out], eta * lam / n, eta, what="gradient_flow_predictions")
+    return out
 
 
 # ----------------------------------------------------------------------------- rates

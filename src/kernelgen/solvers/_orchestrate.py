@@ -35,6 +35,7 @@ from ..errors import (
     MemoryBudgetError,
     NotPositiveDefiniteError,
     UnsupportedOptionError,
+    restated,
 )
 from ..options import float64_retry_allowed
 from ._backend import Problem
@@ -220,9 +221,9 @@ def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:
         if getattr(plan, "storage", "memory") == "disk":
             # a float64 factor on disk takes twice the disk and the time: the out-of-core factor's own fallback
             # is the diagonal shift (solvers/_scipy_backend.DISK_SHIFTS), already tried when it breaks down
-            raise type(exc)(f"{exc} (The factor was out of core: no float64 refactor is tried, it would need twice "
-                            "the disk and the time; the diagonal-shift preconditioner was the fallback.)",
-                            *([exc.index] if isinstance(exc, NotPositiveDefiniteError) else [])) from exc
+            raise restated(exc, f"{exc} (The factor was out of core: no float64 refactor is tried, it would need "
+                                 "twice the disk and the time; the diagonal-shift preconditioner was the fallback.)"
+                            ) from exc
         log.warning("mixed precision failed (%s: %s); dtype=None policy: refactoring in float64",
                     type(exc).__name__, str(exc).split(":")[0])
         # the operator is kept (its storage stays counted); only the factor changes dtype
@@ -231,8 +232,7 @@ def _run(backend, problem: Problem, route: str, trace: dict) -> Solution:
         try:
             plan = _check_plan(backend, backend.plan(n, d, k, opts64, solver=route), problem, route, opts64)
         except MemoryBudgetError as mem:
-            raise type(exc)(f"{exc} The dtype=None fallback to a float64 factor was not possible: {mem}",
-                            *([exc.index] if isinstance(exc, NotPositiveDefiniteError) else [])) from exc
+            raise restated(exc, f"{exc} The dtype=None fallback to a float64 factor was not possible: {mem}") from exc
         factor, res, cert = attempt(plan, opts)
         notes = (f"dtype=None: the float32 route failed ({type(exc).__name__}); solved with a float64 factor",)
     shift = float(getattr(factor, "diagonal_shift", 0.0) or 0.0)

@@ -264,7 +264,7 @@ CLAIMS: list[Claim] = [
                            "test error is nearly flat in s (issue 24's 10k: 2.68 / 2.66 / 2.71 / 2.77% for s = 4 / 5 "
                            "/ 6 / 8, standard error ~0.16%): the paired interval is "
                            "the honest tolerance; one float64 Cholesky per bandwidth (10,000 > EIGH_MAX_N); measured "
-                           "262 s wall at load 8-13 (33% of the CPU), 88 s of CPU: ~100 s on the idle 2 cores", 120,
+                           "262 s wall at load 8-13 (33% of the CPU), 88 s of CPU: ~100 s on the idle 2 cores", 45,
                            checked="MNIST n = 10,000, full test set, s in {3, 4, 5, 6, 8} (reduced scale)",
                            source_tested=False),
             "full": Scale({"data": "mnist", "n_train": 60000, "n_test": None, "bandwidths": list(_BWS),

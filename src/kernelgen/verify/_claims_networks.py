@@ -369,7 +369,7 @@ CLAIMS: list[Claim] = [
                             "kernel_widths": [16, 64, 256, 1024, 2048], "kernel_seeds": 4},
                            "each Theorem 2.1 slope <= -0.35 (widths 16..256, 1,024 steps, 2 seeds); S9 slopes "
                            "within -0.5 +- 0.15 (widths 16..2,048, 4 seeds)",
-                           _C15_WHY + "; quick stops at width 256 and 1,024 steps (loss ~4e-3 of its start) to fit its 2-minute share", 120,
+                           _C15_WHY + "; quick stops at width 256 and 1,024 steps (loss ~4e-3 of its start) to fit its 2-minute share", 45,
                            checked="MNIST |D| = 128, widths 16..256, 1,024 GD steps; S9 to width 2,048",
                            source_tested=True),
             "full": Scale({"data": "mnist", "n_train": 128, "n_test": 128, **_C15_NET,
@@ -379,7 +379,7 @@ CLAIMS: list[Claim] = [
                           "within -0.5 +- 0.15 (widths 16..4,096, 8 seeds)",
                           _C15_WHY + "; 2^13 steps take the slowest analytic-NTK mode (lambda_min 0.91, c = 1/1280) "
                           "to e^-5.8, and 3 seeds keep the run under 90 min (paper: widths to 4,096, 2^17 steps)",
-                          3300,
+                          1550,
                           checked="MNIST |D| = 128, widths 16..1,024, 8,192 GD steps, 3 seeds; S9 to width 4,096",
                           source_tested=True),
         },
@@ -417,7 +417,7 @@ CLAIMS: list[Claim] = [
                            "net_count": 100, "net_gp_samples": 400},
                           "bound at every n; slope in [0.3, 0.7]; for n >= 12 flips/n within 15% and a random "
                           "classifier's 1 +- 0.05, 2 +- 0.1; width-1,024 network vs GP at n = 12, |z| <= 3",
-                          "the issue's n = 8..24 on the whole cube (2^24 strings, one sample at a time), more networks", 1800,
+                          "the issue's n = 8..24 on the whole cube (2^24 strings, one sample at a time), more networks", 910,
                           checked="exact GP on the whole cube, n = 8..24, 48 samples; 100 width-1,024 networks at n = 12",
                           source_tested=True),
         },

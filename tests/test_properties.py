@@ -122,10 +122,16 @@ def test_permutation_equivariance(name, backend, solver, dtype, seed):
 
 
 # ============================================================================ linearity in Y
+# |a|, |b| >= 1e-150 (or 0): targets scaled towards 2^-1022 are refused by name (alpha would leave float64's normal
+# range: NonFiniteResultError "underflow", tested in tests/test_bound_tight.py); a fresh hypothesis database drew
+# b = 2.2e-308 once (2026-12-06)
+coefficients = st.floats(-10, 10).filter(lambda v: v == 0 or abs(v) >= 1e-150)
+
+
 @pytest.mark.parametrize("name", list(KERNELS))
 @combos
 @FEW
-@given(seed=seeds, a=st.floats(-10, 10), b=st.floats(-10, 10))
+@given(seed=seeds, a=coefficients, b=coefficients)
 def test_linearity_in_y(name, backend, solver, dtype, seed, a, b):
     X, Y = _data(seed)
     Y1, Y2 = Y[:, :1], Y[:, 1:]

@@ -17,6 +17,7 @@ import pytest
 from kernelgen.errors import ConvergenceError, DataUnavailableError, InvalidInputError, NonFiniteResultError
 from kernelgen.kernels import Linear, ReluNNGP, kernel_matrix
 from kernelgen.verify import _claims_relu as R
+from kernelgen.verify import _floor_rule as FR
 from kernelgen.verify._core import Context, run_claim
 
 CLAIMS = {c.id: c for c in R.CLAIMS}
@@ -119,8 +120,7 @@ def test_certified_solve_reports_omega_against_an_independent_dense_product():
     assert np.linalg.norm(Y - K @ alpha) / np.linalg.norm(Y) <= max(rec["relative_residual"], 1e-13) + 1e-12
     assert rec["pass"] and not rec["retried"] and rec["tol"] == 1e-10 and rec["stall_residual"] is None
     # several blocks (block = 64 does not divide 200) give the dense norm: every block counts once
-    F = R.certified_nngp_solve.__globals__
-    assert F["_abs_product_norm"](X, kern, alpha, block=64) == pytest.approx(abs_norm, rel=1e-12, abs=0)
+    assert FR._abs_product_norm(X, kern, alpha, block=64) == pytest.approx(abs_norm, rel=1e-12, abs=0)
 
 
 class _Fit:
@@ -139,12 +139,12 @@ def _stall(residuals):
 
 
 def _patch(monkeypatch, fn):
-    monkeypatch.setitem(R.certified_nngp_solve.__globals__, "kernel_interpolate", fn)
+    monkeypatch.setattr(FR, "kernel_interpolate", fn)
 
 
 def test_a_stall_is_solved_again_at_twice_its_floor_with_a_float64_factor(monkeypatch):
     X, Y, kern, _ = _gp_problem()
-    real = R.certified_nngp_solve.__globals__["kernel_interpolate"]
+    real = FR.kernel_interpolate
     calls = []
 
     def stalls_once(X_, Y_, *, kernel, solver, options):
@@ -318,10 +318,9 @@ def test_an_out_of_core_stall_keeps_its_history_and_is_retried(cache, monkeypatc
     idx = R._balanced(yp, 2000, 0, 50000)
     X, Y = R.lee_preprocess(Xtr[:50000])[idx], np.eye(10)[yp[idx]] - 0.1
     kern = ReluNNGP(depth=7, weight_variance=0.61, bias_variance=0.07)
-    G = R.certified_nngp_solve.__globals__
-    real_opts = G["SolveOptions"]
+    real_opts = FR.SolveOptions
     with pytest.raises(ConvergenceError, match="stopped decreasing") as e:
-        G["kernel_interpolate"](X, Y, kernel=kern, options=real_opts(storage="disk", float64_max_n=1))
+        FR.kernel_interpolate(X, Y, kernel=kern, options=real_opts(storage="disk", float64_max_n=1))
     assert "out of core" in str(e.value) and any(h["kind"] == "verified" for h in e.value.history)
     seen = []
 
@@ -329,6 +328,6 @@ def test_an_out_of_core_stall_keeps_its_history_and_is_retried(cache, monkeypatc
         seen.append(kw)
         return real_opts(storage="disk", float64_max_n=1, **kw) if len(seen) == 1 else real_opts(**kw)
 
-    monkeypatch.setitem(G, "SolveOptions", disk_first)
+    monkeypatch.setattr(FR, "SolveOptions", disk_first)
     _, rec = R.certified_nngp_solve(X, Y, kern, "auto")
     assert len(seen) == 2 and rec["retried"] and rec["pass"], rec

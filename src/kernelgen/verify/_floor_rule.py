@@ -101,7 +101,9 @@ def certified_nngp_solve(X, Y, kern, solver: str):
         Where the first solve fails for another reason than a stall (or without a history), or the second
         does not reach its tolerance.
     NonFiniteResultError
-        A non-finite alpha, kernel entry or residual.
+        A non-finite alpha, kernel entry or residual, or Y = 0.
+    InvalidInputError
+        A kernel with a negative entry (the rule needs |K| = K).
     """
     tol, fit, stall = EXACT_TOL, None, None
     try:
